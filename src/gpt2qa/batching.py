@@ -1,0 +1,66 @@
+"""Dynamic padding and length-grouped batches, shared by training and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import Feature
+
+
+def collate(features: Sequence[Feature], pad_id: int, with_labels: bool = True) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest feature (not to max_seq_length).
+
+    Padding goes on the right: under causal attention real tokens never see it, and the
+    attention mask hides it from everything else.
+    """
+    width = max(len(f.input_ids) for f in features)
+    n = len(features)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    context_mask = torch.zeros((n, width), dtype=torch.bool)
+    null_index = torch.empty(n, dtype=torch.long)
+    for i, f in enumerate(features):
+        input_ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids, dtype=torch.long)
+        attention_mask[i, : len(f.input_ids)] = 1
+        context_mask[i, f.context_offset: f.context_end()] = True
+        null_index[i] = f.null_index
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+             "context_mask": context_mask, "null_index": null_index}
+    if with_labels:
+        for f in features:
+            for pos in (f.start_position, f.end_position):
+                if pos != f.null_index and not f.context_offset <= pos < f.context_end():
+                    raise GPT2QAError(f"id={f.qas_id} window {f.window_index}: label {pos} is "
+                                      "neither a context token nor the null position")
+        batch["start_positions"] = torch.tensor([f.start_position for f in features])
+        batch["end_positions"] = torch.tensor([f.end_position for f in features])
+    return batch
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int,
+                           generator: torch.Generator | None = None,
+                           group_size: int = 50) -> list[list[int]]:
+    """Split indices into batches of similar length, so dynamic padding wastes little.
+
+    With a generator: shuffle all indices, cut them into groups of `group_size` batches, sort
+    each group by length, cut it into batches, then shuffle the batches. Examples still move
+    between groups every epoch, and batch order stays random. Without a generator (inference):
+    sort everything by length, longest first, so a memory problem shows up at once.
+    """
+    if batch_size < 1:
+        raise GPT2QAError(f"batch size must be at least 1; got {batch_size}")
+    n = len(lengths)
+    if generator is None:
+        order = sorted(range(n), key=lambda i: -lengths[i])
+        return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+    perm = torch.randperm(n, generator=generator).tolist()
+    chunk = batch_size * max(group_size, 1)
+    batches: list[list[int]] = []
+    for c in range(0, n, chunk):
+        group = sorted(perm[c: c + chunk], key=lambda i: -lengths[i])
+        batches.extend(group[i: i + batch_size] for i in range(0, len(group), batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]

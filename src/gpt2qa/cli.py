@@ -1,0 +1,300 @@
+"""The `gpt2qa` command line. Each sub-command parses flags and calls one stage function.
+
+Heavy imports (torch, transformers) happen inside the commands, so `gpt2qa evaluate` and
+`gpt2qa --help` start fast. Every GPT2QAError becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gpt2qa import __version__
+from gpt2qa.errors import GPT2QAError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _field_type(tp: Any) -> tuple[Callable[[str], Any] | None, tuple[str, ...] | None]:
+    """argparse type and choices for a dataclass field annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _field_type(args[0])
+    if origin is typing.Literal:
+        return str, tuple(str(a) for a in typing.get_args(tp))
+    if tp in (int, float, str):
+        return tp, None
+    return None, None
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
+    """One flag per field of a config dataclass, defaulting to 'not given' (None)."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        tp = hints[field.name]
+        default = field.default
+        if tp is bool:
+            parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction,
+                                default=None, help=f"(default: {default})")
+            continue
+        conv, choices = _field_type(tp)
+        parser.add_argument(_flag(field.name), type=conv, choices=choices, default=None,
+                            metavar=None if choices else field.name.upper(),
+                            help=f"(default: {default})")
+
+
+def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | None) -> Any:
+    """Dataclass defaults < YAML config file < command-line flags."""
+    values: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if config_file:
+        values.update(_read_yaml_config(config_file, names))
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise GPT2QAError(f"bad configuration: {exc}") from None
+
+
+def _read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GPT2QAError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise GPT2QAError(f"{path}: invalid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise GPT2QAError(f"{path}: expected a mapping of settings")
+    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise GPT2QAError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    return values
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gpt2qa.decode import write_json_atomic
+    from gpt2qa.metrics import evaluate_files
+
+    result = evaluate_files(args.data, args.predictions, na_prob_file=args.na_prob_file,
+                            na_prob_thresh=args.na_prob_thresh, out_image_dir=args.out_image_dir,
+                            with_breakdown=args.breakdown)
+    if args.out_file:
+        write_json_atomic(args.out_file, result)
+    _print_json(result)
+    return 0
+
+
+# -- check-spans ------------------------------------------------------------------------------
+
+def cmd_check_spans(args: argparse.Namespace) -> int:
+    import time
+
+    from gpt2qa.data import load_squad
+    from gpt2qa.features import (
+        FeatureConfig,
+        convert_examples_to_features,
+        oracle_answers,
+        prepare_tokenizer,
+    )
+    from gpt2qa.metrics import evaluate_v2
+    from gpt2qa.tokenizer import load_tokenizer
+
+    t0 = time.perf_counter()
+    dataset = load_squad(args.data, args.misaligned)
+    tokenizer = load_tokenizer(args.tokenizer)
+    special = prepare_tokenizer(tokenizer)
+    config = FeatureConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                           max_query_length=args.max_query_length, layout=args.layout,
+                           null_position=args.null_position)
+    features = convert_examples_to_features(dataset.examples, tokenizer, config, special)
+    oracle = oracle_answers(dataset.examples, features)
+    answerable = [ex for ex in dataset.examples if ex.qas_id in oracle]
+    scores = evaluate_v2(answerable, oracle) if answerable else {"exact": 0.0, "f1": 0.0}
+    golds = {ex.qas_id: ex for ex in answerable}
+    failures = []
+    from gpt2qa.metrics import exact_match
+
+    for qid, text in oracle.items():
+        gold_texts = [a.text for a in golds[qid].answers]
+        if not any(exact_match(text, g) for g in gold_texts):
+            failures.append({"id": qid, "gold": gold_texts[0], "decoded": text})
+    _print_json({
+        "file": str(args.data), "examples": len(dataset.examples), "features": len(features),
+        "answerable": len(answerable), "exact": scores["exact"], "f1": scores["f1"],
+        "exact_failures": len(failures), "repairs": len(dataset.repairs),
+        "seconds": round(time.perf_counter() - t0, 3), "failures": failures[:20],
+    })
+    return 0
+
+
+def _add_feature_flags(p: argparse.ArgumentParser) -> None:
+    from gpt2qa.features import LAYOUTS, NULL_POSITIONS, FeatureConfig
+
+    d = FeatureConfig()
+    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
+    p.add_argument("--doc-stride", type=int, default=d.doc_stride)
+    p.add_argument("--max-query-length", type=int, default=d.max_query_length)
+    p.add_argument("--layout", choices=LAYOUTS, default=d.layout)
+    p.add_argument("--null-position", choices=NULL_POSITIONS, default=d.null_position)
+
+
+# -- train --------------------------------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gpt2qa.config import TrainConfig
+    from gpt2qa.train import train
+
+    config = config_from_sources(TrainConfig, args, args.config)
+    result = train(config)
+    summary: dict[str, Any] = {"output_dir": str(result.output_dir), "steps": result.steps,
+                               "model_dir": str(result.model_dir)}
+    if result.metrics:
+        keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
+                "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
+        summary["metrics"] = {k: result.metrics[k] for k in keys if k in result.metrics}
+    _print_json(summary)
+    return 0
+
+
+# -- predict --------------------------------------------------------------------------------------
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from gpt2qa.data import load_squad
+    from gpt2qa.decode import write_predictions
+    from gpt2qa.pipeline import QAPipeline
+
+    if (args.data is None) == (args.question is None):
+        raise GPT2QAError("give either --data FILE --out-dir DIR, or --question Q --context C")
+    if args.data is not None and args.out_dir is None:
+        raise GPT2QAError("--data needs --out-dir for predictions.json, na_probs.json, nbest.json")
+    if args.question is not None and args.context is None:
+        raise GPT2QAError("--question needs --context")
+    if args.data is not None and not Path(args.data).is_file():
+        raise GPT2QAError(f"{args.data}: no such file")
+    pipe = QAPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
+    if args.question is not None:
+        pred = pipe.answer(args.question, args.context, args.null_score_diff_threshold)
+        best = pred.nbest[0] if pred.nbest else None
+        _print_json({"answer": pred.text, "is_impossible": pred.is_impossible,
+                     "score": best.score if best else None,
+                     "no_answer_probability": pred.na_prob,
+                     "start": best.start if best and pred.text else None,
+                     "end": best.end if best and pred.text else None})
+        return 0
+    dataset = load_squad(args.data, args.misaligned, check_offsets=False)
+    preds = pipe.predict(dataset.examples, args.batch_size, args.null_score_diff_threshold)
+    paths = write_predictions(preds, args.out_dir)
+    _print_json({"examples": len(preds), "no_answer": sum(p.is_impossible for p in preds),
+                 **{k: str(v) for k, v in paths.items()}})
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gpt2qa.demo import DemoConfig, run_demo
+
+    config = config_from_sources(DemoConfig, args, None)
+    run_demo(config)
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpt2qa.config import TrainConfig
+    from gpt2qa.demo import DemoConfig
+
+    parser = argparse.ArgumentParser(prog="gpt2qa", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gpt2qa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
+                                    "SQuAD 2.0 data (no network, ~3 minutes on 2 CPU cores)")
+    add_dataclass_flags(p, DemoConfig)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="fine-tune a decoder-only model for SQuAD-style QA")
+    p.add_argument("--config", help="YAML file with any of the settings below")
+    add_dataclass_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="answer questions with a trained gpt2qa model directory")
+    p.add_argument("--model", required=True, help="a gpt2qa model directory")
+    p.add_argument("--data", help="SQuAD JSON file to answer")
+    p.add_argument("--out-dir", help="where predictions.json, na_probs.json, nbest.json go")
+    p.add_argument("--question")
+    p.add_argument("--context")
+    p.add_argument("--null-score-diff-threshold", type=float, default=None,
+                   help="override the threshold saved with the model")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="official SQuAD v2.0 (or v1.1) metrics for a predictions file")
+    p.add_argument("data", help="SQuAD JSON with gold answers")
+    p.add_argument("predictions", help="JSON object: id -> predicted text ('' = no answer)")
+    p.add_argument("--na-prob-file", help="JSON object: id -> no-answer probability")
+    p.add_argument("--na-prob-thresh", type=float, default=1.0,
+                   help="predict no-answer when na_prob exceeds this (default 1.0: never)")
+    p.add_argument("--out-file", help="also write the metrics JSON here")
+    p.add_argument("--out-image-dir", help="write PR curves and na-prob histograms (PNG) here")
+    p.add_argument("--breakdown", action="store_true",
+                   help="add scores by question word and answer length")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("check-spans", help="oracle EM/F1: do gold answers survive tokenisation?")
+    p.add_argument("data", help="SQuAD JSON file")
+    p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
+    _add_feature_flags(p)
+    p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
+    p.set_defaults(func=cmd_check_spans)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except GPT2QAError as exc:
+        print(f"gpt2qa {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gpt2qa {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,170 @@
+"""Run and model settings as frozen dataclasses, free of heavy imports (torch is not needed).
+
+QAConfig travels with a saved model (gpt2qa.json); TrainConfig describes one fine-tuning run
+and doubles as the `gpt2qa train` flags and the YAML config keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from gpt2qa.data import Misaligned
+from gpt2qa.decode import DecodeConfig
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import FeatureConfig, Layout, NullPosition
+
+Head = Literal["linear", "bilstm"]
+HEADS: tuple[str, ...] = ("linear", "bilstm")
+QA_CONFIG_NAME = "gpt2qa.json"
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Everything besides the weights that `predict` needs; saved as gpt2qa.json."""
+
+    head: Head = "linear"
+    layout: Layout = "question-first"
+    null_position: NullPosition = "last"
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+    lstm_hidden_size: int = 0
+    """Hidden size of each LSTM direction; 0 means half the backbone width."""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise GPT2QAError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
+        if self.lstm_hidden_size < 0:
+            raise GPT2QAError("lstm_hidden_size must be >= 0")
+        self.features()  # validates layout, null position and lengths
+        self.decoding()
+
+    def features(self) -> FeatureConfig:
+        return FeatureConfig(max_seq_length=self.max_seq_length, doc_stride=self.doc_stride,
+                             max_query_length=self.max_query_length, layout=self.layout,
+                             null_position=self.null_position)
+
+    def decoding(self, null_score_diff_threshold: float | None = None) -> DecodeConfig:
+        threshold = (self.null_score_diff_threshold if null_score_diff_threshold is None
+                     else null_score_diff_threshold)
+        return DecodeConfig(
+            n_best_size=self.n_best_size, max_answer_length=self.max_answer_length,
+            null_score_diff_threshold=threshold,
+            null_scoring="classifier" if self.null_position == "classifier" else "span")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gpt2qa_version": 1, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], source: str = QA_CONFIG_NAME) -> QAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known - {"gpt2qa_version"})
+        if unknown:
+            raise GPT2QAError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        try:
+            return cls(**{k: v for k, v in obj.items() if k in known})
+        except (TypeError, GPT2QAError) as exc:
+            raise GPT2QAError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> QAConfig:
+        path = Path(model_dir) / QA_CONFIG_NAME
+        if not path.is_file():
+            raise GPT2QAError(f"{model_dir}: not a gpt2qa model directory (no {QA_CONFIG_NAME}); "
+                              "train one with `gpt2qa train` or `gpt2qa demo`")
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise GPT2QAError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(obj, dict):
+            raise GPT2QAError(f"{path}: expected a JSON object")
+        return cls.from_json(obj, str(path))
+
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning run. Every field is also a `gpt2qa train` flag and a YAML config key."""
+
+    model: str = "gpt2"
+    """Hub id or local directory of a decoder-only model, or a gpt2qa model directory."""
+    output_dir: str = "runs/gpt2qa"
+    train_file: str | None = None
+    eval_file: str | None = None
+    dataset: str | None = None
+    """Hub dataset name (``squad_v2``); needs the optional ``datasets`` extra and a network."""
+    head: Head = "linear"
+    layout: Layout = "question-first"
+    null_position: NullPosition = "last"
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    lstm_hidden_size: int = 0
+    epochs: float = 2.0
+    max_steps: int = 0
+    """Optimizer steps; 0 means run `epochs` epochs."""
+    batch_size: int = 16
+    grad_accum: int = 1
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: Precision = "fp32"
+    eval_every: int = 0
+    """Evaluate every N optimizer steps; 0 means at the end of each epoch."""
+    save_every: int = 0
+    """Checkpoint every N optimizer steps; 0 means at each evaluation."""
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    group_by_length: bool = True
+    misaligned: Misaligned = "error"
+    max_train_examples: int = 0
+    """Use only the first N training examples (0: all), for quick trials."""
+    max_eval_examples: int = 0
+    tensorboard: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be positive"),
+            (self.max_steps >= 0, "max_steps must be >= 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.lr > 0, "lr must be positive"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.max_grad_norm > 0, "max_grad_norm must be positive"),
+            (self.eval_every >= 0 and self.save_every >= 0, "eval_every/save_every must be >= 0"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.misaligned in ("error", "skip", "fix-by-search"),
+             "misaligned must be error, skip or fix-by-search"),
+            (self.train_file is not None or self.dataset is not None,
+             "give --train-file (or --dataset squad_v2)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise GPT2QAError(f"bad training setting: {message}")
+        self.qa_config()
+
+    def qa_config(self, null_score_diff_threshold: float = 0.0) -> QAConfig:
+        return QAConfig(head=self.head, layout=self.layout, null_position=self.null_position,
+                        max_seq_length=self.max_seq_length, doc_stride=self.doc_stride,
+                        max_query_length=self.max_query_length, n_best_size=self.n_best_size,
+                        max_answer_length=self.max_answer_length,
+                        null_score_diff_threshold=null_score_diff_threshold,
+                        lstm_hidden_size=self.lstm_hidden_size)

@@ -1,0 +1,210 @@
+"""Stage 4: start/end logits and null scores -> answers (n-best, null threshold, output files).
+
+The decision rule is BERT's: for an example with windows w,
+
+    score_diff = min_w null_w - max_{w, i<=j} (start_w[i] + end_w[j])
+
+and the answer is "" (no answer) when score_diff > null_score_diff_threshold. With an
+answerability classifier the null score is its logit z_w and score_diff = min_w z_w.
+`na_prob = sigmoid(score_diff)` is monotone in score_diff, so a threshold tuned by the official
+evaluator on na_probs (p*) maps back to null_score_diff_threshold = logit(p*).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import Feature
+
+NullScoring = Literal["span", "classifier"]
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How logits become answers."""
+
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+    null_scoring: NullScoring = "span"
+
+    def __post_init__(self) -> None:
+        if self.n_best_size < 1:
+            raise GPT2QAError(f"n_best_size must be at least 1; got {self.n_best_size}")
+        if self.max_answer_length < 1:
+            raise GPT2QAError(f"max_answer_length must be at least 1; got {self.max_answer_length}")
+        if not math.isfinite(self.null_score_diff_threshold):
+            raise GPT2QAError("null_score_diff_threshold must be a finite number")
+        if self.null_scoring not in ("span", "classifier"):
+            raise GPT2QAError(f"null_scoring must be 'span' or 'classifier'; got {self.null_scoring!r}")
+
+
+@dataclass(frozen=True)
+class WindowOutput:
+    """A model's scores for one feature: per-position start/end logits and one null score."""
+
+    start_logits: np.ndarray
+    end_logits: np.ndarray
+    null_score: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One span answer; `start`/`end` are character offsets into the context (end exclusive)."""
+
+    text: str
+    score: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The decoded answer for one example."""
+
+    qas_id: str
+    text: str
+    best_span: str
+    score_diff: float
+    na_prob: float
+    nbest: tuple[Candidate, ...]
+
+    @property
+    def is_impossible(self) -> bool:
+        return self.text == ""
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def threshold_from_na_prob(p: float) -> float:
+    """Invert `na_prob = sigmoid(score_diff)`: an na-prob threshold as a score-diff threshold."""
+    p = min(max(p, 1e-15), 1.0 - 1e-15)
+    return math.log(p / (1.0 - p))
+
+
+def window_candidates(feature: Feature, output: WindowOutput, context: str,
+                      n_best_size: int, max_answer_length: int) -> list[Candidate]:
+    """The best spans of one window, without Python loops over all (start, end) pairs.
+
+    Only context tokens may start or end a span. Take the top `n_best_size` starts and ends,
+    score the k x k grid at once, keep start <= end and length <= max_answer_length.
+    Worked example: context logits start=[1, 5, 2], end=[0, 1, 4] and n_best_size=2 give
+    starts {1, 2} and ends {2, 1}; pairs (1,2)=9, (1,1)=6, (2,2)=6 survive in that order
+    (the tie goes to the earlier start); (2,1) is reversed and dropped.
+    Ties are broken by position (earlier start, then earlier end) so decoding is deterministic.
+    """
+    lo, hi = feature.context_offset, feature.context_end()
+    if hi <= lo:
+        return []
+    start = np.asarray(output.start_logits[lo:hi], dtype=np.float64)
+    end = np.asarray(output.end_logits[lo:hi], dtype=np.float64)
+    k = min(n_best_size, hi - lo)
+    # Stable sort on -score: equal scores keep position order.
+    top_s = np.argsort(-start, kind="stable")[:k]
+    top_e = np.argsort(-end, kind="stable")[:k]
+    s_idx, e_idx = np.meshgrid(top_s, top_e, indexing="ij")
+    s_idx, e_idx = s_idx.ravel(), e_idx.ravel()
+    ok = (s_idx <= e_idx) & (e_idx - s_idx + 1 <= max_answer_length)
+    s_idx, e_idx = s_idx[ok], e_idx[ok]
+    scores = start[s_idx] + end[e_idx]
+    order = np.lexsort((e_idx, s_idx, -scores))[:n_best_size]
+    spans = feature.token_spans
+    out = []
+    for i in order:
+        c_start, c_end = spans[s_idx[i]][0], spans[e_idx[i]][1]
+        if c_end <= c_start:  # only white space
+            continue
+        out.append(Candidate(context[c_start:c_end], float(scores[i]), c_start, c_end))
+    return out
+
+
+def decode_example(qas_id: str, context: str, features: Sequence[Feature],
+                   outputs: Sequence[WindowOutput], config: DecodeConfig) -> Prediction:
+    """Aggregate every window of one example into its n-best list and final answer.
+
+    A span seen by two overlapping windows keeps its best score; the same text at different
+    places stays as separate candidates.
+    """
+    if not features:
+        raise GPT2QAError(f"id={qas_id}: no features to decode")
+    best: dict[tuple[int, int], Candidate] = {}
+    for feature, output in zip(features, outputs, strict=True):
+        for cand in window_candidates(feature, output, context, config.n_best_size,
+                                      config.max_answer_length):
+            key = (cand.start, cand.end)
+            if key not in best or cand.score > best[key].score:
+                best[key] = cand
+    nbest = sorted(best.values(), key=lambda c: (-c.score, c.start, c.end))[: config.n_best_size]
+    null = min(o.null_score for o in outputs)
+    if config.null_scoring == "classifier":
+        diff = null
+    elif nbest:
+        diff = null - nbest[0].score
+    else:
+        diff = math.inf
+    best_span = nbest[0].text if nbest else ""
+    text = "" if diff > config.null_score_diff_threshold else best_span
+    return Prediction(qas_id=qas_id, text=text, best_span=best_span,
+                      score_diff=diff, na_prob=sigmoid(diff) if math.isfinite(diff) else 1.0,
+                      nbest=tuple(nbest))
+
+
+def decode(contexts: Mapping[str, str], features: Sequence[Feature],
+           outputs: Sequence[WindowOutput], config: DecodeConfig) -> list[Prediction]:
+    """Decode all examples, in the order their first feature appears."""
+    if len(features) != len(outputs):
+        raise GPT2QAError(f"{len(features)} features but {len(outputs)} outputs")
+    grouped: dict[str, tuple[list[Feature], list[WindowOutput]]] = {}
+    for feature, output in zip(features, outputs, strict=True):
+        feats, outs = grouped.setdefault(feature.qas_id, ([], []))
+        feats.append(feature)
+        outs.append(output)
+    return [decode_example(qid, contexts[qid], feats, outs, config)
+            for qid, (feats, outs) in grouped.items()]
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: object) -> None:
+    """Write JSON to a temporary file beside `path`, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, ensure_ascii=False, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predictions_to_json(predictions: Sequence[Prediction]) -> tuple[dict, dict, dict]:
+    """The three official-style outputs: id -> text, id -> na_prob, id -> ranked candidates."""
+    preds = {p.qas_id: p.text for p in predictions}
+    na_probs = {p.qas_id: p.na_prob for p in predictions}
+    nbest = {p.qas_id: [{"text": c.text, "score": c.score, "start": c.start, "end": c.end}
+                        for c in p.nbest] for p in predictions}
+    return preds, na_probs, nbest
+
+
+def write_predictions(predictions: Sequence[Prediction], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write predictions.json, na_probs.json and nbest.json into `out_dir`."""
+    out = Path(out_dir)
+    paths = {name: out / f"{name}.json" for name in ("predictions", "na_probs", "nbest")}
+    for name, obj in zip(paths, predictions_to_json(predictions), strict=True):
+        write_json_atomic(paths[name], obj)
+    return paths

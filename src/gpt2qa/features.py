@@ -1,0 +1,265 @@
+"""Stage 2: examples -> model inputs (sliding windows, char <-> token spans, labels).
+
+GPT-2 has no [CLS], [SEP] or [PAD]. The 2019 experiment wrote "[CLS]"/"[SEP]" as text and
+they became token id 0 ("!"). Here the separator and the no-answer slot are real added special
+tokens (`<|sep|>`, `<|null|>`), registered with the tokenizer so the model can resize its
+embedding matrix. Padding uses `<|endoftext|>` (GPT-2's only special token) and is always
+masked out by the attention mask: that is the one documented use of it.
+
+Sequence layouts (`layout` x `null_position`), for question Q and one window C of context:
+
+    question-first, last:  Q <|sep|> C <|null|>     (the null slot has seen everything)
+    question-first, first: <|null|> Q <|sep|> C     (BERT/run_qa style; sees nothing)
+    context-first,  last:  C <|sep|> Q <|null|>
+    context-first,  first: <|null|> C <|sep|> Q     (the 2019 experiment's layout)
+
+`null_position="classifier"` uses the `last` layout; the model then reads answerability from a
+separate classifier on the `<|null|>` token instead of from its span logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gpt2qa.data import SquadExample
+from gpt2qa.errors import GPT2QAError
+
+Layout = Literal["question-first", "context-first"]
+NullPosition = Literal["first", "last", "classifier"]
+LAYOUTS: tuple[str, ...] = ("question-first", "context-first")
+NULL_POSITIONS: tuple[str, ...] = ("first", "last", "classifier")
+
+SEP_TOKEN = "<|sep|>"
+NULL_TOKEN = "<|null|>"
+PAD_TOKEN = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How examples become windows of token ids.
+
+    `doc_stride` is the step between the starts of consecutive windows (BERT's meaning), so
+    consecutive windows overlap by `window_length - doc_stride` tokens.
+    """
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    layout: Layout = "question-first"
+    null_position: NullPosition = "last"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise GPT2QAError(f"layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}")
+        if self.null_position not in NULL_POSITIONS:
+            raise GPT2QAError(f"null_position must be one of {', '.join(NULL_POSITIONS)}; "
+                              f"got {self.null_position!r}")
+        if self.max_query_length < 1 or self.doc_stride < 1:
+            raise GPT2QAError("max_query_length and doc_stride must be at least 1")
+        # Two special tokens plus at least one context token must fit beside the question.
+        if self.max_seq_length < self.max_query_length + 3:
+            raise GPT2QAError(f"max_seq_length ({self.max_seq_length}) must be at least "
+                              f"max_query_length ({self.max_query_length}) + 3")
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Token ids of the added special tokens, and the padding id."""
+
+    sep: int
+    null: int
+    pad: int
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One window of one example.
+
+    Context tokens occupy `input_ids[context_offset : context_offset + len(token_spans)]`;
+    `token_spans[i]` is the (start, end) character span in the example's context of the i-th
+    of them, with surrounding white space trimmed (a pure white-space token has start == end).
+    `start_position`/`end_position` index `input_ids`; both equal `null_index` when the
+    window holds no answer.
+    """
+
+    qas_id: str
+    example_index: int
+    window_index: int
+    input_ids: tuple[int, ...]
+    context_offset: int
+    token_spans: tuple[tuple[int, int], ...]
+    null_index: int
+    start_position: int
+    end_position: int
+
+    @property
+    def is_null(self) -> bool:
+        return self.start_position == self.null_index
+
+    def context_end(self) -> int:
+        """Exclusive end of the context tokens in `input_ids`."""
+        return self.context_offset + len(self.token_spans)
+
+
+def prepare_tokenizer(tokenizer: Any) -> SpecialIds:
+    """Register gpt2qa's special tokens with `tokenizer` (idempotent) and return their ids.
+
+    Raises if a token would fall back to the unknown/`<|endoftext|>` id, which is exactly the
+    silent "[CLS] -> 0" failure this project exists to avoid.
+    """
+    missing = [t for t in (SEP_TOKEN, NULL_TOKEN) if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing},
+                                     replace_extra_special_tokens=False)
+    if tokenizer.eos_token is None:
+        raise GPT2QAError("the tokenizer has no end-of-text token to pad with")
+    ids = SpecialIds(sep=tokenizer.convert_tokens_to_ids(SEP_TOKEN),
+                     null=tokenizer.convert_tokens_to_ids(NULL_TOKEN),
+                     pad=tokenizer.eos_token_id)
+    for name, value in ((SEP_TOKEN, ids.sep), (NULL_TOKEN, ids.null)):
+        if value is None or value in (0, ids.pad, tokenizer.unk_token_id) \
+                or tokenizer.convert_ids_to_tokens(value) != name:
+            raise GPT2QAError(f"special token {name} did not get its own id (got {value})")
+    return ids
+
+
+def trim_span(context: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink a character span so it neither starts nor ends with white space.
+
+    GPT-2 tokens carry their leading space: in "in 1889" the token " 1889" has the untrimmed
+    span (2, 7); trimmed it is (3, 7), so the decoded answer is "1889", not " 1889".
+    """
+    while start < end and context[start].isspace():
+        start += 1
+    while end > start and context[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def char_span_to_token_span(spans: Sequence[tuple[int, int]], char_start: int,
+                            char_end: int) -> tuple[int, int] | None:
+    """Map an answer's characters [char_start, char_end) to inclusive token indices.
+
+    The start token is the first non-empty token that ends after `char_start`; the end token
+    is the last non-empty token that starts before `char_end`. Worked example, context
+    "Paris, 1889s." with trimmed token spans
+        0:"Paris"(0,5) 1:","(5,6) 2:" 18"(7,9) 3:"89"(9,11) 4:"s"(11,12) 5:"."(12,13)
+    answer "1889" = chars [7, 11) -> tokens (2, 3); answer "1889s" = [7, 12) -> (2, 4);
+    answer "89s" = [9, 12) -> (3, 4). An answer that starts or ends inside a token is widened
+    to whole tokens ("889" = [8, 11) -> (2, 3), decoding back as "1889"). Returns None when no
+    token overlaps the answer (for example an answer made only of white space).
+    """
+    start_tok = end_tok = None
+    for i, (s, e) in enumerate(spans):
+        if s == e:
+            continue
+        if start_tok is None and e > char_start:
+            start_tok = i
+        if s < char_end:
+            end_tok = i
+    if start_tok is None or end_tok is None or end_tok < start_tok:
+        return None
+    return start_tok, end_tok
+
+
+def window_starts(n_context: int, window: int, doc_stride: int) -> list[int]:
+    """Start offsets of the sliding windows over `n_context` tokens.
+
+    With 10 context tokens, windows of 4 and doc_stride 3: starts [0, 3, 6]; the last window
+    [6, 10) reaches the end, so no further window is made. An empty context still gets one
+    (empty) window so that the question is not lost.
+    """
+    if window < 1:
+        raise GPT2QAError("no room for context tokens in the window")
+    starts = [0]
+    while starts[-1] + window < n_context:
+        starts.append(starts[-1] + min(window, doc_stride))
+    return starts
+
+
+def _assemble(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
+              context: Sequence[int]) -> tuple[list[int], int, int]:
+    """Lay out one window; return (input_ids, context_offset, null_index)."""
+    if config.layout == "question-first":
+        body = [*question, ids.sep]
+        offset = len(body)
+        body += context
+    else:
+        body = [*context, ids.sep, *question]
+        offset = 0
+    if config.null_position == "first":
+        return [ids.null, *body], offset + 1, 0
+    return [*body, ids.null], offset, len(body)
+
+
+def _encode(tokenizer: Any, texts: list[str], offsets: bool) -> Any:
+    # split_special_tokens: a context that literally contains "<|sep|>" must stay plain text.
+    return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=offsets,
+                     split_special_tokens=True, return_attention_mask=False)
+
+
+def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: Any,
+                                 config: FeatureConfig,
+                                 special_ids: SpecialIds | None = None) -> list[Feature]:
+    """Tokenise every example (in batches, each distinct context once) and cut it into windows.
+
+    Training labels use the first gold answer; a window that does not contain the whole
+    answer, and every unanswerable example, is labelled with its null index.
+    """
+    ids = special_ids or prepare_tokenizer(tokenizer)
+    contexts = list(dict.fromkeys(ex.context for ex in examples))
+    ctx_enc = _encode(tokenizer, contexts, offsets=True)
+    ctx_tokens: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
+    for text, tok_ids, offs in zip(contexts, ctx_enc["input_ids"], ctx_enc["offset_mapping"],
+                                   strict=True):
+        ctx_tokens[text] = (tok_ids, [trim_span(text, s, e) for s, e in offs])
+    q_enc = _encode(tokenizer, [ex.question.strip() for ex in examples], offsets=False)
+
+    features: list[Feature] = []
+    for ex_index, (ex, q_ids) in enumerate(zip(examples, q_enc["input_ids"], strict=True)):
+        question = q_ids[: config.max_query_length]
+        tok_ids, spans = ctx_tokens[ex.context]
+        answer_tokens = None
+        if ex.answers and not ex.is_impossible:
+            gold = ex.answers[0]
+            answer_tokens = char_span_to_token_span(spans, gold.answer_start, gold.answer_end)
+        window = config.max_seq_length - len(question) - 2
+        for w, start in enumerate(window_starts(len(tok_ids), window, config.doc_stride)):
+            end = min(start + window, len(tok_ids))
+            input_ids, offset, null_index = _assemble(config, ids, question, tok_ids[start:end])
+            start_pos = end_pos = null_index
+            if answer_tokens is not None and start <= answer_tokens[0] \
+                    and answer_tokens[1] < end:
+                start_pos = answer_tokens[0] - start + offset
+                end_pos = answer_tokens[1] - start + offset
+            features.append(Feature(
+                qas_id=ex.qas_id, example_index=ex_index, window_index=w,
+                input_ids=tuple(input_ids), context_offset=offset,
+                token_spans=tuple(spans[start:end]), null_index=null_index,
+                start_position=start_pos, end_position=end_pos))
+    return features
+
+
+def feature_answer_text(feature: Feature, context: str) -> str:
+    """The context text that a feature's label points at ("" for a null label)."""
+    if feature.is_null:
+        return ""
+    first = feature.token_spans[feature.start_position - feature.context_offset]
+    last = feature.token_spans[feature.end_position - feature.context_offset]
+    return context[first[0]:last[1]]
+
+
+def oracle_answers(examples: Sequence[SquadExample], features: Sequence[Feature]) -> dict[str, str]:
+    """For each answerable example: its gold label decoded back to text through the offsets.
+
+    This is the best any model can do with these features; scoring it against the gold answers
+    measures what tokenisation and windowing lose. An answer that no window holds whole
+    decodes to "".
+    """
+    out = {ex.qas_id: "" for ex in examples if ex.answers and not ex.is_impossible}
+    for f in features:
+        if f.qas_id in out and not out[f.qas_id] and not f.is_null:
+            out[f.qas_id] = feature_answer_text(f, examples[f.example_index].context)
+    return out

@@ -1,0 +1,628 @@
+"""Stage 6: score predictions the way the official SQuAD scripts do (v2.0 and v1.1).
+
+The numbers returned by `evaluate_v2` equal those of the official ``evaluate-v2.0.py`` for the
+same inputs: the same keys in the same order, the same arithmetic (``100.0 * sum / total``,
+summed in file order).  Two deliberate differences, both invisible for complete inputs:
+
+* a question with no prediction is scored as wrong (EM 0, F1 0) at every no-answer threshold
+  instead of crashing the run; the result then carries ``missing`` (the count);
+* predictions for ids that are not in the data are ignored and counted under ``extra``.
+
+Worked example (one answerable question with gold "Gustave Eiffel", prediction "Eiffel"):
+normalised gold tokens ``[gustave, eiffel]``, prediction ``[eiffel]``; one token in common, so
+precision 1/1, recall 1/2, F1 = 2 * 1 * 0.5 / 1.5 = 0.667; EM is 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import string
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt2qa.data import SquadExample
+from gpt2qa.errors import DataError, GPT2QAError
+
+_PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
+_ARTICLES = re.compile(r"(a|an|the)", re.UNICODE)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+QUESTION_WORDS = ("what", "who", "when", "where", "which", "how", "why")
+QUESTION_WORD_BUCKETS = (*QUESTION_WORDS, "other")
+ANSWER_LENGTH_BUCKETS = ("no-answer", "1", "2", "3", "4-5", "6-10", "11+")
+
+
+# --------------------------------------------------------------------------------------------
+# Answer normalisation and per-answer scores
+# --------------------------------------------------------------------------------------------
+
+def normalize_answer(s: str) -> str:
+    """Lower-case, drop ASCII punctuation, drop the articles a/an/the, collapse white space.
+
+    >>> normalize_answer("The  Eiffel-Tower, in Paris!")
+    'eiffeltower in paris'
+
+    Punctuation goes first, so "a-team" becomes "ateam" and keeps its "a"; articles are removed
+    only as whole words, so "theater" is untouched.
+    """
+    no_punct = "".join(ch for ch in s.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", no_punct).split())
+
+
+def get_tokens(s: str) -> list[str]:
+    """The normalised tokens of an answer; ``[]`` for an empty one."""
+    if not s:
+        return []
+    return normalize_answer(s).split()
+
+
+def exact_match(pred: str, gold: str) -> int:
+    """1 when the two answers are equal after `normalize_answer`, else 0."""
+    return int(normalize_answer(pred) == normalize_answer(gold))
+
+
+def f1(pred: str, gold: str) -> float:
+    """SQuAD 2.0 token F1 (bag of normalised tokens).
+
+    When either side has no tokens the score is 1.0 exactly when both are empty: this is how
+    an abstention ("") is scored against an unanswerable question.
+    """
+    pred_toks = get_tokens(pred)
+    gold_toks = get_tokens(gold)
+    if not pred_toks or not gold_toks:
+        return float(pred_toks == gold_toks)
+    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
+    if num_same == 0:
+        return 0.0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def _f1_v1(pred: str, gold: str) -> float:
+    """SQuAD 1.1 token F1: unlike `f1`, no tokens in common (empty sides included) scores 0."""
+    pred_toks = normalize_answer(pred).split()
+    gold_toks = normalize_answer(gold).split()
+    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
+    if num_same == 0:
+        return 0.0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def gold_answers(example: SquadExample) -> list[str]:
+    """The gold texts a v2 prediction is scored against: ``['']`` when none survives.
+
+    Answers that normalise to nothing (e.g. "the" or "!") are dropped, so an answerable question
+    whose only answers are such strings is scored like an unanswerable one.
+    """
+    texts = [a.text for a in example.answers if normalize_answer(a.text)]
+    return texts or [""]
+
+
+# --------------------------------------------------------------------------------------------
+# Per-question scores
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QuestionScore:
+    """Raw (before any no-answer threshold) v2 scores of one question.
+
+    ``prediction`` is None when the predictions had no entry for this question; such a question
+    scores 0 and is never rescued by the no-answer rule.
+    """
+
+    qas_id: str
+    has_ans: bool
+    prediction: str | None
+    exact: int
+    f1: float
+
+    @property
+    def missing(self) -> bool:
+        return self.prediction is None
+
+
+def _check_unique_ids(examples: Sequence[SquadExample]) -> None:
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.qas_id in seen:
+            raise GPT2QAError(f"examples: id={ex.qas_id}: duplicate question id")
+        seen.add(ex.qas_id)
+    if not seen:
+        raise GPT2QAError("examples: there are no questions to score")
+
+
+def _prediction(predictions: Mapping[str, str], qas_id: str, source: str) -> str | None:
+    if qas_id not in predictions:
+        return None
+    pred = predictions[qas_id]
+    if not isinstance(pred, str):
+        raise GPT2QAError(f"{source}: id={qas_id}: prediction must be a string, "
+                          f"got {type(pred).__name__}")
+    return pred
+
+
+def score_questions(examples: Sequence[SquadExample], predictions: Mapping[str, str],
+                    source: str = "predictions") -> tuple[QuestionScore, ...]:
+    """Raw v2 EM/F1 of every question, in data order (max over `gold_answers`)."""
+    _check_unique_ids(examples)
+    out = []
+    for ex in examples:
+        pred = _prediction(predictions, ex.qas_id, source)
+        if pred is None:
+            out.append(QuestionScore(ex.qas_id, bool(ex.answers), None, 0, 0.0))
+            continue
+        golds = gold_answers(ex)
+        out.append(QuestionScore(
+            qas_id=ex.qas_id, has_ans=bool(ex.answers), prediction=pred,
+            exact=max(exact_match(pred, g) for g in golds),
+            f1=max(f1(pred, g) for g in golds)))
+    return tuple(out)
+
+
+def _check_thresh(na_prob_thresh: float) -> None:
+    if isinstance(na_prob_thresh, bool) or not isinstance(na_prob_thresh, (int, float)) \
+            or math.isnan(na_prob_thresh):
+        raise GPT2QAError(f"na_prob_thresh must be a number, got {na_prob_thresh!r}")
+
+
+def _check_na_coverage(scores: Sequence[QuestionScore], na_probs: Mapping[str, float],
+                       source: str) -> None:
+    # Only questions that were answered need a probability: a missing one is wrong regardless.
+    for s in scores:
+        if not s.missing and s.qas_id not in na_probs:
+            raise GPT2QAError(f"{source}: id={s.qas_id}: no no-answer probability for this "
+                              "question, which has a prediction")
+
+
+def _thresholded(scores: Sequence[QuestionScore], na_probs: Mapping[str, float],
+                 na_prob_thresh: float) -> tuple[list[float], list[float]]:
+    """EM and F1 after the no-answer rule: above the threshold the prediction becomes ""."""
+    exact: list[float] = []
+    f1s: list[float] = []
+    for s in scores:
+        if not s.missing and na_probs[s.qas_id] > na_prob_thresh:
+            right = float(not s.has_ans)
+            exact.append(right)
+            f1s.append(right)
+        else:
+            exact.append(s.exact)
+            f1s.append(s.f1)
+    return exact, f1s
+
+
+def _eval_block(exact: Sequence[float], f1s: Sequence[float],
+                keep: Sequence[bool] | None = None) -> dict[str, Any]:
+    if keep is None:
+        keep = [True] * len(exact)
+    total = sum(keep)
+    return {
+        "exact": 100.0 * sum(e for e, k in zip(exact, keep, strict=True) if k) / total,
+        "f1": 100.0 * sum(f for f, k in zip(f1s, keep, strict=True) if k) / total,
+        "total": total,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Best threshold and precision-recall over the no-answer probability
+# --------------------------------------------------------------------------------------------
+
+def _ranked(scores: Sequence[QuestionScore],
+            na_probs: Mapping[str, float]) -> list[tuple[float, QuestionScore]]:
+    """Questions by ascending no-answer probability, ties kept in ``na_probs`` order.
+
+    The official walk sorts the keys of the na-prob file with a stable sort, and its best
+    threshold depends on the order inside ties, so the mapping order is kept.  Questions
+    without a prediction come first at -inf: they count as answered (wrongly) everywhere.
+    """
+    answered = {s.qas_id: s for s in scores if not s.missing}
+    present = [(na_probs[q], answered[q]) for q in na_probs if q in answered]
+    present.sort(key=lambda pair: pair[0])
+    missing = [(-math.inf, s) for s in scores if s.missing]
+    return missing + present
+
+
+def _best_threshold(ranked: Sequence[tuple[float, QuestionScore]],
+                    score_of: Callable[[QuestionScore], float], total: int) -> tuple[float, float]:
+    """Best total score over all thresholds, and the threshold that reaches it first.
+
+    Start from "every question abstains" (each unanswerable one is right), then let the
+    questions answer one by one in order of rising probability: an answerable one adds its raw
+    score, an unanswerable one with a non-empty prediction loses its point.
+
+    Worked example: unanswerable u (p=0.2, predicts "x"), answerable a (p=0.4, raw 1) ->
+    start 1; after u: 0; after a: 1, never above 1, so best = 100 * 1 / 2 at threshold 0.0.
+    """
+    cur: float = sum(1 for _, s in ranked if not s.has_ans and not s.missing)
+    best, best_thresh = cur, 0.0
+    for prob, s in ranked:
+        if s.missing:
+            continue  # scored 0 at every threshold
+        if s.has_ans:
+            cur += score_of(s)
+        elif s.prediction:
+            cur -= 1
+        if cur > best:
+            best, best_thresh = cur, prob
+    return 100.0 * best / total, best_thresh
+
+
+def _precision_recall(ranked: Sequence[tuple[float, QuestionScore]],
+                      score_of: Callable[[QuestionScore], float],
+                      num_has_ans: int) -> tuple[float, list[float], list[float]]:
+    """Average precision (in %) and the curve's points, thresholds only between distinct probs.
+
+    Worked example: a (answerable, raw 1, p=0.5), b (unanswerable, p=0.5), c (answerable, raw 1,
+    p=0.9): no threshold can split a from b, so the first point is after b: P=1/2, R=1/2;
+    then after c: P=2/3, R=1.  AP = 1/2 * 1/2 + 2/3 * 1/2 = 0.5833 -> 58.33.
+    """
+    true_pos = 0.0
+    precisions, recalls = [1.0], [0.0]
+    avg_prec = 0.0
+    for i, (prob, s) in enumerate(ranked):
+        if s.has_ans:
+            true_pos += score_of(s)
+        cur_p = true_pos / float(i + 1)
+        cur_r = true_pos / float(num_has_ans)
+        if i == len(ranked) - 1 or prob != ranked[i + 1][0]:
+            avg_prec += cur_p * (cur_r - recalls[-1])
+            precisions.append(cur_p)
+            recalls.append(cur_r)
+    return 100.0 * avg_prec, precisions, recalls
+
+
+def _exact_of(s: QuestionScore) -> float:
+    return s.exact
+
+
+def _f1_of(s: QuestionScore) -> float:
+    return s.f1
+
+
+def _oracle_of(s: QuestionScore) -> float:
+    # A perfect reader: every answerable question is right once it answers.
+    return 0.0 if s.missing else float(s.has_ans)
+
+
+# --------------------------------------------------------------------------------------------
+# Images (matplotlib's Agg canvas directly: no pyplot state, nothing left open)
+# --------------------------------------------------------------------------------------------
+
+def _save_png(fig: Any, path: Path) -> None:
+    """Write a figure to ``path`` through a temp file in the same folder, then rename."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _plot_pr_curve(precisions: list[float], recalls: list[float], path: Path,
+                   title: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.step(recalls, precisions, color="b", alpha=0.2, where="post")
+    ax.fill_between(recalls, precisions, step="post", alpha=0.2, color="b")
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_xlim(0.0, 1.05)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_title(title)
+    _save_png(fig, path)
+
+
+def _plot_na_histogram(probs: list[float], path: Path, name: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.hist(probs, weights=[1.0 / len(probs)] * len(probs), bins=20, range=(0.0, 1.0))
+    ax.set_xlabel("Model probability of no-answer")
+    ax.set_ylabel("Proportion of dataset")
+    ax.set_title(f"Histogram of no-answer probability: {name}")
+    _save_png(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Public evaluations
+# --------------------------------------------------------------------------------------------
+
+def _extra_count(examples: Sequence[SquadExample], predictions: Mapping[str, str]) -> int:
+    ids = {ex.qas_id for ex in examples}
+    return sum(1 for q in predictions if q not in ids)
+
+
+def _evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str],
+                 na_probs: Mapping[str, float] | None, na_prob_thresh: float,
+                 out_image_dir: str | Path | None, preds_source: str,
+                 na_source: str) -> dict[str, Any]:
+    _check_thresh(na_prob_thresh)
+    scores = score_questions(examples, predictions, preds_source)
+    if na_probs is None:
+        # As the official script without a na-prob file: every probability is 0.0.
+        probs: Mapping[str, float] = {s.qas_id: 0.0 for s in scores if not s.missing}
+    else:
+        _check_na_coverage(scores, na_probs, na_source)
+        probs = na_probs
+    exact, f1s = _thresholded(scores, probs, na_prob_thresh)
+    has_ans = [s.has_ans for s in scores]
+    no_ans = [not h for h in has_ans]
+
+    result = _eval_block(exact, f1s)
+    if any(has_ans):
+        result.update({f"HasAns_{k}": v for k, v in _eval_block(exact, f1s, has_ans).items()})
+    if any(no_ans):
+        result.update({f"NoAns_{k}": v for k, v in _eval_block(exact, f1s, no_ans).items()})
+
+    if na_probs is not None:
+        ranked = _ranked(scores, na_probs)
+        best_exact, exact_thresh = _best_threshold(ranked, _exact_of, len(scores))
+        best_f1, f1_thresh = _best_threshold(ranked, _f1_of, len(scores))
+        result["best_exact"] = best_exact
+        result["best_exact_thresh"] = exact_thresh
+        result["best_f1"] = best_f1
+        result["best_f1_thresh"] = f1_thresh
+        if out_image_dir is not None:
+            image_dir = Path(out_image_dir)
+            image_dir.mkdir(parents=True, exist_ok=True)
+            result.update(_pr_analysis(ranked, sum(has_ans), image_dir))
+            for name, keep in (("hasAns", has_ans), ("noAns", no_ans)):
+                hist = [na_probs[s.qas_id] for s, k in zip(scores, keep, strict=True)
+                        if k and s.qas_id in na_probs]
+                if hist:
+                    _plot_na_histogram(hist, image_dir / f"na_prob_hist_{name}.png", name)
+
+    missing = sum(1 for s in scores if s.missing)
+    if missing:
+        result["missing"] = missing
+    extra = _extra_count(examples, predictions)
+    if extra:
+        result["extra"] = extra
+    return result
+
+
+def _pr_analysis(ranked: Sequence[tuple[float, QuestionScore]], num_has_ans: int,
+                 image_dir: Path) -> dict[str, float]:
+    if num_has_ans == 0:
+        return {}  # recall is undefined without answerable questions
+    out = {}
+    for key, score_of, title in (
+        ("pr_exact", _exact_of, "Precision-Recall curve for Exact Match score"),
+        ("pr_f1", _f1_of, "Precision-Recall curve for F1 score"),
+        ("pr_oracle", _oracle_of,
+         "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)"),
+    ):
+        ap, precisions, recalls = _precision_recall(ranked, score_of, num_has_ans)
+        _plot_pr_curve(precisions, recalls, image_dir / f"{key}.png", title)
+        out[f"{key}_ap"] = ap
+    return out
+
+
+def evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str],
+                na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0,
+                out_image_dir: str | Path | None = None) -> dict[str, Any]:
+    """Official SQuAD 2.0 scores (keys in the official order), in percent.
+
+    Keys: ``exact, f1, total``, then ``HasAns_*``/``NoAns_*`` when such questions exist; with
+    ``na_probs``: ``best_exact, best_exact_thresh, best_f1, best_f1_thresh``; with ``na_probs``
+    and ``out_image_dir``: ``pr_exact_ap, pr_f1_ap, pr_oracle_ap`` (when some question is
+    answerable) and the PNG curves/histograms in that folder.  Then ``missing``/``extra`` only
+    when non-zero.  A prediction whose ``na_probs`` value is above ``na_prob_thresh`` counts as
+    "".  Every question that has a prediction needs an ``na_probs`` entry.
+    """
+    return _evaluate_v2(examples, predictions, na_probs, na_prob_thresh, out_image_dir,
+                        "predictions", "na_probs")
+
+
+def null_baseline(examples: Sequence[SquadExample]) -> dict[str, Any]:
+    """The v2 scores of abstaining ("") on every question: the share of unanswerable ones."""
+    return evaluate_v2(examples, {ex.qas_id: "" for ex in examples})
+
+
+def evaluate_v1(examples: Sequence[SquadExample], predictions: Mapping[str, str]
+                ) -> dict[str, Any]:
+    """Official SQuAD 1.1 scores: ``exact_match`` and ``f1`` in percent, plus ``total``.
+
+    Max over every gold text (no filtering of empty ones); a missing prediction scores 0 and is
+    counted under ``missing``; a question without gold answers (not possible in v1.1) scores 0.
+    ``extra`` counts predictions for unknown ids.  Both only when non-zero.
+    """
+    _check_unique_ids(examples)
+    em_sum = 0
+    f1_sum = 0.0
+    missing = 0
+    for ex in examples:
+        pred = _prediction(predictions, ex.qas_id, "predictions")
+        if pred is None:
+            missing += 1
+            continue
+        golds = [a.text for a in ex.answers]
+        if not golds:
+            continue
+        em_sum += max(exact_match(pred, g) for g in golds)
+        f1_sum += max(_f1_v1(pred, g) for g in golds)
+    total = len(examples)
+    result: dict[str, Any] = {
+        "exact_match": 100.0 * em_sum / total,
+        "f1": 100.0 * f1_sum / total,
+        "total": total,
+    }
+    if missing:
+        result["missing"] = missing
+    extra = _extra_count(examples, predictions)
+    if extra:
+        result["extra"] = extra
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Breakdown by question word and answer length
+# --------------------------------------------------------------------------------------------
+
+def question_word(question: str) -> str:
+    """The first of what/who/when/where/which/how/why among the question's words, or "other".
+
+    >>> question_word("In which year, and why, did it close?")
+    'which'
+    """
+    for word in _WORD.findall(question.lower()):
+        if word in QUESTION_WORDS:
+            return word
+    return "other"
+
+
+def answer_length_bucket(example: SquadExample) -> str:
+    """Bucket of the first gold answer's length in white-space words ("no-answer" if none)."""
+    if not example.answers:
+        return "no-answer"
+    n = len(example.answers[0].text.split())
+    if n <= 3:
+        return str(max(n, 1))
+    if n <= 5:
+        return "4-5"
+    if n <= 10:
+        return "6-10"
+    return "11+"
+
+
+def breakdown(examples: Sequence[SquadExample], predictions: Mapping[str, str],
+              na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0
+              ) -> dict[str, dict[str, dict[str, float]]]:
+    """v2 EM/F1 (after the no-answer rule) per question word and per gold answer length.
+
+    Returns ``{"question_word": {bucket: {"total", "exact", "f1"}}, "answer_length": {...}}``
+    with buckets in `QUESTION_WORD_BUCKETS` / `ANSWER_LENGTH_BUCKETS` order; empty buckets are
+    left out.  Missing predictions score 0, as in `evaluate_v2`.
+    """
+    _check_thresh(na_prob_thresh)
+    scores = score_questions(examples, predictions)
+    if na_probs is None:
+        probs: Mapping[str, float] = {s.qas_id: 0.0 for s in scores if not s.missing}
+    else:
+        _check_na_coverage(scores, na_probs, "na_probs")
+        probs = na_probs
+    exact, f1s = _thresholded(scores, probs, na_prob_thresh)
+
+    def table(keys: Iterable[str], order: Sequence[str]) -> dict[str, dict[str, float]]:
+        keys = list(keys)
+        out = {}
+        for bucket in order:
+            keep = [k == bucket for k in keys]
+            if any(keep):
+                block = _eval_block(exact, f1s, keep)
+                out[bucket] = {"total": block["total"], "exact": block["exact"],
+                               "f1": block["f1"]}
+        return out
+
+    return {
+        "question_word": table((question_word(ex.question) for ex in examples),
+                               QUESTION_WORD_BUCKETS),
+        "answer_length": table((answer_length_bucket(ex) for ex in examples),
+                               ANSWER_LENGTH_BUCKETS),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+class _Pairs(list):
+    """A JSON object kept as its (key, value) pairs, so that duplicate ids can be refused."""
+
+
+def _read_json_object(path: str | Path, what: str) -> list[tuple[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh, object_pairs_hook=_Pairs)
+    except FileNotFoundError:
+        raise GPT2QAError(f"{path}: {what} file not found") from None
+    except json.JSONDecodeError as exc:
+        raise GPT2QAError(f"{path}: line {exc.lineno} column {exc.colno}: "
+                          f"not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise GPT2QAError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise GPT2QAError(f"{path}: cannot read {what} file: {exc.strerror}") from None
+    if not isinstance(doc, _Pairs):
+        raise GPT2QAError(f"{path}: the {what} file must be a JSON object mapping question id "
+                          f"to a value, got {type(doc).__name__}")
+    seen: set[str] = set()
+    for key, _ in doc:
+        if key in seen:
+            raise DataError(str(path), f"{what} file lists this id twice", qas_id=key)
+        seen.add(key)
+    return list(doc)
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """A predictions file: a JSON object mapping question id to answer text ("" = abstain)."""
+    out = {}
+    for qid, value in _read_json_object(path, "predictions"):
+        if not isinstance(value, str):
+            kind = "object" if isinstance(value, _Pairs) else type(value).__name__
+            raise DataError(str(path), f"prediction must be a string, got {kind}", qas_id=qid)
+        out[qid] = value
+    return out
+
+
+def read_na_probs(path: str | Path) -> dict[str, float]:
+    """A na-prob file: a JSON object mapping question id to a no-answer probability in [0, 1]."""
+    out = {}
+    for qid, value in _read_json_object(path, "na-prob"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "object" if isinstance(value, _Pairs) else type(value).__name__
+            raise DataError(str(path), f"no-answer probability must be a number, got {kind}",
+                            qas_id=qid)
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise DataError(str(path), f"no-answer probability {value!r} is not in [0, 1]",
+                            qas_id=qid)
+        out[qid] = value
+    return out
+
+
+def evaluate_files(data_path: str | Path, preds_path: str | Path,
+                   na_prob_file: str | Path | None = None, na_prob_thresh: float = 1.0,
+                   out_image_dir: str | Path | None = None,
+                   with_breakdown: bool = False) -> dict[str, Any]:
+    """Score a predictions file against a SQuAD file (v2.0 or v1.1 rules from the file).
+
+    Backs ``gpt2qa evaluate DATA.json PREDS.json``.  The official keys come first, then
+    ``missing``/``extra`` when non-zero, then ``breakdown`` when asked for.  A na-prob file is
+    refused for v1.1 data, which has no unanswerable questions.
+    """
+    from gpt2qa.data import load_squad
+
+    dataset = load_squad(data_path, check_offsets=False)
+    predictions = read_predictions(preds_path)
+    na_probs = read_na_probs(na_prob_file) if na_prob_file is not None else None
+    if dataset.is_v2:
+        result = _evaluate_v2(dataset.examples, predictions, na_probs, na_prob_thresh,
+                              out_image_dir, str(preds_path), str(na_prob_file))
+    else:
+        if na_probs is not None:
+            raise GPT2QAError(f"{na_prob_file}: a na-prob file only applies to SQuAD 2.0 data, "
+                              f"and {data_path} is version {dataset.version}")
+        result = evaluate_v1(dataset.examples, predictions)
+    if with_breakdown:
+        result["breakdown"] = breakdown(dataset.examples, predictions, na_probs,
+                                        na_prob_thresh)
+    return result

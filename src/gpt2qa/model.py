@@ -1,0 +1,156 @@
+"""Stage 3: a decoder-only backbone plus a span head and a no-answer score.
+
+Heads:
+  linear  one Linear(d, 2) over the hidden states (the 2019 experiment's head). Under causal
+          attention a token's start/end logit sees only text to its left.
+  bilstm  a bidirectional LSTM over the hidden states, then Linear(2h, 2): every token gets
+          right-side context too.
+
+The no-answer score follows `null_position`:
+  first       start[0] + end[0]; position 0 has seen nothing but itself under causal attention.
+  last        start[n] + end[n] at the `<|null|>` token after the whole input.
+  classifier  a separate Linear(d, 1) logit on the `<|null|>` token (trained with BCE); spans
+              are then trained on answerable windows only.
+
+Parameter names follow transformers' GPT2ForQuestionAnswering (`transformer`, `qa_outputs`) so a
+linear/first/question-first model loads there unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt2qa.config import QAConfig
+from gpt2qa.errors import GPT2QAError
+
+MASK_VALUE = -1e4
+
+
+@dataclass
+class QAOutput:
+    """Masked float32 logits: positions that cannot start/end an answer hold MASK_VALUE."""
+
+    start_logits: torch.Tensor
+    end_logits: torch.Tensor
+    null_score: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+class QAModel(nn.Module):
+    """Backbone + span head + no-answer score. See the module docstring."""
+
+    def __init__(self, backbone: nn.Module, config: QAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = backbone
+        width = _hidden_size(backbone)
+        if config.head == "bilstm":
+            hidden = config.lstm_hidden_size or max(width // 2, 1)
+            self.lstm = nn.LSTM(width, hidden, batch_first=True, bidirectional=True)
+            self.qa_outputs = nn.Linear(2 * hidden, 2)
+        else:
+            self.qa_outputs = nn.Linear(width, 2)
+        if config.null_position == "classifier":
+            self.na_classifier = nn.Linear(width, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                context_mask: torch.Tensor, null_index: torch.Tensor,
+                start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None) -> QAOutput:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        if self.config.head == "bilstm":
+            span_hidden = self._bilstm(hidden, attention_mask)
+        else:
+            span_hidden = hidden
+        logits = self.qa_outputs(span_hidden).float()
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+
+        allowed = context_mask.bool()
+        if self.config.null_position != "classifier":
+            allowed = allowed.clone()
+            allowed[rows, null_index] = True
+        start_logits = start_logits.masked_fill(~allowed, MASK_VALUE)
+        end_logits = end_logits.masked_fill(~allowed, MASK_VALUE)
+
+        if self.config.null_position == "classifier":
+            null_score = self.na_classifier(hidden[rows, null_index]).float().squeeze(-1)
+        else:
+            null_score = start_logits[rows, null_index] + end_logits[rows, null_index]
+
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self._loss(start_logits, end_logits, null_score, null_index,
+                              start_positions, end_positions)
+        return QAOutput(start_logits, end_logits, null_score, loss)
+
+    def _bilstm(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # Packing keeps right padding out of the backward direction, so a feature's logits do
+        # not depend on how long the other features in its batch are.
+        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(hidden, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
+                                                  total_length=hidden.shape[1])
+        return out
+
+    def _loss(self, start_logits: torch.Tensor, end_logits: torch.Tensor,
+              null_score: torch.Tensor, null_index: torch.Tensor,
+              start_positions: torch.Tensor, end_positions: torch.Tensor) -> torch.Tensor:
+        if self.config.null_position != "classifier":
+            return (F.cross_entropy(start_logits, start_positions)
+                    + F.cross_entropy(end_logits, end_positions)) / 2
+        is_null = (start_positions == null_index).float()
+        answerable = 1.0 - is_null
+        # Null rows have no valid span target; point them at 0 and weight them out.
+        safe_start = torch.where(is_null.bool(), 0, start_positions)
+        safe_end = torch.where(is_null.bool(), 0, end_positions)
+        span = (F.cross_entropy(start_logits, safe_start, reduction="none")
+                + F.cross_entropy(end_logits, safe_end, reduction="none")) / 2
+        span_loss = (span * answerable).sum() / answerable.sum().clamp(min=1.0)
+        return span_loss + F.binary_cross_entropy_with_logits(null_score, is_null)
+
+
+def _hidden_size(backbone: nn.Module) -> int:
+    config = getattr(backbone, "config", None)
+    for name in ("hidden_size", "n_embd", "d_model"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise GPT2QAError(f"cannot tell the hidden size of backbone {type(backbone).__name__}")
+
+
+def tiny_gpt2_config(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
+                     n_positions: int = 512, dropout: float = 0.1) -> Any:
+    """A small GPT-2 config for tests, the demo and the synthetic study."""
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
+                      n_layer=n_layer, n_head=n_head, resid_pdrop=dropout, embd_pdrop=dropout,
+                      attn_pdrop=dropout, bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
+
+
+def backbone_from_config(config: Any) -> nn.Module:
+    """A randomly initialised backbone (for tests and the demo)."""
+    from transformers import AutoModel
+
+    return AutoModel.from_config(config)
+
+
+def check_fits(backbone: nn.Module, config: QAConfig, vocab_size: int) -> None:
+    """Refuse settings the backbone cannot run, before any training time is spent."""
+    max_pos = getattr(backbone.config, "n_positions", None) or getattr(
+        backbone.config, "max_position_embeddings", None)
+    if max_pos is not None and config.max_seq_length > max_pos:
+        raise GPT2QAError(f"max_seq_length {config.max_seq_length} exceeds the model's "
+                          f"{max_pos} positions")
+    emb = backbone.get_input_embeddings().weight.shape[0]
+    if emb < vocab_size:
+        raise GPT2QAError(f"the model has {emb} token embeddings but the tokenizer needs {vocab_size}")
+

@@ -1,0 +1,104 @@
+"""Question + context -> answer: the one inference path behind predict, evaluate, train and serve."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt2qa.batching import collate, length_grouped_batches
+from gpt2qa.data import SquadExample
+from gpt2qa.decode import Prediction, WindowOutput, decode
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features
+from gpt2qa.model import QAModel
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_context(device: torch.device, precision: str) -> Any:
+    """bf16/fp16 autocast on CUDA; a no-op context for fp32."""
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if device.type != "cuda":
+        raise GPT2QAError(f"--precision {precision} needs a CUDA device; use fp32 on {device.type}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.inference_mode()
+def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_size: int = 64,
+              device: torch.device | None = None, precision: str = "fp32") -> list[WindowOutput]:
+    """Forward every feature, in length-sorted batches; outputs come back in feature order."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs: list[WindowOutput | None] = [None] * len(features)
+    for batch_idx in length_grouped_batches([len(f.input_ids) for f in features], batch_size):
+        batch = collate([features[i] for i in batch_idx], pad_id, with_labels=False)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast_context(device, precision):
+            out = model(**batch)
+        start = out.start_logits.float().cpu().numpy()
+        end = out.end_logits.float().cpu().numpy()
+        null = out.null_score.float().cpu().numpy()
+        for row, i in enumerate(batch_idx):
+            n = len(features[i].input_ids)
+            outputs[i] = WindowOutput(start[row, :n], end[row, :n], float(null[row]))
+    model.train(was_training)
+    return [o for o in outputs if o is not None]
+
+
+def predict_examples(model: QAModel, tokenizer: Any, special_ids: SpecialIds,
+                     examples: Sequence[SquadExample], batch_size: int = 64,
+                     null_score_diff_threshold: float | None = None,
+                     precision: str = "fp32",
+                     features: Sequence[Feature] | None = None) -> list[Prediction]:
+    """Features -> forward -> decode, for any number of examples."""
+    if features is None:
+        features = convert_examples_to_features(examples, tokenizer, model.config.features(),
+                                                special_ids)
+    outputs = run_model(model, features, special_ids.pad, batch_size, precision=precision)
+    contexts = {ex.qas_id: ex.context for ex in examples}
+    return decode(contexts, features, outputs, model.config.decoding(null_score_diff_threshold))
+
+
+@dataclass
+class QAPipeline:
+    """A loaded model ready to answer questions."""
+
+    model: QAModel
+    tokenizer: Any
+    special_ids: SpecialIds
+    precision: str = "fp32"
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | os.PathLike[str], device: str | None = None,
+                        precision: str = "fp32") -> QAPipeline:
+        from gpt2qa.checkpoint import load_model
+
+        dev = pick_device(device)
+        model, tokenizer, special = load_model(Path(model_dir), dev)
+        return cls(model, tokenizer, special, precision)
+
+    def predict(self, examples: Sequence[SquadExample], batch_size: int = 64,
+                null_score_diff_threshold: float | None = None) -> list[Prediction]:
+        return predict_examples(self.model, self.tokenizer, self.special_ids, examples,
+                                batch_size, null_score_diff_threshold, self.precision)
+
+    def answer(self, question: str, context: str,
+               null_score_diff_threshold: float | None = None) -> Prediction:
+        """Answer one question about one context."""
+        if not question.strip() or not context.strip():
+            raise GPT2QAError("question and context must both be non-empty")
+        example = SquadExample(qas_id="q", question=question, context=context, answers=(),
+                               is_impossible=False)
+        return self.predict([example], null_score_diff_threshold=null_score_diff_threshold)[0]

@@ -1,0 +1,59 @@
+"""PNG plots with matplotlib (Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_learning_curve(log_path: str | os.PathLike[str], out_png: str | os.PathLike[str],
+                        title: str = "") -> Path:
+    """Training loss and eval F1 (untuned and tuned) against optimizer steps."""
+    plt = _pyplot()
+    records = read_log(log_path)
+    train = [r for r in records if r.get("event") == "train"]
+    evals = [r for r in records if r.get("event") == "eval"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="train loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss", color="tab:blue")
+    if evals:
+        ax2 = ax.twinx()
+        f1_key = "f1" if "f1" in evals[0] else "exact_match"
+        ax2.plot([r["step"] for r in evals], [r[f1_key] for r in evals], "o-", color="tab:red",
+                 label="eval F1")
+        if "tuned_f1" in evals[0]:
+            ax2.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
+                     color="tab:orange", label="eval F1 (tuned threshold)")
+        if "null_baseline_f1" in evals[0]:
+            ax2.axhline(evals[0]["null_baseline_f1"], color="grey", linestyle=":",
+                        label="all no-answer")
+        ax2.set_ylabel("F1", color="tab:red")
+        ax2.set_ylim(0, 100)
+        ax2.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "learning curve")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+    return out_png
