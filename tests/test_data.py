@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import gc
 import json
 import os
 import subprocess
@@ -216,6 +217,7 @@ def test_not_a_squad_object(tmp_path: Path, content: str, fragment: str) -> None
     assert str(info.value).startswith(f"{path}: ")
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+    assert gc.isenabled()  # the loader pauses the collector and must restore it on errors
 
 
 @pytest.mark.parametrize("bom", [b"", codecs.BOM_UTF8])

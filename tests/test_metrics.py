@@ -243,9 +243,10 @@ def test_all_unanswerable_has_no_pr_keys(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["na_prob_hist_noAns.png"]
 
 
-def test_missing_predictions_score_zero_and_are_never_rescued() -> None:
+@pytest.mark.parametrize("na_has_q3", [False, True])  # a probability for q3 changes nothing
+def test_missing_predictions_score_zero_and_are_never_rescued(na_has_q3: bool) -> None:
     preds = {q: p for q, p in PREDS.items() if q != "q3"}
-    na = {q: p for q, p in NA.items() if q != "q3"}  # no probability needed for q3
+    na = NA if na_has_q3 else {q: p for q, p in NA.items() if q != "q3"}
     result = evaluate_v2(MINI, preds, na, na_prob_thresh=0.5)
     # q3 (unanswerable) would be rescued by na 0.9 > 0.5 if present; missing, it scores 0.
     # Scores: q1 1, q2 0 (rescue of answerable), q3 0, q4 1 (rescued), q5 0/0.5, q6 0.
@@ -257,6 +258,18 @@ def test_missing_predictions_score_zero_and_are_never_rescued() -> None:
     assert result["best_exact"] == pytest.approx(100.0 * 2 / 6)
     assert result["best_exact_thresh"] == 0.1
     assert list(result)[-1] == "missing" and result["missing"] == 1
+
+
+def test_missing_prediction_ranks_first_in_pr_curves(tmp_path: Path) -> None:
+    # c has no prediction: it counts as answered (wrongly) at every threshold, so it comes
+    # first. Order c, a (.2), b (.5); 2 answerable. EM: c P 0 R 0; a P 1/2 R 1/2 -> AP 25.
+    # The oracle gives c nothing either (a perfect reader still needs a prediction): 25.
+    examples = [ex("a", "What?", "yes"), ex("b", "Why?"), ex("c", "Who?", "Ann")]
+    result = evaluate_v2(examples, {"a": "yes", "b": ""}, {"a": 0.2, "b": 0.5, "c": 0.1},
+                         out_image_dir=tmp_path)
+    assert result["pr_exact_ap"] == pytest.approx(25.0, abs=1e-9)
+    assert result["pr_oracle_ap"] == pytest.approx(25.0, abs=1e-9)
+    assert result["missing"] == 1
 
 
 def test_missing_prediction_for_answerable_question() -> None:

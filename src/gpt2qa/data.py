@@ -135,6 +135,7 @@ def parse_squad(obj: Any, path: str, misaligned: Misaligned = "error",
     ``is_impossible``. A question without ``is_impossible`` is answerable in a v1.1
     file (and must have answers); in a v2.0 file it is unanswerable exactly when its
     answer list is empty (the CS224N test file has no ``is_impossible`` at all).
+    ``version`` and ``title`` may be absent (read as ""); every other field is required.
 
     ``misaligned`` decides what happens to an answer whose ``answer_start`` does not
     point at its text: "error" raises, "skip" drops it, "fix-by-search" moves it to

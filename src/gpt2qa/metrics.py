@@ -32,7 +32,7 @@ from gpt2qa.data import SquadExample
 from gpt2qa.errors import DataError, GPT2QAError
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
-_ARTICLES = re.compile(r"(a|an|the)", re.UNICODE)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 QUESTION_WORDS = ("what", "who", "when", "where", "which", "how", "why")

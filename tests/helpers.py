@@ -1,0 +1,45 @@
+"""Builders shared by the model, train and CLI tests (tiny sizes only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import squad_v2_dict
+
+from gpt2qa.config import QAConfig
+from gpt2qa.features import prepare_tokenizer
+from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
+
+
+def tiny_model(tokenizer, qa: QAConfig | None = None, seed: int = 0, n_embd: int = 32) -> QAModel:
+    import torch
+
+    torch.manual_seed(seed)
+    prepare_tokenizer(tokenizer)
+    backbone = backbone_from_config(tiny_gpt2_config(len(tokenizer), n_layer=2, n_embd=n_embd,
+                                                     n_head=2, n_positions=128))
+    return QAModel(backbone, qa or QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16))
+
+
+def save_init_dir(tokenizer, path: Path, seed: int = 0) -> Path:
+    """A randomly initialised backbone + tokenizer, as `gpt2qa train --model DIR` expects."""
+    model = tiny_model(tokenizer, seed=seed)
+    model.transformer.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_tiny_squad(path: Path, copies: int = 1) -> Path:
+    data = squad_v2_dict()
+    if copies > 1:
+        base = data["data"]
+        data["data"] = []
+        for k in range(copies):
+            for art in base:
+                paras = [{"context": p["context"],
+                          "qas": [{**qa, "id": f"{qa['id']}-{k}"} for qa in p["qas"]]}
+                         for p in art["paragraphs"]]
+                data["data"].append({"title": f"{art['title']}{k}", "paragraphs": paras})
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
