@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.config import HEADS, Head, TrainConfig
+from gpt2qa.config import HEADS, Head, Precision, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Layout, NullPosition
 
@@ -39,6 +39,8 @@ class DemoConfig:
     """Synthetic training passages; 0 keeps the generator's default."""
     eval_split: str = "dev"
     """Which held-out split to evaluate on: dev (same distribution) or hard."""
+    precision: Precision = "fp32"
+    """bf16 or fp16 need CUDA."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -106,7 +108,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         doc_stride=config.doc_stride, max_query_length=32, max_steps=config.steps,
         batch_size=config.batch_size, lr=config.lr, warmup_ratio=0.05, weight_decay=0.01,
         eval_every=max(config.steps // 4, 1), log_every=10, seed=config.seed,
-        progress=config.progress, keep_checkpoints=1)
+        progress=config.progress, keep_checkpoints=1, precision=config.precision)
     result = train(train_config)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")

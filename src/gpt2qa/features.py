@@ -111,8 +111,11 @@ def prepare_tokenizer(tokenizer: Any) -> SpecialIds:
     """
     missing = [t for t in (SEP_TOKEN, NULL_TOKEN) if t not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing},
-                                     replace_extra_special_tokens=False)
+        try:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing},
+                                         replace_extra_special_tokens=False)
+        except TypeError:  # transformers releases without that keyword keep old ones anyway
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
     if tokenizer.eos_token is None:
         raise GPT2QAError("the tokenizer has no end-of-text token to pad with")
     ids = SpecialIds(sep=tokenizer.convert_tokens_to_ids(SEP_TOKEN),
