@@ -123,13 +123,13 @@ def throughput(data: Path, tok_dir: Path, precision: str, steps: int, batch: int
         opt.zero_grad(set_to_none=True)
         return loss.detach()
 
-    for idx in batches[:3]:
+    for idx in batches[:10]:  # every kernel shape seen once before timing
         step(idx)
     sync()
     t0 = time.perf_counter()
     n = 0
     loss = None
-    for idx in batches[3: 3 + steps]:
+    for idx in batches[10: 10 + steps]:
         loss = step(idx)
         n += len(idx)
     sync()
@@ -193,7 +193,7 @@ def main() -> int:
                           "cuda": torch.cuda.is_available() and torch.cuda.get_device_name(0)}
     log(f"VERSIONS {json.dumps(report['versions'])}")
     t0 = time.perf_counter()
-    found = find_gpt2(args.search_seconds)
+    found = find_gpt2(args.search_seconds) if args.search_seconds > 0 else []
     report["gpt2_dirs"] = [str(p) for p in found]
     log(f"GPT-2 checkpoints found: {report['gpt2_dirs']} ({time.perf_counter() - t0:.0f}s)")
     report["real"] = []
@@ -204,11 +204,11 @@ def main() -> int:
                             ("bilstm-last-qf", ["--head", "bilstm"])]:
             report["real"].append(fine_tune(model_dir, data, args.out, name, extra))
     report["speed"] = []
-    precisions = ("fp32",) if args.tiny else ("bf16", "fp32")
+    precisions = ("fp32",) if args.tiny else ("fp32", "bf16")
     for precision in precisions:
         report["speed"].append(throughput(data, tok_dir, precision, args.speed_steps, 32, args.tiny))
     report["demo"] = [mixed_precision_smoke(args.out, p, args.demo_steps, args.tiny)
-                      for p in (("fp32",) if args.tiny else ("bf16", "fp16", "fp32"))]
+                      for p in (("fp32",) if args.tiny else ("bf16", "fp16"))]
     (args.out / "gpu_session.json").write_text(json.dumps(report, indent=2))
     log("DONE")
     return 0

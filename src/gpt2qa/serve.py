@@ -500,7 +500,7 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "application/json")
+        content_type = request.headers.get("content-type", "")
         errors = readable_errors(exc.errors(), is_json="json" in content_type.lower())
         return JSONResponse({"detail": validation_message(errors), "errors": errors},
                             status_code=422)

@@ -42,6 +42,7 @@ from gpt2qa.features import (
     prepare_tokenizer,
 )
 from gpt2qa.model import QAModel, check_fits
+from gpt2qa.pipeline import autocast_context
 
 
 @dataclass(frozen=True)
@@ -236,8 +237,14 @@ def train(config: TrainConfig) -> TrainResult:
         raise GPT2QAError(f"--precision {config.precision} needs a CUDA device; use fp32 on CPU")
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    accelerator = Accelerator(mixed_precision="no" if config.precision == "fp32" else config.precision)
+    # Accelerate is the distributed engine only; autocast and fp16 loss scaling are ours, so
+    # several runs with different precisions can share one process (the study, the tests).
+    accelerator = Accelerator()
     main = accelerator.is_main_process
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
 
     train_data, eval_data = load_training_data(config)
     model, tokenizer = build_model(config)
@@ -308,13 +315,15 @@ def train(config: TrainConfig) -> TrainResult:
                     batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
                     sync = k == len(group) - 1
                     with accelerator.no_sync(model) if not sync else nullcontext(), \
-                            accelerator.autocast():
+                            autocast_context(accelerator.device, config.precision):
                         loss = model(**batch).loss / len(group)
-                    accelerator.backward(loss)
+                    scaler.scale(loss).backward()
                     running += loss.detach()
                     window_examples += len(idx)
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 micro += len(group)

@@ -1,0 +1,485 @@
+"""`gpt2qa report RUN_DIR... --out D`: one self-contained HTML page comparing training runs.
+
+D/index.html (all CSS inline, images as relative PNG files beside it, no external URL) and
+D/summary.md, with these PNG plots:
+
+  learning_curves.png    train loss and eval F1 against optimizer steps, one line per run
+  abstain_pr.png         precision and recall of *abstaining* as the na_prob threshold moves
+  na_hist.png            no-answer probability, answerable vs unanswerable, per run
+  question_word.png      F1 per question word (what/who/...), grouped bars per run
+
+Abstention precision-recall treats "unanswerable" as the positive class: at threshold t a
+question is abstained on when na_prob > t (the official rule).  Worked example with na_probs
+(0.9 unanswerable, 0.7 answerable, 0.2 unanswerable): lowering t past 0.9 abstains on one
+question, correctly (P=1, R=1/2); past 0.7 adds a wrong one (P=1/2, R=1/2); past 0.2 adds
+the second unanswerable one (P=2/3, R=1).
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt2qa.errors import GPT2QAError
+
+REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
+TABLE_COLUMNS = (
+    ("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns F1", "NoAns_f1"),
+    ("best F1", "best_f1"), ("tuned F1", "tuned_f1"), ("all-null baseline F1", "null_baseline_f1"),
+)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic output (shared with gpt2qa.study)
+# --------------------------------------------------------------------------------------------
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` beside `path` under a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Render a matplotlib Figure (no pyplot state) to a PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A number for a table; '-' for a missing one."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading runs
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunData:
+    """What the report needs from one finished training run."""
+
+    label: str
+    path: Path
+    metrics: Mapping[str, Any]
+    log: tuple[Mapping[str, Any], ...]
+    predictions: Mapping[str, str]
+    na_probs: Mapping[str, float]
+    train_config: Mapping[str, Any]
+    eval_file: Path
+    examples: tuple[Any, ...]
+    """The gold SquadExamples that the run answered, in file order."""
+
+    @property
+    def has_ans(self) -> dict[str, bool]:
+        return {ex.qas_id: bool(ex.answers) for ex in self.examples}
+
+
+def _read_json(path: Path, run_dir: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GPT2QAError(f"{run_dir}: {path.name}: not valid JSON (line {exc.lineno} "
+                          f"column {exc.colno})") from None
+    except OSError as exc:
+        raise GPT2QAError(f"{run_dir}: cannot read {path.name} ({exc.strerror})") from None
+
+
+def _read_log(path: Path, run_dir: Path) -> tuple[dict[str, Any], ...]:
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise GPT2QAError(f"{run_dir}: log.jsonl line {n}: not valid JSON") from None
+    return tuple(records)
+
+
+def _eval_file_for(run_dir: Path, train_config: Mapping[str, Any],
+                   eval_file: str | os.PathLike[str] | None) -> Path:
+    if eval_file is not None:
+        path = Path(eval_file)
+        if not path.is_file():
+            raise GPT2QAError(f"{path}: --eval-file not found")
+        return path
+    if not train_config:
+        raise GPT2QAError(f"{run_dir}: missing train_config.json (or pass --eval-file)")
+    recorded = train_config.get("eval_file")
+    if not recorded:
+        raise GPT2QAError(f"{run_dir}: train_config.json has no eval_file (pass --eval-file)")
+    path = Path(recorded)
+    if not path.is_file():
+        raise GPT2QAError(f"{run_dir}: train_config.json eval_file {recorded} not found "
+                          "(pass --eval-file)")
+    return path
+
+
+def load_run(run_dir: str | os.PathLike[str], label: str,
+             eval_file: str | os.PathLike[str] | None = None,
+             gold_cache: dict[Path, Any] | None = None) -> RunData:
+    """Read a run directory; a missing file is a one-line error naming the dir and the file."""
+    from gpt2qa.data import load_squad
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise GPT2QAError(f"{path}: no such run directory")
+    for name in REQUIRED_FILES:
+        if not (path / name).is_file():
+            raise GPT2QAError(f"{path}: missing {name} (not a finished gpt2qa training run)")
+    config_path = path / "train_config.json"
+    train_config = _read_json(config_path, path) if config_path.is_file() else {}
+    gold_path = _eval_file_for(path, train_config, eval_file)
+    cache = gold_cache if gold_cache is not None else {}
+    if gold_path.resolve() not in cache:
+        cache[gold_path.resolve()] = load_squad(gold_path, check_offsets=False)
+    dataset = cache[gold_path.resolve()]
+    predictions = _read_json(path / "predictions.json", path)
+    na_probs = _read_json(path / "na_probs.json", path)
+    gold_ids = {ex.qas_id for ex in dataset.examples}
+    for name, obj in (("predictions.json", predictions), ("na_probs.json", na_probs)):
+        if not isinstance(obj, dict) or not obj:
+            raise GPT2QAError(f"{path}: {name}: expected a non-empty JSON object id -> value")
+        for qid in obj:
+            if qid not in gold_ids:
+                raise GPT2QAError(f"{path}: {name}: id={qid} is not in {gold_path}")
+    # A run trained with max_eval_examples scored only a prefix: keep the questions it answered.
+    answered = [ex for ex in dataset.examples if ex.qas_id in predictions]
+    missing = next((ex.qas_id for ex in answered if ex.qas_id not in na_probs), None)
+    if missing is not None:
+        raise GPT2QAError(f"{path}: na_probs.json: id={missing}: no no-answer probability")
+    return RunData(
+        label=label, path=path, metrics=_read_json(path / "metrics.json", path),
+        log=_read_log(path / "log.jsonl", path), predictions=predictions,
+        na_probs={ex.qas_id: float(na_probs[ex.qas_id]) for ex in answered},
+        train_config=train_config, eval_file=gold_path, examples=tuple(answered))
+
+
+def run_labels(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Short unique labels: the directory names, with the parent added where they clash."""
+    paths = [Path(p).resolve() for p in run_dirs]
+    labels = [p.name for p in paths]
+    for i, label in enumerate(labels):
+        if labels.count(label) > 1:
+            labels[i] = f"{paths[i].parent.name}/{paths[i].name}"
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Pure computations
+# --------------------------------------------------------------------------------------------
+
+def abstention_pr(na_probs: Sequence[float], has_ans: Sequence[bool]
+                  ) -> tuple[list[float], list[float], list[float]]:
+    """Precision and recall of abstaining (positive = unanswerable) at every distinct threshold.
+
+    Returns (precisions, recalls, thresholds) ordered by falling threshold; the point at
+    index i abstains on every question with na_prob >= thresholds[i] (ties move together).
+    Recall is 0 everywhere when no question is unanswerable.  See the module docstring for a
+    worked example.
+    """
+    if len(na_probs) != len(has_ans):
+        raise GPT2QAError(f"abstention_pr: {len(na_probs)} probabilities but "
+                          f"{len(has_ans)} labels")
+    order = sorted(range(len(na_probs)), key=lambda i: -na_probs[i])
+    n_unans = sum(1 for h in has_ans if not h)
+    precisions: list[float] = []
+    recalls: list[float] = []
+    thresholds: list[float] = []
+    true_pos = 0
+    for rank, i in enumerate(order, start=1):
+        true_pos += int(not has_ans[i])
+        last_of_tie = rank == len(order) or na_probs[order[rank]] != na_probs[i]
+        if last_of_tie:
+            precisions.append(true_pos / rank)
+            recalls.append(true_pos / n_unans if n_unans else 0.0)
+            thresholds.append(float(na_probs[i]))
+    return precisions, recalls, thresholds
+
+
+def question_word_f1(run: RunData) -> dict[str, float]:
+    """F1 per question word of one run's predictions (official rules, as predicted)."""
+    from gpt2qa.metrics import breakdown
+
+    table = breakdown(run.examples, run.predictions)["question_word"]
+    return {word: block["f1"] for word, block in table.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def plot_learning_curves(runs: Sequence[RunData], path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_f1 = fig.subplots(1, 2)
+    for run, color in zip(runs, _colors(len(runs)), strict=True):
+        train = [r for r in run.log if r.get("event") == "train" and "loss" in r]
+        evals = [r for r in run.log if r.get("event") == "eval" and "f1" in r]
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
+                     label=run.label)
+        ax_f1.plot([r["step"] for r in evals], [r["f1"] for r in evals], "o-", color=color,
+                   label=f"{run.label} F1")
+        if evals and "tuned_f1" in evals[0]:
+            ax_f1.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
+                       color=color, alpha=0.6, label=f"{run.label} tuned F1")
+    ax_loss.set(xlabel="optimizer step", ylabel="train loss", title="training loss")
+    ax_f1.set(xlabel="optimizer step", ylabel="eval F1", title="evaluation F1", ylim=(0, 100))
+    ax_loss.legend(fontsize=7)
+    ax_f1.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_abstain_pr(runs: Sequence[RunData], path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    for run, color in zip(runs, _colors(len(runs)), strict=True):
+        has = run.has_ans
+        probs = [run.na_probs[q] for q in has]
+        labels = list(has.values())
+        precision, recall, thresholds = abstention_pr(probs, labels)
+        ax.step(recall, precision, where="post", color=color, label=run.label)
+        # Mark the decision rule the run used (na_prob > 0.5, i.e. score diff > 0).
+        above = [k for k, t in enumerate(thresholds) if t > 0.5]
+        if above:
+            k = above[-1]
+            ax.plot(recall[k], precision[k], "o", color=color)
+    if runs:
+        first = runs[0].has_ans
+        share = sum(1 for h in first.values() if not h) / max(len(first), 1)
+        ax.axhline(share, color="grey", linestyle=":", label="abstain on all (base rate)")
+    ax.set(xlabel="recall of unanswerable questions", ylabel="precision of abstaining",
+           xlim=(0, 1.02), ylim=(0, 1.02),
+           title="abstaining as the na_prob threshold moves (dot: na_prob > 0.5)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_na_histograms(runs: Sequence[RunData], path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    n = len(runs)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, run in enumerate(runs):
+        ax = axes[k // cols][k % cols]
+        has = run.has_ans
+        ans = [run.na_probs[q] for q, h in has.items() if h]
+        unans = [run.na_probs[q] for q, h in has.items() if not h]
+        for values, name, color in ((ans, "answerable", "tab:blue"),
+                                    (unans, "unanswerable", "tab:red")):
+            if values:
+                ax.hist(values, bins=20, range=(0.0, 1.0), alpha=0.55, color=color,
+                        weights=[1.0 / len(values)] * len(values),
+                        label=f"{name} ({len(values)})")
+        ax.set(xlabel="no-answer probability", ylabel="share of group", title=run.label)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_question_words(runs: Sequence[RunData], per_run: Sequence[Mapping[str, float]],
+                        path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    from gpt2qa.metrics import QUESTION_WORD_BUCKETS
+
+    words = [w for w in QUESTION_WORD_BUCKETS if any(w in table for table in per_run)]
+    fig = Figure(figsize=(max(6.0, 1.2 * len(words) * max(1, len(runs)) / 2 + 3), 4))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(runs), 1)
+    for k, (run, table, color) in enumerate(zip(runs, per_run, _colors(len(runs)), strict=True)):
+        xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(words))]
+        ax.bar(xs, [table.get(w, 0.0) for w in words], width=width, color=color, label=run.label)
+    ax.set_xticks(range(len(words)), words)
+    ax.set(ylabel="F1", ylim=(0, 100), title="F1 by question word")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
+       max-width: 1150px; color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f2f2f2; } td.name { text-align: left; font-family: monospace; }
+img { max-width: 100%; border: 1px solid #eee; }
+p.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def metric_rows(runs: Sequence[RunData]) -> list[list[str]]:
+    rows = []
+    for run in runs:
+        m = run.metrics
+        rows.append([run.label, *(fmt(m.get(key)) for _, key in TABLE_COLUMNS),
+                     fmt(m.get("step"), 0), str(m.get("total", "-"))])
+    return rows
+
+
+def _header() -> list[str]:
+    return ["run", *(name for name, _ in TABLE_COLUMNS), "step", "questions"]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="name">{html.escape(c)}</td>' if i == 0
+                         else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _settings(run: RunData) -> str:
+    cfg = run.train_config
+    keys = ("model", "layout", "null_position", "head", "max_steps", "batch_size", "lr", "seed")
+    parts = [f"{k}={cfg[k]}" for k in keys if k in cfg]
+    return ", ".join(parts) if parts else "(no train_config.json)"
+
+
+def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                 eval_file: str | os.PathLike[str] | None = None) -> Path:
+    """Write D/index.html, D/summary.md and the PNG plots; return the HTML path."""
+    if not run_dirs:
+        raise GPT2QAError("report: give at least one run directory")
+    cache: dict[Path, Any] = {}
+    runs = [load_run(d, label, eval_file, cache)
+            for d, label in zip(run_dirs, run_labels(run_dirs), strict=True)]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [
+        ("Learning curves", plot_learning_curves(runs, out / "learning_curves.png"),
+         "Training loss (left) and evaluation F1 (right; dashed: threshold tuned on the same "
+         "evaluation set) against optimizer steps."),
+        ("Abstaining: precision and recall", plot_abstain_pr(runs, out / "abstain_pr.png"),
+         "Positive class = unanswerable. Moving the na_prob threshold down abstains on more "
+         "questions; the dotted line is the share of unanswerable questions."),
+        ("No-answer probability", plot_na_histograms(runs, out / "na_hist.png"),
+         "Histograms of na_prob for answerable and unanswerable questions (each normalised "
+         "to its group)."),
+        ("F1 by question word", plot_question_words(
+            runs, [question_word_f1(r) for r in runs], out / "question_word.png"),
+         "Official F1 of the saved predictions, split by the question's wh-word."),
+    ]
+    header, rows = _header(), metric_rows(runs)
+    settings_rows = [[r.label, str(r.path), str(r.eval_file), _settings(r)] for r in runs]
+    settings_header = ["run", "directory", "evaluation file", "settings"]
+
+    md = ["# gpt2qa report\n", markdown_table(header, rows),
+          "\nScores in percent, official SQuAD 2.0 rules, at each run's best evaluation. "
+          "`best F1`: best na_prob threshold on these predictions; `tuned F1`: best threshold "
+          "on each question's best span; baseline: abstain on every question.\n",
+          "\n## Runs\n", markdown_table(settings_header, settings_rows), "\n## Plots\n"]
+    md += [f"- {title}: ![{title}]({png.name})\n" for title, png, _ in images]
+    write_text_atomic(out / "summary.md", "".join(md))
+
+    sections = "".join(
+        f"<h2>{html.escape(title)}</h2><p class=\"note\">{html.escape(note)}</p>"
+        f"<img src=\"{html.escape(png.name)}\" alt=\"{html.escape(title)}\">"
+        for title, png, note in images)
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>gpt2qa report</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>gpt2qa report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>"
+        "<h2>Metrics</h2><p class=\"note\">Percent, official SQuAD 2.0 rules, at each run's "
+        "best evaluation. best F1: best na_prob threshold on the predictions; tuned F1: best "
+        "threshold on each question's best span; baseline: abstain on every question.</p>"
+        f"{_html_table(header, rows)}<h2>Runs</h2>{_html_table(settings_header, settings_rows)}"
+        f"{sections}</body></html>\n")
+    return write_text_atomic(out / "index.html", page)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def cmd_report(args: argparse.Namespace) -> int:
+    path = build_report(args.runs, args.out, args.eval_file)
+    print(f"report: {path}  (and {path.parent / 'summary.md'})")
+    return 0
+
+
+def add_report_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa report` on an argparse sub-parsers object."""
+    p = sub.add_parser("report", help="an HTML page (and summary.md) comparing training runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="gpt2qa training run directories")
+    p.add_argument("--out", required=True, help="output folder for index.html, summary.md, PNGs")
+    p.add_argument("--eval-file", default=None,
+                   help="SQuAD file with the gold answers (default: each run's eval_file)")
+    p.set_defaults(func=cmd_report)
+    return p
