@@ -128,3 +128,17 @@ def test_dataset_without_datasets_extra_names_local_alternative(capsys, tmp_path
     code, _, err = run(capsys, "train", "--model", "x", "--dataset", "squad_v2",
                        "--output-dir", str(tmp_path / "r"))
     assert code == 2 and "--train-file" in err
+
+
+def test_shipped_configs_parse(tmp_path):
+    """configs/*.yaml use only known settings and valid values."""
+    from pathlib import Path
+
+    from gpt2qa.cli import _read_yaml_config
+    from gpt2qa.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    names = {f for f in TrainConfig.__dataclass_fields__}
+    values = _read_yaml_config(str(root / "gpt2-squad2.yaml"), names)
+    config = TrainConfig(**values)
+    assert config.model == "gpt2" and config.precision == "bf16"

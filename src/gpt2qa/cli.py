@@ -236,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     from gpt2qa.config import TrainConfig
     from gpt2qa.demo import DemoConfig
 
-    parser = argparse.ArgumentParser(prog="gpt2qa", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gpt2qa",
+        description="Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for "
+                    "extractive question answering on SQuAD 2.0, with honest abstention.")
     parser.add_argument("--version", action="version", version=f"gpt2qa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -282,7 +285,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_flags(p)
     p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
     p.set_defaults(func=cmd_check_spans)
+
+    from gpt2qa.zeroshot import add_zero_shot_parser
+
+    add_zero_shot_parser(sub)
+    try:
+        from gpt2qa.serve import add_serve_parser
+    except ImportError as exc:  # FastAPI missing: say so only when serve is used
+        p = sub.add_parser("serve", help="serve a gpt2qa model over HTTP (needs FastAPI)")
+        p.set_defaults(func=_missing(f"gpt2qa serve needs FastAPI and uvicorn ({exc})"))
+    else:
+        add_serve_parser(sub)
     return parser
+
+
+def _missing(message: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise GPT2QAError(message)
+
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
