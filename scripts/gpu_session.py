@@ -158,7 +158,7 @@ def mixed_precision_smoke(out: Path, precision: str, steps: int, tiny: bool) -> 
     from gpt2qa.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out_dir=str(out / f"demo-{precision}"), steps=steps, progress=False,
-                     precision=precision, n_train=100 if tiny else 0)
+                     precision=precision, n_train=100 if tiny else 1500)
     t0 = time.perf_counter()
     try:
         metrics = run_demo(cfg)

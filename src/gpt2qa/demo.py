@@ -22,9 +22,10 @@ class DemoConfig:
     """The demo's settings; every field is a `gpt2qa demo` flag."""
 
     out_dir: str = "runs/demo"
-    steps: int = 500
+    steps: int = 600
     seed: int = 0
-    head: Head = "linear"
+    head: Head = "bilstm"
+    """bilstm: measured to learn the synthetic task much faster than linear from scratch."""
     layout: Layout = "question-first"
     null_position: NullPosition = "last"
     n_layer: int = 4
@@ -35,8 +36,11 @@ class DemoConfig:
     lr: float = 2e-3
     max_seq_length: int = 192
     doc_stride: int = 64
-    n_train: int = 0
-    """Synthetic training passages; 0 keeps the generator's default."""
+    level: str = "easy"
+    """Synthetic train/dev level: easy (learnable in CPU minutes) or standard (the study's)."""
+    n_train: int = 1500
+    """Synthetic training passages (3 questions each at the easy level, 4 at standard)."""
+    n_dev: int = 200
     eval_split: str = "dev"
     """Which held-out split to evaluate on: dev (same distribution) or hard."""
     precision: Precision = "fp32"
@@ -48,6 +52,10 @@ class DemoConfig:
             raise GPT2QAError("--steps must be at least 1")
         if self.head not in HEADS:
             raise GPT2QAError(f"--head must be one of {', '.join(HEADS)}")
+        if self.level not in ("easy", "standard"):
+            raise GPT2QAError("--level must be easy or standard")
+        if self.n_train < 1 or self.n_dev < 1:
+            raise GPT2QAError("--n-train and --n-dev must be at least 1")
         if self.eval_split not in ("dev", "hard"):
             raise GPT2QAError("--eval-split must be dev or hard")
         if self.n_embd % self.n_head:
@@ -97,8 +105,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out = Path(config.out_dir)
     if (out / "run" / "log.jsonl").exists():
         raise GPT2QAError(f"{out}: already holds a demo run; choose another --out-dir")
-    kwargs = {"n_train": config.n_train} if config.n_train else {}
-    paths = write_benchmark(out / "data", seed=config.seed, **kwargs)
+    paths = write_benchmark(out / "data", seed=config.seed, n_train=config.n_train,
+                            n_dev=config.n_dev, level=config.level)  # type: ignore[arg-type]
     init = prepare_demo_model(config, paths, out / "init")
     print(f"data: {out / 'data'}  (train, dev, hard); tiny GPT-2 + tokenizer: {init}")
     train_config = TrainConfig(

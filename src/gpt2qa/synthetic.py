@@ -37,13 +37,11 @@ splits, whatever the seeds.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import random
 import re
 import string
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -1083,36 +1081,39 @@ def corpus_texts(squad: Mapping[str, Any]) -> list[str]:
     return texts
 
 
+Level = Literal["standard", "easy"]
+
+#: The "easy" train/dev level of the demo: short passages, no twins, no unanswerables that
+#: only text after the distractor decides. A tiny GPT-2 learns it in CPU minutes.
+EASY_OVERRIDES: Mapping[str, Any] = MappingProxyType({
+    "twin_fraction": 0.0, "after_distractor_share": 0.0, "sentences_per_passage": (3, 4),
+    "questions_per_passage": 3})
+
+
 def write_benchmark(out_dir: str | os.PathLike[str], seed: int = 0, n_train: int = 1000,
-                    n_dev: int = 150, n_hard: int = 100) -> dict[str, Path]:
+                    n_dev: int = 150, n_hard: int = 100, level: Level = "standard",
+                    ) -> dict[str, Path]:
     """Write ``train.json``, ``dev.json`` and ``hard.json`` under ``out_dir``; return the paths.
 
     ``n_*`` count paragraphs; the defaults give about 4,000 / 600 / 600 questions (4 per
-    paragraph in train and dev, 6 in hard). Each file appears whole or not at all.
+    paragraph in train and dev, 6 in hard). ``level="easy"`` makes train and dev from
+    `EASY_OVERRIDES` (3 questions per paragraph); the hard split is the same at both levels.
+    Each file appears whole or not at all.
     """
+    from gpt2qa.decode import write_json_atomic
+
+    if level not in ("standard", "easy"):
+        raise GPT2QAError(f"level must be standard or easy; got {level!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GPT2QAError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     sizes: dict[Split, int] = {"train": n_train, "dev": n_dev, "hard": n_hard}
-    configs = {split: SyntheticConfig(seed=seed, n_passages=n, split=split)
-               for split, n in sizes.items()}
     paths: dict[str, Path] = {}
-    for split, config in configs.items():
+    for split, n in sizes.items():
+        extra = dict(EASY_OVERRIDES) if level == "easy" and split != "hard" else {}
         path = out / f"{split}.json"
-        _write_json_atomic(path, generate(config))
+        write_json_atomic(path, generate(SyntheticConfig(seed=seed, n_passages=n, split=split,
+                                                          **extra)))
         paths[split] = path
     return paths
-
-
-def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
