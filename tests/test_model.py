@@ -152,3 +152,18 @@ def test_load_errors(tmp_path, tiny_tokenizer):
         load_model(tmp_path / "plain")
     with pytest.raises(GPT2QAError, match="head"):
         QAConfig(head="mlp")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("head", ["linear", "bilstm"])
+def test_padding_to_a_multiple_changes_nothing_but_width(tiny_tokenizer, head):
+    qa = QAConfig(head=head, max_seq_length=64, doc_stride=16, max_query_length=16)
+    model = tiny_model(tiny_tokenizer, qa).eval()
+    ids = prepare_tokenizer(tiny_tokenizer)
+    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, qa.features(), ids)
+    plain, rounded = collate(feats, ids.pad), collate(feats, ids.pad, pad_to_multiple_of=64)
+    assert rounded["input_ids"].shape[1] == 64 and plain["input_ids"].shape[1] < 64
+    with torch.no_grad():
+        a, b = model(**plain), model(**rounded)
+    width = plain["input_ids"].shape[1]
+    assert torch.allclose(a.start_logits, b.start_logits[:, :width], atol=1e-5)
+    assert torch.allclose(a.null_score, b.null_score, atol=1e-5)

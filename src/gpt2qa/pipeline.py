@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gpt2qa.batching import collate, length_grouped_batches
+from gpt2qa.batching import collate, length_grouped_batches, pad_multiple
 from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction, WindowOutput, decode
 from gpt2qa.errors import GPT2QAError
@@ -43,7 +43,8 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
     model.eval()
     outputs: list[WindowOutput | None] = [None] * len(features)
     for batch_idx in length_grouped_batches([len(f.input_ids) for f in features], batch_size):
-        batch = collate([features[i] for i in batch_idx], pad_id, with_labels=False)
+        batch = collate([features[i] for i in batch_idx], pad_id, with_labels=False,
+                        pad_to_multiple_of=pad_multiple(device))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast_context(device, precision):
             out = model(**batch)

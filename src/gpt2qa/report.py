@@ -196,10 +196,8 @@ def load_run(run_dir: str | os.PathLike[str], label: str,
 def run_labels(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
     """Short unique labels: the directory names, with the parent added where they clash."""
     paths = [Path(p).resolve() for p in run_dirs]
-    labels = [p.name for p in paths]
-    for i, label in enumerate(labels):
-        if labels.count(label) > 1:
-            labels[i] = f"{paths[i].parent.name}/{paths[i].name}"
+    names = [p.name for p in paths]
+    labels = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
     seen: dict[str, int] = {}
     out = []
     for label in labels:
@@ -370,6 +368,7 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th { background: #f2f2f2; } td.name { text-align: left; font-family: monospace; }
+td.name, th { overflow-wrap: anywhere; }
 img { max-width: 100%; border: 1px solid #eee; }
 p.note { color: #555; font-size: 0.9em; }
 """
@@ -388,17 +387,19 @@ def _header() -> list[str]:
     return ["run", *(name for name, _ in TABLE_COLUMNS), "step", "questions"]
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
+    """A Markdown table; the first `text_cols` columns left-aligned, the rest right-aligned."""
     lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+             "|" + "|".join("---" if i < text_cols else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
+    """An HTML table; the first `text_cols` columns are text (left-aligned), the rest numbers."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="name">{html.escape(c)}</td>' if i == 0
+        "<tr>" + "".join(f'<td class="name">{html.escape(c)}</td>' if i < text_cols
                          else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
         for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -443,7 +444,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.P
           "\nScores in percent, official SQuAD 2.0 rules, at each run's best evaluation. "
           "`best F1`: best na_prob threshold on these predictions; `tuned F1`: best threshold "
           "on each question's best span; baseline: abstain on every question.\n",
-          "\n## Runs\n", markdown_table(settings_header, settings_rows), "\n## Plots\n"]
+          "\n## Runs\n", markdown_table(settings_header, settings_rows, 4), "\n## Plots\n"]
     md += [f"- {title}: ![{title}]({png.name})\n" for title, png, _ in images]
     write_text_atomic(out / "summary.md", "".join(md))
 
@@ -459,7 +460,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.P
         "<h2>Metrics</h2><p class=\"note\">Percent, official SQuAD 2.0 rules, at each run's "
         "best evaluation. best F1: best na_prob threshold on the predictions; tuned F1: best "
         "threshold on each question's best span; baseline: abstain on every question.</p>"
-        f"{_html_table(header, rows)}<h2>Runs</h2>{_html_table(settings_header, settings_rows)}"
+        f"{_html_table(header, rows)}<h2>Runs</h2>{_html_table(settings_header, settings_rows, 4)}"
         f"{sections}</body></html>\n")
     return write_text_atomic(out / "index.html", page)
 

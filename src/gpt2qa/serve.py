@@ -171,6 +171,7 @@ class Health(BaseModel):
     queued: int
     forward_batches: int
     questions_answered: int
+    forward_seconds: float = Field(description="Wall time spent in the model (and decoding).")
 
 
 # -- micro-batching ---------------------------------------------------------------------------
@@ -193,6 +194,7 @@ class MicroBatcher:
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.forward_batches = 0
         self.questions_answered = 0
+        self.forward_seconds = 0.0
         self._ids = itertools.count()
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -283,9 +285,11 @@ class MicroBatcher:
     async def _process(self, jobs: Sequence[_Job]) -> None:
         loop = asyncio.get_running_loop()
         examples = [j.example for j in jobs]
+        start = time.perf_counter()
         try:
             preds = await loop.run_in_executor(self._executor, self._predict, examples)
         except Exception as exc:
+            self.forward_seconds += time.perf_counter() - start
             if len(jobs) > 1:
                 # Retry one by one so that one bad input fails only its own request.
                 for job in jobs:
@@ -293,6 +297,7 @@ class MicroBatcher:
                 return
             _resolve(jobs[0].future, exc=exc)
             return
+        self.forward_seconds += time.perf_counter() - start
         self.forward_batches += 1
         self.questions_answered += len(jobs)
         for job in jobs:
@@ -563,7 +568,8 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
     async def healthz() -> Health:
         return Health(status="ok", queued=batcher.queued,
                       forward_batches=batcher.forward_batches,
-                      questions_answered=batcher.questions_answered)
+                      questions_answered=batcher.questions_answered,
+                      forward_seconds=round(batcher.forward_seconds, 6))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -29,6 +29,10 @@ cell's checkpoints are deleted (its best model stays in model/).
 Spread: the *population* standard deviation over seeds (numpy ``std`` with ddof=0); the
 per-seed values are in summary.json too.
 
+Separation: `na_auroc` is the ROC AUC of na_prob for "unanswerable" (threshold-free; 0.5 is
+chance), which shows whether a model can tell the two kinds apart even where F1 sits at the
+all-no-answer baseline.
+
 Calibration: `reliability` bins na_prob into equal-width bins and compares each bin's mean
 na_prob with the observed share of unanswerable questions; ECE is the count-weighted mean of
 the absolute gaps.  Worked example (2 bins): probs (0.2, 0.2, 0.8, 0.8) with unanswerable
@@ -346,6 +350,8 @@ def grid_cells(config: StudyConfig, only: Mapping[str, Sequence[str]] | None = N
 
 @dataclass(frozen=True)
 class StudyInputs:
+    """What every cell shares: the split files, the tokenizer and one init per seed."""
+
     data: Mapping[str, Path]
     tokenizer_dir: Path
     init_dirs: Mapping[int, Path]
@@ -446,6 +452,8 @@ Action = Literal["skipped", "evaluated", "resumed", "started"]
 
 @dataclass(frozen=True)
 class CellOutcome:
+    """What `run_study` did with one cell, and how long it took."""
+
     cell: Cell
     action: Action
     seconds: float
@@ -527,8 +535,9 @@ def run_cell(config: StudyConfig, cell: Cell, inputs: StudyInputs, cells_dir: Pa
         result = train(cell_train_config(config, cell, inputs, cell_dir, resume=resumable,
                                          progress=progress))
         if result.metrics is None:
-            raise GPT2QAError(f"{cell_dir}: training produced no evaluation on "
-                              f"{SELECTION_SPLIT}")
+            raise GPT2QAError(f"{cell_dir}: training produced no metrics.json on "
+                              f"{SELECTION_SPLIT} (its best evaluation was lost?); remove "
+                              "the directory to train the cell again")
         info = {**dataclasses.asdict(cell), "steps": result.steps,
                 "train_seconds": round(time.perf_counter() - t0, 2)}
         write_json_atomic(marker, info)
@@ -553,6 +562,8 @@ def run_cell(config: StudyConfig, cell: Cell, inputs: StudyInputs, cells_dir: Pa
 
 @dataclass(frozen=True)
 class StudyResult:
+    """The cells handled by one `run_study` call and the summary rows written after it."""
+
     out_dir: Path
     outcomes: tuple[CellOutcome, ...]
     summary: tuple[dict[str, Any], ...]
@@ -659,12 +670,41 @@ def reliability(na_probs: Sequence[float], has_ans: Sequence[bool], n_bins: int 
     return tuple(bins), ece
 
 
+def na_auroc(na_probs: Sequence[float], has_ans: Sequence[bool]) -> float | None:
+    """How well na_prob ranks unanswerable above answerable questions (ROC AUC, ties = 1/2).
+
+    Threshold-free, so it shows whether a model can *tell* the two apart even where its
+    decision rule abstains on everything. 0.5 is chance; None when a class is absent.
+    Worked example: unanswerable at (0.9, 0.4), answerable at (0.4, 0.1): of the 4 pairs,
+    3 are ordered right and one is a tie, so AUROC = 3.5 / 4 = 0.875.
+    """
+    if len(na_probs) != len(has_ans):
+        raise GPT2QAError(f"na_auroc: {len(na_probs)} probabilities but {len(has_ans)} labels")
+    n_pos = sum(1 for h in has_ans if not h)
+    n_neg = len(has_ans) - n_pos
+    if not n_pos or not n_neg:
+        return None
+    # Mann-Whitney U from average ranks (ties share their mean rank).
+    order = sorted(range(len(na_probs)), key=lambda i: na_probs[i])
+    ranks = [0.0] * len(order)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and na_probs[order[j + 1]] == na_probs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(r for r, h in zip(ranks, has_ans, strict=True) if not h)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
 # --------------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------------
 
 AGGREGATED = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh", "tuned_f1",
-              "tuned_null_score_diff_threshold", "dev_threshold_f1", "ece")
+              "tuned_null_score_diff_threshold", "dev_threshold_f1", "ece", "auroc")
 
 
 def mean_spread(values: Sequence[float]) -> dict[str, Any]:
@@ -714,9 +754,10 @@ def cell_scores(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             metrics = json.loads((cell_dir / metrics_name).read_text(encoding="utf-8"))
             na_probs = json.loads((cell_dir / na_name).read_text(encoding="utf-8"))
             ids = [q for q in na_probs if q in gold[split]]
-            bins, ece = reliability([na_probs[q] for q in ids], [gold[split][q] for q in ids])
+            probs, labels = [na_probs[q] for q in ids], [gold[split][q] for q in ids]
+            bins, ece = reliability(probs, labels)
             rows.append({"cell": cell, "split": split, "metrics": metrics, "ece": ece,
-                         "bins": bins})
+                         "auroc": na_auroc(probs, labels), "bins": bins})
     return rows
 
 
@@ -743,7 +784,8 @@ def summarize(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
                                  "null_baseline_f1": members[0]["metrics"].get(
                                      "null_baseline_f1")}
         for key in AGGREGATED:
-            values = [r["ece"] if key == "ece" else r["metrics"].get(key) for r in members]
+            values = [r[key] if key in ("ece", "auroc") else r["metrics"].get(key)
+                      for r in members]
             values = [float(v) for v in values if v is not None]
             entry[key] = mean_spread(values) if values else None
         rows.append(entry)
@@ -751,7 +793,7 @@ def summarize(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: (order[r["split"]], -r["f1"]["mean"]))
     cells_json = [{"cell": r["cell"].name, **dataclasses.asdict(r["cell"]), "split": r["split"],
                    "f1": r["metrics"].get("f1"), "best_f1": r["metrics"].get("best_f1"),
-                   "ece": r["ece"],
+                   "ece": r["ece"], "auroc": r["auroc"],
                    "reliability": [dataclasses.asdict(b) for b in r["bins"]]}
                   for r in per_cell]
     write_json_atomic(out / "summary.json", {
@@ -778,7 +820,8 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]],
              "difference threshold 0); `best F1` / `best thr`: best na_prob threshold on the "
              "same split (an oracle); `tuned thr`: that threshold as a score difference; "
              "`F1 @dev thr`: with the threshold tuned on dev. ECE: 10 equal-width bins of "
-             "na_prob vs the share of unanswerable questions.\n"]
+             "na_prob vs the share of unanswerable questions. NA AUROC: how well na_prob "
+             "ranks unanswerable above answerable questions (0.5 = chance).\n"]
     for split in SPLITS:
         block = [r for r in rows if r["split"] == split]
         if not block:
@@ -787,25 +830,27 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]],
         lines.append(f"\n## {split} ({block[0]['questions']} questions; all-no-answer "
                      f"baseline F1 = {base:.1f})\n\n")
         header = ["layout", "null", "head", "seeds", "F1", "EM", "HasAns F1", "NoAns F1",
-                  "best F1", "best thr", "tuned thr", "F1 @dev thr", "ECE", "baseline F1"]
+                  "best F1", "best thr", "tuned thr", "F1 @dev thr", "ECE", "NA AUROC",
+                  "baseline F1"]
         body = [[r["layout"], r["null_position"], r["head"], str(len(r["seeds"])),
                  _ms(r["f1"]), _ms(r["exact"]), _ms(r["HasAns_f1"]), _ms(r["NoAns_f1"]),
                  _ms(r["best_f1"]), _ms(r["best_f1_thresh"], 2),
                  _ms(r["tuned_null_score_diff_threshold"], 2),
                  _ms(r["dev_threshold_f1"]) if split != SELECTION_SPLIT else "-",
-                 _ms(r["ece"], 3), f"{r['null_baseline_f1']:.1f}"] for r in block]
-        lines.append(markdown_table(header, body))
+                 _ms(r["ece"], 3), _ms(r["auroc"], 3),
+                 f"{r['null_baseline_f1']:.1f}"] for r in block]
+        lines.append(markdown_table(header, body, text_cols=3))
     if per_cell:
         seeds = sorted({r["cell"].seed for r in per_cell})
-        lines.append("\n## ECE per cell\n\n")
-        header = ["layout", "null", "head", "split", *(f"seed {s}" for s in seeds)]
-        table: dict[tuple[Any, ...], dict[int, float]] = {}
-        for r in per_cell:
-            key = (*r["cell"].config_key, r["split"])
-            table.setdefault(key, {})[r["cell"].seed] = r["ece"]
-        body = [[*key, *(f"{vals[s]:.3f}" if s in vals else "-" for s in seeds)]
-                for key, vals in sorted(table.items(), key=lambda kv: (kv[0][3], kv[0][:3]))]
-        lines.append(markdown_table(header, body))
+        for title, key, digits in (("ECE", "ece", 3), ("NA AUROC", "auroc", 3)):
+            lines.append(f"\n## {title} per cell\n\n")
+            header = ["layout", "null", "head", "split", *(f"seed {s}" for s in seeds)]
+            table: dict[tuple[Any, ...], dict[int, Any]] = {}
+            for r in per_cell:
+                table.setdefault((*r["cell"].config_key, r["split"]), {})[r["cell"].seed] = r[key]
+            body = [[*k, *("-" if vals.get(s) is None else f"{vals[s]:.{digits}f}" for s in seeds)]
+                    for k, vals in sorted(table.items(), key=lambda kv: (kv[0][3], kv[0][:3]))]
+            lines.append(markdown_table(header, body, text_cols=4))
     return "".join(lines)
 
 
@@ -821,7 +866,11 @@ def _config_label(layout: str, null: str, head: str) -> str:
 
 
 def plot_study(out_dir: Path, rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Grouped bars: F1 per configuration for each split, ± spread, baselines as lines."""
+    """Grouped bars per configuration and split, ± spread over seeds.
+
+    Top: F1 at threshold 0 with the all-no-answer baselines as lines. Bottom: NA AUROC
+    (can na_prob tell unanswerable from answerable at all?) with chance (0.5) as a line.
+    """
     from matplotlib.figure import Figure
 
     from gpt2qa.report import save_figure
@@ -835,28 +884,32 @@ def plot_study(out_dir: Path, rows: Sequence[Mapping[str, Any]], path: Path) -> 
                     keys.append((layout, null, head))
     splits = [s for s in SPLITS if any(r["split"] == s for r in rows)]
     colors = {"dev": "tab:blue", "hard": "tab:orange"}
-    fig = Figure(figsize=(max(7.0, 0.95 * len(keys) + 2), 4.8))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(max(7.0, 0.95 * len(keys) + 2), 7.5))
+    ax_f1, ax_auc = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     width = 0.8 / len(splits)
     for k, split in enumerate(splits):
         by_key = {(r["layout"], r["null_position"], r["head"]): r
                   for r in rows if r["split"] == split}
-        xs, ys, errs = [], [], []
-        for i, key in enumerate(keys):
-            if key in by_key:
-                xs.append(i + (k - (len(splits) - 1) / 2) * width)
-                ys.append(by_key[key]["f1"]["mean"])
-                errs.append(by_key[key]["f1"]["std"])
-        ax.bar(xs, ys, width=width, yerr=errs, capsize=3, color=colors[split],
-               label=f"{split} F1 (mean ± std over seeds)")
+        for ax, metric in ((ax_f1, "f1"), (ax_auc, "auroc")):
+            xs, ys, errs = [], [], []
+            for i, key in enumerate(keys):
+                stat = by_key[key].get(metric) if key in by_key else None
+                if stat:
+                    xs.append(i + (k - (len(splits) - 1) / 2) * width)
+                    ys.append(stat["mean"])
+                    errs.append(stat["std"])
+            ax.bar(xs, ys, width=width, yerr=errs, capsize=3, color=colors[split],
+                   label=f"{split} (mean ± std over seeds)")
         base = next(iter(by_key.values()))["null_baseline_f1"]
-        ax.axhline(base, color=colors[split], linestyle="--", linewidth=1,
-                   label=f"{split}: abstain on all ({base:.1f})")
-    ax.set_xticks(range(len(keys)), [_config_label(*k) for k in keys], fontsize=7)
-    ax.set_ylabel("F1 (threshold 0)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Synthetic SQuAD 2.0 study: layout / null position / head")
-    ax.legend(fontsize=7, loc="upper right")
+        ax_f1.axhline(base, color=colors[split], linestyle="--", linewidth=1,
+                      label=f"{split}: abstain on all ({base:.1f})")
+    ax_auc.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax_auc.set_xticks(range(len(keys)), [_config_label(*k) for k in keys], fontsize=7)
+    ax_f1.set(ylabel="F1 (threshold 0)", ylim=(0, 100),
+              title="Synthetic SQuAD 2.0 study: layout / null position / head")
+    ax_auc.set(ylabel="NA AUROC", ylim=(0, 1))
+    ax_f1.legend(fontsize=7, loc="upper right")
+    ax_auc.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return save_figure(fig, path)
 

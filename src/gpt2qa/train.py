@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpt2qa.batching import collate, length_grouped_batches
+from gpt2qa.batching import collate, length_grouped_batches, pad_multiple
 from gpt2qa.config import TrainConfig
 from gpt2qa.data import SquadDataset, SquadExample
 from gpt2qa.decode import predictions_to_json, threshold_from_na_prob, write_json_atomic
@@ -245,6 +245,7 @@ def train(config: TrainConfig) -> TrainResult:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
+    multiple = pad_multiple(accelerator.device)
 
     train_data, eval_data = load_training_data(config)
     model, tokenizer = build_model(config)
@@ -311,7 +312,8 @@ def train(config: TrainConfig) -> TrainResult:
             while micro < len(batches) and state["step"] < total_steps:
                 group = batches[micro: micro + config.grad_accum]
                 for k, idx in enumerate(group):
-                    batch = collate([train_features[i] for i in idx], special.pad)
+                    batch = collate([train_features[i] for i in idx], special.pad,
+                                    pad_to_multiple_of=multiple)
                     batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
                     sync = k == len(group) - 1
                     with accelerator.no_sync(model) if not sync else nullcontext(), \
