@@ -1,0 +1,252 @@
+"""Load test for `gpt2qa serve`: micro-batching on vs off, on loopback, with a tiny model.
+
+    PYTHONPATH=src python benchmarks/serve_load.py [--requests 2000] [--concurrency 32]
+
+Builds a tiny GPT-2 QA model (random weights: speed does not depend on training) and a
+tokenizer from the synthetic benchmark's text in a temporary directory, then for each mode
+starts the server as a subprocess on 127.0.0.1, sends a fixed number of requests over
+`--concurrency` keep-alive connections with httpx.AsyncClient, and stops it. Prints
+throughput, p50/p95/p99 latency and errors per mode, the batched/unbatched ratios, a final
+`key=value` line, and writes everything to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gpt2qa.decode import write_json_atomic
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serve_load.json"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One mode's measurements (latencies in milliseconds)."""
+
+    mode: str
+    max_batch_size: int
+    batch_wait_ms: float
+    requests: int
+    concurrency: int
+    errors: int
+    seconds: float
+    throughput_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_batch_size: float
+    model_busy: float
+    """Share of the wall time the server spent in the model (forward + decode)."""
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile: q=50 of [1, 2, 3, 4] is 2, q=99 is 4."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil(n * q / 100)
+    return sorted_values[int(rank) - 1]
+
+
+def build_model(out_dir: Path, seed: int, n_layer: int, n_embd: int,
+                n_passages: int) -> tuple[Path, list[tuple[str, str]]]:
+    """A tiny random-weight model directory plus (question, context) pairs to ask it."""
+    import torch
+
+    from gpt2qa.checkpoint import save_model
+    from gpt2qa.config import QAConfig
+    from gpt2qa.features import prepare_tokenizer
+    from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
+    from gpt2qa.synthetic import SyntheticConfig, corpus_texts, generate
+    from gpt2qa.tokenizer import train_bpe_tokenizer
+
+    squad = generate(SyntheticConfig(seed=seed, n_passages=n_passages, split="dev"))
+    pairs = [(qa["question"], para["context"]) for article in squad["data"]
+             for para in article["paragraphs"] for qa in para["qas"]]
+    tokenizer = train_bpe_tokenizer(corpus_texts(squad), vocab_size=1000)
+    prepare_tokenizer(tokenizer)
+    torch.manual_seed(seed)
+    backbone = backbone_from_config(tiny_gpt2_config(len(tokenizer), n_layer=n_layer,
+                                                     n_embd=n_embd, n_positions=256))
+    model = QAModel(backbone, QAConfig(max_seq_length=256, doc_stride=128, max_query_length=32))
+    return save_model(model, tokenizer, out_dir / "model"), pairs
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model_dir: Path, port: int, max_batch_size: int, batch_wait_ms: float,
+                 threads: int) -> subprocess.Popen[bytes]:
+    import gpt2qa
+
+    src = str(Path(gpt2qa.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "gpt2qa.serve", "--model", str(model_dir), "--host", "127.0.0.1",
+           "--port", str(port), "--max-batch-size", str(max_batch_size),
+           "--batch-wait-ms", str(batch_wait_ms), "--device", "cpu", "--log-level", "warning"]
+    return subprocess.Popen(cmd, env=env)
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the server at {base} did not become healthy in {timeout:.0f}s")
+
+
+async def send_load(base: str, pairs: list[tuple[str, str]], n_requests: int,
+                    concurrency: int) -> tuple[list[float], int, float]:
+    """Send n_requests over `concurrency` connections; return latencies (s), errors, wall s."""
+    latencies: list[float] = []
+    errors = 0
+    next_index = iter(range(n_requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for i in next_index:  # shared iterator: each index is sent exactly once
+            question, context = pairs[i % len(pairs)]
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/v1/answer", json={"question": question,
+                                                          "context": context, "top_k": 3})
+                ok = r.status_code == 200 and "answer" in r.json()
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return latencies, errors, wall
+
+
+def run_mode(mode: str, model_dir: Path, pairs: list[tuple[str, str]], n_requests: int,
+             concurrency: int, max_batch_size: int, batch_wait_ms: float,
+             threads: int) -> LoadResult:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(model_dir, port, max_batch_size, batch_wait_ms, threads)
+    try:
+        wait_healthy(base, proc)
+        asyncio.run(send_load(base, pairs, min(50, n_requests), concurrency))  # warm-up
+        before = httpx.get(f"{base}/healthz").json()
+        latencies, errors, wall = asyncio.run(send_load(base, pairs, n_requests, concurrency))
+        after = httpx.get(f"{base}/healthz").json()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    batches = after["forward_batches"] - before["forward_batches"]
+    answered = after["questions_answered"] - before["questions_answered"]
+    ms = sorted(x * 1000 for x in latencies)
+    return LoadResult(mode=mode, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+                      requests=n_requests, concurrency=concurrency, errors=errors,
+                      seconds=round(wall, 3), throughput_rps=round(n_requests / wall, 1),
+                      p50_ms=round(percentile(ms, 50), 2), p95_ms=round(percentile(ms, 95), 2),
+                      p99_ms=round(percentile(ms, 99), 2),
+                      mean_batch_size=round(answered / batches, 2) if batches else 0.0,
+                      model_busy=round((after["forward_seconds"] - before["forward_seconds"])
+                                       / wall, 3))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per mode")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--max-batch-size", type=int, default=16,
+                        help="micro-batch size for the batched mode")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--n-layer", type=int, default=2)
+    parser.add_argument("--n-embd", type=int, default=64)
+    parser.add_argument("--passages", type=int, default=60, help="synthetic passages to ask about")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-threads", type=int, default=0,
+                        help="OMP/MKL threads for the server's torch (0: torch's default)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.concurrency < 1 or args.max_batch_size < 2:
+        parser.error("--requests and --concurrency must be >= 1, --max-batch-size >= 2")
+
+    # Other work on the machine shares the cores with server and client: record how busy it was.
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="gpt2qa-serve-load-") as tmp:
+        model_dir, pairs = build_model(Path(tmp), args.seed, args.n_layer, args.n_embd,
+                                       args.passages)
+        print(f"model: {args.n_layer} layers x {args.n_embd} wide (random weights); "
+              f"{len(pairs)} distinct questions; {args.requests} requests per mode over "
+              f"{args.concurrency} connections", flush=True)
+        results = []
+        for mode, size, wait in (("batched", args.max_batch_size, args.batch_wait_ms),
+                                 ("unbatched", 1, 0.0)):
+            res = run_mode(mode, model_dir, pairs, args.requests, args.concurrency, size, wait,
+                           args.server_threads)
+            print(f"{mode:>9}: {res.throughput_rps:8.1f} req/s  p50 {res.p50_ms:7.1f} ms  "
+                  f"p95 {res.p95_ms:7.1f} ms  p99 {res.p99_ms:7.1f} ms  errors {res.errors}  "
+                  f"mean batch {res.mean_batch_size:.2f}  model busy {res.model_busy:.0%}  "
+                  f"({res.seconds:.1f} s)", flush=True)
+            results.append(res)
+
+    on, off = results
+    ratio = {"throughput": round(on.throughput_rps / off.throughput_rps, 2),
+             "p50": round(on.p50_ms / off.p50_ms, 2), "p95": round(on.p95_ms / off.p95_ms, 2),
+             "p99": round(on.p99_ms / off.p99_ms, 2)}
+    print()
+    print(f"{'':>16} {'batched':>10} {'unbatched':>10} {'ratio':>7}")
+    for label, a, b, r in (("throughput req/s", on.throughput_rps, off.throughput_rps,
+                            ratio["throughput"]),
+                           ("p50 ms", on.p50_ms, off.p50_ms, ratio["p50"]),
+                           ("p95 ms", on.p95_ms, off.p95_ms, ratio["p95"]),
+                           ("p99 ms", on.p99_ms, off.p99_ms, ratio["p99"])):
+        print(f"{label:>16} {a:>10.1f} {b:>10.1f} {r:>6.2f}x")
+    record: dict[str, Any] = {
+        "benchmark": "serve_load", "python": platform.python_version(),
+        "machine": platform.machine(), "cpus": os.cpu_count(),
+        "load_average_1min": {"start": round(load_before[0], 2),
+                              "end": round(os.getloadavg()[0], 2)},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "results": [asdict(r) for r in results], "ratio_batched_over_unbatched": ratio,
+    }
+    write_json_atomic(args.out, record)
+    print(f"wrote {args.out}")
+    print(f"requests={args.requests} concurrency={args.concurrency} "
+          f"batched_rps={on.throughput_rps} unbatched_rps={off.throughput_rps} "
+          f"speedup={ratio['throughput']} batched_p50_ms={on.p50_ms} unbatched_p50_ms={off.p50_ms} "
+          f"batched_p99_ms={on.p99_ms} unbatched_p99_ms={off.p99_ms} "
+          f"mean_batch={on.mean_batch_size} errors={on.errors + off.errors}")
+    return 1 if on.errors or off.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
