@@ -286,9 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
     p.set_defaults(func=cmd_check_spans)
 
+    from gpt2qa.report import add_report_parser
+    from gpt2qa.study import add_study_parser
     from gpt2qa.zeroshot import add_zero_shot_parser
 
     add_zero_shot_parser(sub)
+    add_study_parser(sub)
+    add_report_parser(sub)
     try:
         from gpt2qa.serve import add_serve_parser
     except ImportError as exc:  # FastAPI missing: say so only when serve is used

@@ -19,7 +19,8 @@ The study directory D holds:
                                X_na_probs.json, and cell.json once training has finished
   summary.json, summary.md     mean and spread over seeds per (layout, null, head) and split
   study.png                    F1 per configuration (dev and hard), error bars, baselines
-  reliability.png              na_prob reliability diagrams: best cell vs a null=first cell
+  reliability.png              na_prob reliability: best cell beside the best of each other
+                               null position (so always a null=first cell)
 
 Resuming: a cell with cell.json and every split's metrics is skipped; a cell whose training
 finished but a split's metrics are missing is only evaluated; a cell with checkpoints is
@@ -82,10 +83,14 @@ class DataSettings:
     n_train: int = 400
     n_dev: int = 60
     n_hard: int = 30
+    level: str = "standard"
+    """train/dev level (`write_benchmark`): standard or easy; the hard split is the same."""
 
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise GPT2QAError(f"data.seed: must be >= 0; got {self.seed}")
+        if self.level not in ("standard", "easy"):
+            raise GPT2QAError(f"data.level: must be standard or easy; got {self.level!r}")
         _positive("data", self, ("n_train", "n_dev", "n_hard"))
 
 
@@ -394,7 +399,7 @@ def prepare_inputs(config: StudyConfig, out_dir: str | os.PathLike[str]) -> Stud
     if not all(p.is_file() for p in paths.values()):
         d = config.data
         written = write_benchmark(data_dir, seed=d.seed, n_train=d.n_train, n_dev=d.n_dev,
-                                  n_hard=d.n_hard)
+                                  n_hard=d.n_hard, level=d.level)  # type: ignore[arg-type]
         paths = {s: written[s] for s in paths}
 
     tok_dir = out / "tokenizer"
@@ -928,35 +933,44 @@ def _reliability_panel(ax: Any, bins: Sequence[ReliabilityBin], ece: float, titl
     ax.set_title(f"{title}\nECE = {ece:.3f}", fontsize=8)
 
 
+def _rank_key(row: Mapping[str, Any]) -> tuple[float, float, float]:
+    """Best cell first: higher F1, then higher best F1, then lower ECE (ties are common when
+    cells sit at the all-no-answer baseline)."""
+    m = row["metrics"]
+    return (m["f1"], m.get("best_f1", 0.0), -row["ece"])
+
+
 def plot_reliability(out_dir: Path, path: Path) -> Path | None:
-    """Reliability diagrams (rows: splits) for the best cell by dev F1 and a null=first cell."""
+    """Reliability diagrams, rows = splits: the best cell by dev F1, then the best cell of each
+    other null position (so a null=first cell always sits beside the best one)."""
     from matplotlib.figure import Figure
 
     from gpt2qa.report import save_figure
 
     per_cell = cell_scores(out_dir)
-    dev = [r for r in per_cell if r["split"] == SELECTION_SPLIT]
+    dev = sorted((r for r in per_cell if r["split"] == SELECTION_SPLIT), key=_rank_key,
+                 reverse=True)
     if not dev:
         return None
-    best = max(dev, key=lambda r: r["metrics"]["f1"])["cell"]
-    firsts = [r for r in dev if r["cell"].null_position == "first" and r["cell"] != best]
-    if best.null_position == "first":
-        firsts = [r for r in dev if r["cell"].null_position != "first"]
-    chosen = [best] + ([max(firsts, key=lambda r: r["metrics"]["f1"])["cell"]] if firsts else [])
+    chosen = [(dev[0]["cell"], "best by dev F1")]
+    for null in NULL_POSITIONS:
+        if null == chosen[0][0].null_position:
+            continue
+        best_of = [r for r in dev if r["cell"].null_position == null]
+        if best_of:
+            chosen.append((best_of[0]["cell"], f"best with null={null}"))
     splits = [s for s in SPLITS if any(r["split"] == s for r in per_cell)]
     fig = Figure(figsize=(4.2 * len(chosen), 3.8 * len(splits)))
     axes = fig.subplots(len(splits), len(chosen), squeeze=False)
     for i, split in enumerate(splits):
-        for j, cell in enumerate(chosen):
+        for j, (cell, tag) in enumerate(chosen):
             match = [r for r in per_cell if r["cell"] == cell and r["split"] == split]
             ax = axes[i][j]
             if not match:
                 ax.set_visible(False)
                 continue
-            tag = "best by dev F1" if cell == best else "best with null=first" \
-                if cell.null_position == "first" else "best with null!=first"
             _reliability_panel(ax, match[0]["bins"], match[0]["ece"],
-                               f"{split}: {cell.name} ({tag})")
+                               f"{split}: {cell.name}\n({tag})")
     axes[0][0].legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     return save_figure(fig, path)
