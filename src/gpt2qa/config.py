@@ -27,7 +27,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 class QAConfig:
     """Everything besides the weights that `predict` needs; saved as gpt2qa.json."""
 
-    head: Head = "linear"
+    head: Head = "bilstm"
     layout: Layout = "question-first"
     null_position: NullPosition = "last"
     max_seq_length: int = 384
@@ -101,7 +101,7 @@ class TrainConfig:
     eval_file: str | None = None
     dataset: str | None = None
     """Hub dataset name (``squad_v2``); needs the optional ``datasets`` extra and a network."""
-    head: Head = "linear"
+    head: Head = "bilstm"
     layout: Layout = "question-first"
     null_position: NullPosition = "last"
     max_seq_length: int = 384

@@ -1,0 +1,244 @@
+"""Speed-ups keep behaviour: inference batching and length bucketing, and the speed levers
+the benchmarks measure (no attention mask for right padding, fused tanh GELU, fused AdamW)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CORPUS
+from gpt2qa.batching import collate
+from gpt2qa.config import QAConfig, TrainConfig
+from gpt2qa.data import Answer, SquadExample
+from gpt2qa.decode import decode
+from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
+from gpt2qa.pipeline import predict_examples, run_model
+from gpt2qa.train import optimizer_for
+from helpers import tiny_model
+
+SENTENCES = list(dict.fromkeys(CORPUS))
+
+
+def _examples() -> list[SquadExample]:
+    """Contexts of 1, 3 and 6 sentences: features of many lengths, the longest over several
+    windows."""
+    out = []
+    for n in (1, 3, len(SENTENCES)):
+        ctx = " ".join(SENTENCES[:n])
+        answer = "1889"
+        out.append(SquadExample(f"a{n}", "When was the tower completed?", ctx,
+                                (Answer(answer, ctx.index(answer)),), False))
+        out.append(SquadExample(f"u{n}", "Who founded the river?", ctx, (), True))
+    return out
+
+
+def _qa(null_position: str) -> QAConfig:
+    return QAConfig(null_position=null_position, max_seq_length=64, doc_stride=16,
+                    max_query_length=16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine each of their ~1000 small
+    ops would wait at a thread barrier; the results do not depend on the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def examples() -> list[SquadExample]:
+    return _examples()
+
+
+def test_fixture_has_varied_lengths_and_several_windows(tiny_tokenizer, examples):
+    """The other tests only mean something if batches really need padding."""
+    feats = convert_examples_to_features(examples, tiny_tokenizer, _qa("last").features())
+    lengths = {len(f.input_ids) for f in feats}
+    assert len(lengths) >= 4
+    assert max(f.window_index for f in feats) >= 2
+
+
+@pytest.mark.parametrize("null_position", ["first", "last", "classifier"])
+def test_run_model_outputs_do_not_depend_on_batch_size(tiny_tokenizer, examples, null_position):
+    qa = _qa(null_position)
+    model = tiny_model(tiny_tokenizer, qa)
+    special = prepare_tokenizer(tiny_tokenizer)
+    feats = convert_examples_to_features(examples, tiny_tokenizer, qa.features(), special)
+    contexts = {ex.qas_id: ex.context for ex in examples}
+    alone = run_model(model, feats, special.pad, batch_size=1)
+    preds_alone = decode(contexts, feats, alone, qa.decoding())
+    for batch_size in (3, 8, 64):
+        batched = run_model(model, feats, special.pad, batch_size=batch_size)
+        assert len(alone) == len(batched) == len(feats)
+        for f, a, b in zip(feats, alone, batched, strict=True):
+            # Outputs come back in feature order, one logit per real token, padding cut off.
+            assert a.start_logits.shape == b.start_logits.shape == (len(f.input_ids),)
+            np.testing.assert_allclose(a.start_logits, b.start_logits, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(a.end_logits, b.end_logits, atol=1e-5, rtol=0)
+            assert math.isclose(a.null_score, b.null_score, abs_tol=1e-5)
+        preds = decode(contexts, feats, batched, qa.decoding())
+        assert [(p.qas_id, p.text, p.best_span) for p in preds] == \
+            [(p.qas_id, p.text, p.best_span) for p in preds_alone]
+        assert [[(c.start, c.end) for c in p.nbest] for p in preds] == \
+            [[(c.start, c.end) for c in p.nbest] for p in preds_alone]
+
+
+def test_predict_examples_same_answers_for_any_batch_size(tiny_tokenizer, examples):
+    qa = _qa("first")
+    model = tiny_model(tiny_tokenizer, qa, seed=3)
+    special = prepare_tokenizer(tiny_tokenizer)
+    one = predict_examples(model, tiny_tokenizer, special, examples, batch_size=1)
+    many = predict_examples(model, tiny_tokenizer, special, examples, batch_size=16)
+    assert [p.qas_id for p in one] == [ex.qas_id for ex in examples]
+    for a, b in zip(one, many, strict=True):
+        assert (a.text, a.best_span) == (b.text, b.best_span)
+        assert math.isclose(a.score_diff, b.score_diff, abs_tol=1e-4)
+
+
+def _padded_batch(tokenizer, null_position: str = "last"):
+    qa = _qa(null_position)
+    special = prepare_tokenizer(tokenizer)
+    feats = convert_examples_to_features(_examples(), tokenizer, qa.features(), special)
+    feats = sorted(feats, key=lambda f: len(f.input_ids))[::3][:8]
+    batch = collate(feats, special.pad)
+    assert (batch["attention_mask"] == 0).any(), "the batch must hold padding"
+    return qa, feats, batch
+
+
+def test_right_padding_needs_no_attention_mask(tiny_tokenizer):
+    """Pads sit right of every real token, so causal attention alone keeps them unseen:
+    real tokens' hidden states are the same with the padding mask and with none."""
+    qa, feats, batch = _padded_batch(tiny_tokenizer)
+    model = tiny_model(tiny_tokenizer, qa).eval()
+    with torch.no_grad():
+        masked = model.transformer(input_ids=batch["input_ids"],
+                                   attention_mask=batch["attention_mask"]).last_hidden_state
+        causal = model.transformer(input_ids=batch["input_ids"]).last_hidden_state
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(masked[real], causal[real], atol=1e-5, rtol=1e-5)
+    # And the pads are not ignored by accident: changing a pad id changes nothing real.
+    other = batch["input_ids"].clone()
+    other[~real] = 5
+    with torch.no_grad():
+        swapped = model.transformer(input_ids=other).last_hidden_state
+    torch.testing.assert_close(causal[real], swapped[real], atol=1e-5, rtol=1e-5)
+
+
+def test_fused_tanh_gelu_matches_gpt2_gelu():
+    """GPT-2's "gelu_new" written out in six ops vs torch's one fused tanh-GELU kernel."""
+    from transformers.activations import NewGELUActivation
+
+    x = torch.cat([torch.linspace(-12, 12, 2001), torch.randn(4000) * 3]).requires_grad_(True)
+    y_new = NewGELUActivation()(x)
+    (g_new,) = torch.autograd.grad(y_new.sum(), x)
+    y_fused = torch.nn.GELU(approximate="tanh")(x)
+    (g_fused,) = torch.autograd.grad(y_fused.sum(), x)
+    torch.testing.assert_close(y_fused, y_new, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(g_fused, g_new, atol=1e-5, rtol=1e-5)
+
+
+def test_tanh_gelu_model_gives_the_same_logits(tiny_tokenizer):
+    qa, _, batch = _padded_batch(tiny_tokenizer, "first")
+    model = tiny_model(tiny_tokenizer, qa).eval()
+    with torch.no_grad():
+        before = model(**batch)
+        for block in model.transformer.h:
+            block.mlp.act = torch.nn.GELU(approximate="tanh")
+        after = model(**batch)
+    torch.testing.assert_close(after.start_logits, before.start_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after.loss, before.loss, atol=1e-6, rtol=1e-6)
+
+
+def _fused_adamw_on_cpu() -> bool:
+    p = torch.nn.Parameter(torch.ones(2))
+    p.grad = torch.ones(2)
+    try:
+        torch.optim.AdamW([p], fused=True).step()
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _fused_adamw_on_cpu(), reason="this torch has no fused CPU AdamW")
+def test_fused_adamw_steps_like_foreach(tmp_path):
+    """optimizer_for(fused=True) on CPU takes the same steps as the foreach path."""
+    config = TrainConfig(train_file=str(tmp_path / "unused.json"), lr=1e-3, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(0)
+    init = {"h0_weight": torch.randn(16, 8, generator=gen), "ln_weight": torch.randn(8, generator=gen)}
+    grads = [{k: torch.randn(v.shape, generator=gen) * 1e-2 for k, v in init.items()}
+             for _ in range(4)]
+    final = {}
+    for fused in (False, True):
+        model = torch.nn.ParameterDict({k: torch.nn.Parameter(v.clone()) for k, v in init.items()})
+        optimizer = optimizer_for(model, config, fused=fused)
+        assert bool(optimizer.defaults.get("fused")) == fused
+        for g in grads:
+            for k, v in g.items():
+                model[k].grad = v.clone()
+            optimizer.step()
+        final[fused] = {k: p.detach().clone() for k, p in model.items()}
+    for k, p in final[False].items():
+        assert not torch.equal(p, init[k])
+        torch.testing.assert_close(final[True][k], p, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.skipif(not _fused_adamw_on_cpu(), reason="this torch has no fused CPU AdamW")
+def test_fused_adamw_trains_a_model_like_foreach(tiny_tokenizer, tmp_path):
+    """Same losses step by step on a tiny model (weights whose gradient is rounding noise may
+    move differently: Adam divides by sqrt(v) + eps, so the two paths' last bits show)."""
+    qa, _, batch = _padded_batch(tiny_tokenizer, "first")
+    config = TrainConfig(train_file=str(tmp_path / "unused.json"), lr=1e-3,
+                         null_position="first", max_seq_length=64, doc_stride=16,
+                         max_query_length=16)
+    losses = {}
+    for fused in (False, True):
+        model = tiny_model(tiny_tokenizer, qa, seed=7).eval()  # eval: no dropout noise
+        optimizer = optimizer_for(model, config, fused=fused)
+        losses[fused] = []
+        for _ in range(4):
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses[fused].append(loss.item())
+    assert losses[False][-1] < losses[False][0]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+# The proposed changes themselves, once they land in gpt2qa (skipped before).
+
+def _model_has(name: str) -> bool:
+    import gpt2qa.model
+    import gpt2qa.train
+
+    return hasattr(gpt2qa.model, name) or hasattr(gpt2qa.train, name)
+
+
+@pytest.mark.skipif(not _model_has("fuse_gelu"), reason="gpt2qa.model.fuse_gelu not there yet")
+def test_qa_model_runs_the_fused_gelu_with_unchanged_outputs(tiny_tokenizer):
+    from transformers.activations import NewGELUActivation
+
+    qa, _, batch = _padded_batch(tiny_tokenizer, "first")
+    model = tiny_model(tiny_tokenizer, qa).eval()
+    acts = [m for m in model.modules() if isinstance(m, (NewGELUActivation, torch.nn.GELU))]
+    assert acts and all(type(m) is torch.nn.GELU and m.approximate == "tanh" for m in acts)
+    assert model.transformer.config.activation_function == "gelu_new"  # export unchanged
+    with torch.no_grad():
+        fused = model(**batch)
+        for block in model.transformer.h:
+            block.mlp.act = NewGELUActivation()
+        unfused = model(**batch)
+    torch.testing.assert_close(fused.start_logits, unfused.start_logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not _model_has("fused_adamw_for"),
+                    reason="gpt2qa.train.fused_adamw_for not there yet")
+def test_training_uses_fused_adamw_on_cpu():
+    from gpt2qa.train import fused_adamw_for
+
+    assert fused_adamw_for(torch.device("cpu")) is _fused_adamw_on_cpu()
