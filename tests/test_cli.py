@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import save_init_dir, write_tiny_squad
 
 from gpt2qa.cli import main
+from helpers import save_init_dir, write_tiny_squad
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

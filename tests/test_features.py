@@ -212,7 +212,6 @@ def test_config_checks():
 def test_oracle_f1_on_real_squad(name, min_f1, min_exact):
     """Gold answers survive GPT-2 tokenisation, measured on real SQuAD 2.0."""
     from conftest import shared_file
-
     from gpt2qa.data import load_squad
     from gpt2qa.metrics import evaluate_v2
     from gpt2qa.tokenizer import load_tokenizer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import tiny_model
 
 from gpt2qa.batching import collate, length_grouped_batches
 from gpt2qa.checkpoint import load_model, save_model
@@ -13,6 +12,7 @@ from gpt2qa.data import Answer, SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
 from gpt2qa.model import MASK_VALUE
+from helpers import tiny_model
 
 CTX = "The Eiffel Tower was completed in 1889 in Paris, France."
 EXAMPLES = [
