@@ -19,12 +19,14 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     for line in ("EM", "HasAns F1", "NoAns F1", "all no-answer baseline F1",
-                 "tuned null_score_diff_threshold", "wall time"):
+                 "tuned null_score_diff_thr", "test, dev-tuned thr", "wall time"):
         assert line in printed
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     assert metrics["total"] == 18  # 6 dev paragraphs x 3 questions at the easy level
     assert metrics["null_baseline_f1"] == pytest.approx(100 * metrics["NoAns_total"] / 18)
     assert (out / "run" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    demo = json.loads((out / "demo_metrics.json").read_text())
+    assert demo["test"]["total"] == 18 and "f1" in demo["test"]
     assert (out / "run" / "model" / "gpt2qa.json").exists()
     assert main(["demo", "--out-dir", str(out), "--steps", "1"]) == 2  # never overwrites
 
