@@ -208,37 +208,3 @@ def test_fused_adamw_trains_a_model_like_foreach(tiny_tokenizer, tmp_path):
             losses[fused].append(loss.item())
     assert losses[False][-1] < losses[False][0]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
-
-
-# The proposed changes themselves, once they land in gpt2qa (skipped before).
-
-def _model_has(name: str) -> bool:
-    import gpt2qa.model
-    import gpt2qa.train
-
-    return hasattr(gpt2qa.model, name) or hasattr(gpt2qa.train, name)
-
-
-@pytest.mark.skipif(not _model_has("fuse_gelu"), reason="gpt2qa.model.fuse_gelu not there yet")
-def test_qa_model_runs_the_fused_gelu_with_unchanged_outputs(tiny_tokenizer):
-    from transformers.activations import NewGELUActivation
-
-    qa, _, batch = _padded_batch(tiny_tokenizer, "first")
-    model = tiny_model(tiny_tokenizer, qa).eval()
-    acts = [m for m in model.modules() if isinstance(m, (NewGELUActivation, torch.nn.GELU))]
-    assert acts and all(type(m) is torch.nn.GELU and m.approximate == "tanh" for m in acts)
-    assert model.transformer.config.activation_function == "gelu_new"  # export unchanged
-    with torch.no_grad():
-        fused = model(**batch)
-        for block in model.transformer.h:
-            block.mlp.act = NewGELUActivation()
-        unfused = model(**batch)
-    torch.testing.assert_close(fused.start_logits, unfused.start_logits, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.skipif(not _model_has("fused_adamw_for"),
-                    reason="gpt2qa.train.fused_adamw_for not there yet")
-def test_training_uses_fused_adamw_on_cpu():
-    from gpt2qa.train import fused_adamw_for
-
-    assert fused_adamw_for(torch.device("cpu")) is _fused_adamw_on_cpu()
