@@ -277,47 +277,10 @@ def apply_model_levers(model: Any, levers: set[str]) -> None:
 
 
 def gpt2qa_step_fn() -> tuple[Callable[..., Any], str]:
-    """train()'s own step function when gpt2qa.train has one, else a line-for-line mirror.
+    """gpt2qa's training step: the very function `gpt2qa.train.train` runs each step."""
+    from gpt2qa.train import train_step
 
-    Both take (model, optimizer, scheduler, scaler, accelerator, features, group, pad_id,
-    config, pad_to_multiple_of) and return the step's detached loss.
-    """
-    import gpt2qa.train as train_module
-
-    real = getattr(train_module, "train_step", None)
-    if real is not None:
-        return real, "gpt2qa.train.train_step"
-    return _mirror_train_step, "benchmark mirror of gpt2qa.train.train's loop body"
-
-
-def _mirror_train_step(model: Any, optimizer: Any, scheduler: Any, scaler: Any,
-                       accelerator: Any, features: Sequence[Any], group: Sequence[Sequence[int]],
-                       pad_id: int, config: Any, pad_to_multiple_of: int = 1) -> Any:
-    """The body of train()'s inner loop (one optimizer step over grad_accum micro-batches)."""
-    from contextlib import nullcontext
-
-    import torch
-
-    from gpt2qa.batching import collate
-    from gpt2qa.pipeline import autocast_context
-
-    total = torch.zeros((), device=accelerator.device)
-    for k, idx in enumerate(group):
-        batch = collate([features[i] for i in idx], pad_id, pad_to_multiple_of=pad_to_multiple_of)
-        batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
-        sync = k == len(group) - 1
-        with accelerator.no_sync(model) if not sync else nullcontext(), \
-                autocast_context(accelerator.device, config.precision):
-            loss = model(**batch).loss / len(group)
-        scaler.scale(loss).backward()
-        total += loss.detach()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total
+    return train_step, "gpt2qa.train.train_step"
 
 
 class Gpt2qaTrainer:

@@ -213,6 +213,34 @@ def selection_score(metrics: dict[str, Any]) -> float:
     return float(metrics.get("tuned_f1", metrics.get("f1", 0.0)))
 
 
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+               scaler: torch.amp.GradScaler, accelerator: Any, features: Sequence[Feature],
+               group: Sequence[Sequence[int]], pad_id: int, config: TrainConfig,
+               pad_to_multiple_of: int = 1) -> torch.Tensor:
+    """One optimizer step over `group` (grad_accum micro-batches of feature indices).
+
+    Returns the step's loss as a detached device tensor (no host sync). Gradients are synced
+    across processes only on the last micro-batch.
+    """
+    total = torch.zeros((), device=accelerator.device)
+    for k, idx in enumerate(group):
+        batch = collate([features[i] for i in idx], pad_id, pad_to_multiple_of=pad_to_multiple_of)
+        batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
+        sync = k == len(group) - 1
+        with accelerator.no_sync(model) if not sync else nullcontext(), \
+                autocast_context(accelerator.device, config.precision):
+            loss = model(**batch).loss / len(group)
+        scaler.scale(loss).backward()
+        total += loss.detach()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) one fine-tuning run; see the module docstring for what it writes."""
     from accelerate import Accelerator
@@ -311,23 +339,9 @@ def train(config: TrainConfig) -> TrainResult:
             micro = state["micro_in_epoch"]
             while micro < len(batches) and state["step"] < total_steps:
                 group = batches[micro: micro + config.grad_accum]
-                for k, idx in enumerate(group):
-                    batch = collate([train_features[i] for i in idx], special.pad,
-                                    pad_to_multiple_of=multiple)
-                    batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
-                    sync = k == len(group) - 1
-                    with accelerator.no_sync(model) if not sync else nullcontext(), \
-                            autocast_context(accelerator.device, config.precision):
-                        loss = model(**batch).loss / len(group)
-                    scaler.scale(loss).backward()
-                    running += loss.detach()
-                    window_examples += len(idx)
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                running += train_step(model, optimizer, scheduler, scaler, accelerator,
+                                      train_features, group, special.pad, config, multiple)
+                window_examples += sum(len(idx) for idx in group)
                 micro += len(group)
                 running_n += 1
                 state["step"] += 1
