@@ -15,13 +15,10 @@ precision 1/1, recall 1/2, F1 = 2 * 1 * 0.5 / 1.5 = 0.667; EM is 0.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
 import string
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from typing import Any
 
 from gpt2qa.data import SquadExample
 from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.plots import save_figure
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -298,22 +296,6 @@ def _oracle_of(s: QuestionScore) -> float:
 # Images (matplotlib's Agg canvas directly: no pyplot state, nothing left open)
 # --------------------------------------------------------------------------------------------
 
-def _save_png(fig: Any, path: Path) -> None:
-    """Write a figure to ``path`` through a temp file in the same folder, then rename."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _plot_pr_curve(precisions: list[float], recalls: list[float], path: Path,
                    title: str) -> None:
     from matplotlib.figure import Figure
@@ -327,7 +309,7 @@ def _plot_pr_curve(precisions: list[float], recalls: list[float], path: Path,
     ax.set_xlim(0.0, 1.05)
     ax.set_ylim(0.0, 1.05)
     ax.set_title(title)
-    _save_png(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_na_histogram(probs: list[float], path: Path, name: str) -> None:
@@ -339,7 +321,7 @@ def _plot_na_histogram(probs: list[float], path: Path, name: str) -> None:
     ax.set_xlabel("Model probability of no-answer")
     ax.set_ylabel("Proportion of dataset")
     ax.set_title(f"Histogram of no-answer probability: {name}")
-    _save_png(fig, path)
+    save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,26 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Render a matplotlib Figure (no pyplot state) to a PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -51,9 +73,7 @@ def plot_learning_curve(log_path: str | os.PathLike[str], out_png: str | os.Path
         ax2.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "learning curve")
     fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    try:
+        return save_figure(fig, out_png)
+    finally:
+        plt.close(fig)

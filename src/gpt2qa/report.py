@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.plots import save_figure
 
 REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
 TABLE_COLUMNS = (
@@ -53,26 +54,6 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Render a matplotlib Figure (no pyplot state) to a PNG, atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -878,7 +878,7 @@ def plot_study(out_dir: Path, rows: Sequence[Mapping[str, Any]], path: Path) -> 
     """
     from matplotlib.figure import Figure
 
-    from gpt2qa.report import save_figure
+    from gpt2qa.plots import save_figure
 
     keys: list[tuple[str, str, str]] = []
     for layout in LAYOUTS:
@@ -945,7 +945,7 @@ def plot_reliability(out_dir: Path, path: Path) -> Path | None:
     other null position (so a null=first cell always sits beside the best one)."""
     from matplotlib.figure import Figure
 
-    from gpt2qa.report import save_figure
+    from gpt2qa.plots import save_figure
 
     per_cell = cell_scores(out_dir)
     dev = sorted((r for r in per_cell if r["split"] == SELECTION_SPLIT), key=_rank_key,
