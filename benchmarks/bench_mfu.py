@@ -45,8 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--infer-batch", type=int, default=16, help="features per inference batch")
     p.add_argument("--infer-batches", type=int, default=3, help="timed inference batches")
     p.add_argument("--stacks", default="gpt2qa,hf",
-                   help="comma list from gpt2qa, gpt2qa+levers, hf")
-    p.add_argument("--levers", default=",".join(common.LEVERS))
+                   help="comma list from gpt2qa, gpt2qa+compile (torch.compile), hf")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
@@ -56,11 +55,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.stack_list = [s.strip() for s in args.stacks.split(",") if s.strip()]
     if not args.size_list or min(args.size_list) < 1:
         p.error("--sizes must list positive sizes")
-    if set(args.stack_list) - {"gpt2qa", "gpt2qa+levers", "hf"}:
-        p.error("--stacks takes gpt2qa, gpt2qa+levers, hf")
+    if set(args.stack_list) - {*common.GPT2QA_STACKS, "hf"}:
+        p.error(f"--stacks takes {', '.join(common.GPT2QA_STACKS)}, hf")
     if min(args.batch_size, args.train_steps, args.infer_batch, args.infer_batches) < 1:
         p.error("batch sizes and counts must be at least 1")
-    args.lever_set = common.parse_levers(args.levers)
     return args
 
 
@@ -181,10 +179,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          padded(b, common.inference_flops, 384), lambda b=b: hf_infer(b))
             continue
         model = QAModel(backbone_from_config(shape.gpt2_config()), qa)
-        levers = args.lever_set if stack == "gpt2qa+levers" else set()
-        common.apply_model_levers(model, levers)
         trainer = common.Gpt2qaTrainer(model, config, features, special.pad,
-                                       1 + len(timed_train), levers)
+                                       1 + len(timed_train), compiled=stack.endswith("+compile"))
         trainer.step(warm_train)
         for b in timed_train:
             seg.time(stack, "train", real(b, common.train_flops), padded(b, common.train_flops),
@@ -226,8 +222,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                 "N": "12*L*d^2 + 2*d (matmul weights; embeddings excluded)"},
                "matmul_sweep_gflops": {str(k): v for k, v in sweep.items()},
                "peak_size": best_size, "segments": seg.rows,
-               "args": {k: v for k, v in vars(args).items() if k != "lever_set"},
-               "levers": sorted(args.lever_set), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+               "args": vars(args), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
     path = common.write_result(args.name or ("bench_mfu_tiny" if args.tiny else "bench_mfu"),
                                payload,
                                Path(args.results_dir))

@@ -54,8 +54,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64, help="gpt2qa features per forward")
     p.add_argument("--hf-batch-size", type=int, default=1, help="the pipeline's batch_size")
-    p.add_argument("--levers", default="",
-                   help=f"speed levers applied to gpt2qa's model, from {', '.join(common.LEVERS)}")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile gpt2qa's model first (compile time is not timed)")
     p.add_argument("--hf-python", default=str(common.REPO / ".venv-hf457" / "bin" / "python"))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=42)
@@ -279,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         qfile.write_text(json.dumps([{"id": ex.qas_id, "question": ex.question.strip(),
                                       "context": ex.context} for ex in chosen]), encoding="utf-8")
         pipe = QAPipeline.from_pretrained(model_dir, device="cpu")
-        common.apply_model_levers(pipe.model, common.parse_levers(args.levers))
+        if args.compile:
+            pipe.model.compile(dynamic=True)
         pipe.predict(chosen[:2], batch_size=args.batch_size)  # warm-up
         hf = HFWorker(args.hf_python, model_dir, qfile, threads, args.hf_batch_size,
                       args.tokenizer)

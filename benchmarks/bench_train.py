@@ -67,22 +67,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stacks", default="gpt2qa,hf",
-                   help="comma list from gpt2qa, gpt2qa+levers, hf (hf is always run: its "
-                   "Trainer drives the interleaving)")
-    p.add_argument("--levers", default=",".join(common.LEVERS),
-                   help=f"what gpt2qa+levers applies at run time, from {', '.join(common.LEVERS)}")
+                   help="comma list from gpt2qa, gpt2qa+compile (torch.compile, as `train "
+                   "--compile`), hf (hf is always run: its Trainer drives the interleaving)")
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--name", default="", help="result file name (default bench_train[_tiny])")
     args = p.parse_args(argv)
     if min(args.steps, args.warmup, args.rounds, args.batch_size) < 1:
         p.error("--steps, --warmup, --rounds and --batch-size must be at least 1")
     args.stack_list = [s.strip() for s in args.stacks.split(",") if s.strip()]
-    bad = [s for s in args.stack_list if s not in ("gpt2qa", "gpt2qa+levers", "hf")]
+    bad = [s for s in args.stack_list if s not in common.GPT2QA_STACKS + ("hf",)]
     if bad:
         p.error(f"unknown stack(s): {', '.join(bad)}")
     if "hf" not in args.stack_list or len(args.stack_list) < 2:
         p.error("--stacks must name hf and at least one gpt2qa stack")
-    args.lever_set = common.parse_levers(args.levers)
     return args
 
 
@@ -93,12 +90,12 @@ class Gpt2qaStack:
     """One gpt2qa contender: its model, trainer, and the batches it steps through."""
 
     def __init__(self, name: str, model: Any, features: Sequence[Any], config: Any,
-                 pad_id: int, levers: set[str], warm: Sequence[Sequence[int]],
+                 pad_id: int, warm: Sequence[Sequence[int]],
                  timed: Sequence[Sequence[int]], rounds: int) -> None:
         self.name, self.features = name, features
         self.schedule = [*warm, *(list(timed) * rounds)]
         self.trainer = common.Gpt2qaTrainer(model, config, features, pad_id,
-                                            len(self.schedule), levers)
+                                            len(self.schedule), compiled=name.endswith("+compile"))
         self.seconds: list[float] = []
 
     def step(self, k: int) -> None:
@@ -233,13 +230,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for stack in args.stack_list:
         if stack != "hf":
             models[stack] = QAModel(backbone_from_config(shape.gpt2_config()), qa)
-            if stack == "gpt2qa+levers":
-                common.apply_model_levers(models[stack], args.lever_set)
     attn = {s: getattr(getattr(m, "config", None), "_attn_implementation", None)
             or m.transformer.config._attn_implementation for s, m in models.items()}
 
-    others = [Gpt2qaStack(stack, models[stack], features, config, special.pad,
-                          args.lever_set if stack == "gpt2qa+levers" else set(), warm,
+    others = [Gpt2qaStack(stack, models[stack], features, config, special.pad, warm,
                           timed_batches, args.rounds)
               for stack in args.stack_list if stack != "hf"]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
@@ -277,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _, step_source = common.gpt2qa_step_fn()
     payload = {
         "summary": summary, "shape": common.shape_dict(shape),
-        "args": {k: v for k, v in vars(args).items() if k not in ("stack_list", "lever_set")},
-        "levers": sorted(args.lever_set), "step_function": step_source,
+        "args": {k: v for k, v in vars(args).items() if k != "stack_list"},
+        "step_function": step_source,
         "attn_implementation": attn,
         "features": {"gpt2qa": len(features), "hf_for_used_questions": len(hf_data),
                      "questions_used": len(used), "epoch_batches": len(batches),

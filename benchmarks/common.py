@@ -210,26 +210,8 @@ def dump(obj: Any) -> str:
 
 # --------------------------------------------------------------------------- gpt2qa training
 
-LEVERS = ("fused_adamw", "gelu_tanh", "causal_only")
-"""Proposed speed changes that the benchmarks can apply at run time, to measure them first:
-
-fused_adamw  AdamW(fused=True) on CPU too (one kernel per step instead of ~10 foreach passes;
-             transformers' Trainer already defaults to it).
-gelu_tanh    GPT-2's tanh-approximate GELU as torch's fused kernel (nn.GELU(approximate="tanh"))
-             instead of transformers' NewGELUActivation, which is the same formula in 6
-             elementwise ops (outputs differ by about 1e-7).
-causal_only  no attention mask for right-padded batches: under causal attention no real token
-             can see a pad to its right, so SDPA may use its is_causal kernel.
-"""
-
-
-def parse_levers(text: str) -> set[str]:
-    levers = {s.strip() for s in text.split(",") if s.strip()}
-    unknown = levers - set(LEVERS)
-    if unknown:
-        raise SystemExit(f"unknown lever(s): {', '.join(sorted(unknown))}; "
-                         f"choose from {', '.join(LEVERS)}")
-    return levers
+GPT2QA_STACKS = ("gpt2qa", "gpt2qa+compile")
+"""gpt2qa as it ships, and the same with torch.compile (`gpt2qa train --compile`)."""
 
 
 def train_config(data: str, batch_size: int, seed: int) -> Any:
@@ -255,27 +237,6 @@ def stratified_batches(batches: Sequence[Sequence[int]], widths: Sequence[int],
     return [list(batches[i]) for i in picks]
 
 
-class _CausalOnly:
-    """The `causal_only` lever: call the backbone without its attention mask."""
-
-    def __init__(self, forward: Callable[..., Any]) -> None:
-        self.forward = forward
-
-    def __call__(self, input_ids: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
-        return self.forward(input_ids=input_ids, attention_mask=None, **kwargs)
-
-
-def apply_model_levers(model: Any, levers: set[str]) -> None:
-    """Run-time versions of the proposed model changes (see LEVERS), on a QAModel."""
-    from torch import nn
-
-    if "gelu_tanh" in levers:
-        for block in model.transformer.h:
-            block.mlp.act = nn.GELU(approximate="tanh")
-    if "causal_only" in levers:
-        model.transformer.forward = _CausalOnly(model.transformer.forward)
-
-
 def gpt2qa_step_fn() -> tuple[Callable[..., Any], str]:
     """gpt2qa's training step: the very function `gpt2qa.train.train` runs each step."""
     from gpt2qa.train import train_step
@@ -287,23 +248,20 @@ class Gpt2qaTrainer:
     """gpt2qa's optimizer, scheduler, scaler and Accelerate set-up, as train() has them."""
 
     def __init__(self, model: Any, config: Any, features: Sequence[Any], pad_id: int,
-                 total_steps: int, levers: set[str]) -> None:
+                 total_steps: int, compiled: bool = False) -> None:
         import torch
         from accelerate import Accelerator
 
         from gpt2qa.batching import pad_multiple
-        from gpt2qa.train import linear_warmup_decay, optimizer_for
+        from gpt2qa.train import fused_adamw_for, linear_warmup_decay, optimizer_for
 
         self.step_fn, self.step_source = gpt2qa_step_fn()
         self.accelerator = Accelerator()
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
         self.multiple = pad_multiple(self.accelerator.device)
-        import gpt2qa.train as train_module
-
-        # train()'s choice: fused_adamw_for(device) once the proposal lands, CUDA only before.
-        fused_for = getattr(train_module, "fused_adamw_for", lambda d: d.type == "cuda")
-        optimizer = optimizer_for(model, config,
-                                  fused=fused_for(self.accelerator.device) or "fused_adamw" in levers)
+        optimizer = optimizer_for(model, config, fused=fused_adamw_for(self.accelerator.device))
+        if compiled:
+            model.compile(dynamic=True)  # as train() does for --compile
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: linear_warmup_decay(s, 0, max(total_steps, 1)))
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)

@@ -142,3 +142,18 @@ def test_shipped_configs_parse(tmp_path):
     values = _read_yaml_config(str(root / "gpt2-squad2.yaml"), names)
     config = TrainConfig(**values)
     assert config.model == "gpt2" and config.precision == "bf16"
+
+
+def test_train_help_explains_each_flag_from_its_field_docstring(capsys):
+    from gpt2qa.cli import field_docs
+    from gpt2qa.config import TrainConfig
+
+    docs = field_docs(TrainConfig)
+    assert docs["max_steps"] == "Optimizer steps; 0 means run `epochs` epochs."
+    assert "seed" not in docs  # a field without a docstring gets none
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--max-steps MAX_STEPS Optimizer steps; 0 means run `epochs` epochs. (default: 0)" in out
+    assert "--compile, --no-compile torch.compile the model" in out

@@ -1,8 +1,10 @@
-"""Speed-ups keep behaviour: inference batching and length bucketing, and the speed levers
-the benchmarks measure (no attention mask for right padding, fused tanh GELU, fused AdamW)."""
+"""Speed-ups keep behaviour: inference batching and length bucketing, no attention mask for
+right padding, the fused tanh GELU, fused AdamW, and torch.compile."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -15,8 +17,9 @@ from gpt2qa.config import QAConfig, TrainConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import decode
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
+from gpt2qa.model import QAModel
 from gpt2qa.pipeline import predict_examples, run_model
-from gpt2qa.train import optimizer_for
+from gpt2qa.train import fused_adamw_for, optimizer_for
 from helpers import tiny_model
 
 SENTENCES = list(dict.fromkeys(CORPUS))
@@ -142,16 +145,53 @@ def test_fused_tanh_gelu_matches_gpt2_gelu():
     torch.testing.assert_close(g_fused, g_new, atol=1e-5, rtol=1e-5)
 
 
-def test_tanh_gelu_model_gives_the_same_logits(tiny_tokenizer):
+def test_models_run_the_fused_gelu_and_give_the_same_logits(tiny_tokenizer):
+    """QAModel swaps GPT-2's NewGELUActivation for the fused kernel; swapping it back changes
+    no output beyond float rounding, and no parameter name."""
+    from transformers.activations import NewGELUActivation
+
     qa, _, batch = _padded_batch(tiny_tokenizer, "first")
     model = tiny_model(tiny_tokenizer, qa).eval()
+    acts = [block.mlp.act for block in model.transformer.h]
+    assert all(isinstance(a, torch.nn.GELU) and a.approximate == "tanh" for a in acts)
+    names = list(model.state_dict())
     with torch.no_grad():
-        before = model(**batch)
+        fused = model(**batch)
         for block in model.transformer.h:
-            block.mlp.act = torch.nn.GELU(approximate="tanh")
-        after = model(**batch)
-    torch.testing.assert_close(after.start_logits, before.start_logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(after.loss, before.loss, atol=1e-6, rtol=1e-6)
+            block.mlp.act = NewGELUActivation()
+        unfused = model(**batch)
+    assert list(model.state_dict()) == names
+    torch.testing.assert_close(fused.start_logits, unfused.start_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused.end_logits, unfused.end_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused.loss, unfused.loss, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["linear", "bilstm"])
+@pytest.mark.parametrize("null_position", ["first", "last", "classifier"])
+def test_causal_backbone_without_padding_mask_gives_the_same_outputs(tiny_tokenizer, head,
+                                                                     null_position):
+    qa, _, batch = _padded_batch(tiny_tokenizer, null_position)
+    qa = dataclasses.replace(qa, head=head)
+    model = tiny_model(tiny_tokenizer, qa).eval()
+    assert model.skip_padding_mask, "a GPT-2 backbone is causal: it should get no padding mask"
+    with torch.no_grad():
+        fast = model(**batch)
+        model.skip_padding_mask = False
+        masked = model(**batch)
+    # Logits only count at real tokens; padded positions are masked to MASK_VALUE in both.
+    torch.testing.assert_close(fast.start_logits, masked.start_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.end_logits, masked.end_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.null_score, masked.null_score, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.loss, masked.loss, atol=1e-6, rtol=1e-6)
+
+
+def test_non_causal_backbone_keeps_its_padding_mask():
+    from transformers import BertConfig, BertModel
+
+    backbone = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=64))
+    model = QAModel(backbone, QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16))
+    assert not model.skip_padding_mask
 
 
 def _fused_adamw_on_cpu() -> bool:
@@ -208,3 +248,42 @@ def test_fused_adamw_trains_a_model_like_foreach(tiny_tokenizer, tmp_path):
             losses[fused].append(loss.item())
     assert losses[False][-1] < losses[False][0]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_training_uses_fused_adamw_on_cpu_and_cuda():
+    assert fused_adamw_for(torch.device("cpu")) == _fused_adamw_on_cpu()
+    assert fused_adamw_for(torch.device("cuda"))
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path):
+    """`compile=True` trains to the same losses as eager (no dropout, so both draw no random
+    numbers) and saves a model with the usual parameter names. (Inductor's C++ build takes
+    most of this test's time; evaluation would compile a third graph, so there is none.)"""
+    from safetensors.torch import load_file
+
+    from gpt2qa.model import backbone_from_config, tiny_gpt2_config
+    from gpt2qa.train import train
+    from helpers import write_tiny_squad
+
+    prepare_tokenizer(tiny_tokenizer)
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_embd=32, n_positions=128,
+                                          dropout=0.0)).save_pretrained(init)
+    tiny_tokenizer.save_pretrained(init)
+    data = write_tiny_squad(tmp_path / "d.json", copies=2)
+    runs = {}
+    for compiled in (False, True):
+        out = tmp_path / f"run-{compiled}"
+        train(TrainConfig(model=str(init), train_file=str(data),
+                          output_dir=str(out), max_seq_length=64, doc_stride=16,
+                          max_query_length=16, batch_size=4, lr=3e-3, max_steps=6, log_every=1,
+                          progress=False, seed=3, head="linear", compile=compiled))
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        runs[compiled] = [r["loss"] for r in log if r["event"] == "train"]
+    assert len(runs[False]) == 6 and runs[False][-1] < runs[False][0]
+    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-3)
+    saved = {tmp_path / f"run-{c}" / "model" / "model.safetensors" for c in (False, True)}
+    keys = [sorted(load_file(str(p))) for p in saved]
+    assert keys[0] == keys[1] and not any("_orig_mod" in k for k in keys[0])

@@ -7,10 +7,13 @@ Heavy imports (torch, transformers) happen inside the commands, so `gpt2qa evalu
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
 import json
 import os
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -40,22 +43,44 @@ def _field_type(tp: Any) -> tuple[Callable[[str], Any] | None, tuple[str, ...] |
     return None, None
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    '''The string literal under each field of a dataclass (its attribute docstring), by name:
+
+        max_steps: int = 0
+        """Optimizer steps; 0 means run `epochs` epochs."""   ->  {"max_steps": "Optimizer ..."}
+    '''
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for stmt, after in zip(body, body[1:], strict=False):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """One flag per field of a config dataclass, defaulting to 'not given' (None)."""
+    """One flag per field of a config dataclass, defaulting to 'not given' (None); the help
+    text is the field's docstring."""
     hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         tp = hints[field.name]
-        default = field.default
+        doc = docs.get(field.name, "").replace("%", "%%")
+        help_text = f"{doc} (default: {field.default})" if doc else f"(default: {field.default})"
         if tp is bool:
             parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction,
-                                default=None, help=f"(default: {default})")
+                                default=None, help=help_text)
             continue
         conv, choices = _field_type(tp)
         parser.add_argument(_flag(field.name), type=conv, choices=choices, default=None,
-                            metavar=None if choices else field.name.upper(),
-                            help=f"(default: {default})")
+                            metavar=None if choices else field.name.upper(), help=help_text)
 
 
 def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | None) -> Any:

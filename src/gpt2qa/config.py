@@ -97,45 +97,77 @@ class TrainConfig:
     model: str = "gpt2"
     """Hub id or local directory of a decoder-only model, or a gpt2qa model directory."""
     output_dir: str = "runs/gpt2qa"
+    """Run directory: log, checkpoints, the best model in model/."""
     train_file: str | None = None
+    """SQuAD v1.1/v2.0 JSON to train on."""
     eval_file: str | None = None
+    """SQuAD JSON to evaluate on (official EM/F1; picks the best model and the threshold)."""
     dataset: str | None = None
     """Hub dataset name (``squad_v2``); needs the optional ``datasets`` extra and a network."""
     head: Head = "bilstm"
+    """Span head: linear (start/end from one token) or bilstm (sees text on both sides)."""
     layout: Layout = "question-first"
+    """Token order: question before context (every context token sees the question) or after."""
     null_position: NullPosition = "last"
+    """Where the no-answer score is read: first token, a <|null|> token after the input, or a
+    separate classifier on it."""
     max_seq_length: int = 384
+    """Tokens per window, special tokens included."""
     doc_stride: int = 128
+    """Tokens between the starts of consecutive context windows."""
     max_query_length: int = 64
+    """Questions are cut to this many tokens."""
     n_best_size: int = 20
+    """Start and end candidates kept per window when decoding."""
     max_answer_length: int = 30
+    """Longest answer in tokens."""
     lstm_hidden_size: int = 0
+    """Hidden size of each LSTM direction (bilstm head); 0 means half the backbone width."""
     epochs: float = 2.0
+    """Passes over the training features (fractions allowed)."""
     max_steps: int = 0
     """Optimizer steps; 0 means run `epochs` epochs."""
     batch_size: int = 16
+    """Features per micro-batch."""
     grad_accum: int = 1
+    """Micro-batches per optimizer step."""
     eval_batch_size: int = 64
+    """Features per forward pass when evaluating."""
     lr: float = 5e-5
+    """Peak learning rate (AdamW)."""
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    """Share of the steps spent warming the learning rate up from 0."""
     max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
     seed: int = 42
     precision: Precision = "fp32"
+    """fp32, or bf16/fp16 autocast on CUDA."""
     eval_every: int = 0
     """Evaluate every N optimizer steps; 0 means at the end of each epoch."""
     save_every: int = 0
     """Checkpoint every N optimizer steps; 0 means at each evaluation."""
     log_every: int = 10
+    """Write a training log line every N optimizer steps."""
     keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep."""
     group_by_length: bool = True
+    """Batch features of similar length together (less padding); the order still shuffles."""
+    compile: bool = False
+    """torch.compile the model (in place). Pays on long GPU runs; on CPU the first compile takes
+    minutes. Losses match the eager model within float tolerance (tests/test_speed_equivalence)."""
     misaligned: Misaligned = "error"
+    """Answers whose offsets do not match their text: error, skip, or fix-by-search (each repair is
+    reported)."""
     max_train_examples: int = 0
     """Use only the first N training examples (0: all), for quick trials."""
     max_eval_examples: int = 0
     tensorboard: bool = False
+    """Also write TensorBoard logs (needs the tensorboard extra)."""
     resume: bool = False
+    """Continue the run in output_dir from its newest checkpoint."""
     progress: bool = True
+    """Show a progress bar."""
 
     def __post_init__(self) -> None:
         checks = [

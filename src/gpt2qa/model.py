@@ -14,6 +14,13 @@ The no-answer score follows `null_position`:
 
 Parameter names follow transformers' GPT2ForQuestionAnswering (`transformer`, `qa_outputs`) so a
 linear/first/question-first model loads there unchanged.
+
+Two speed-ups keep every output the same (tests/test_speed_equivalence.py):
+  - GPT-2's tanh-approximate GELU runs as torch's one fused kernel (`fuse_gelu`), not the six
+    elementwise ops of transformers' NewGELUActivation.
+  - A causal backbone gets no padding mask (`CAUSAL_MODEL_TYPES`): batches are right-padded, and
+    under causal attention no real token can see a pad to its right, so the mask changes nothing
+    real while it keeps SDPA off its causal (flash) kernel.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from gpt2qa.config import QAConfig
 from gpt2qa.errors import GPT2QAError
 
 MASK_VALUE = -1e4
+
+CAUSAL_MODEL_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2"})
+"""Backbones known to attend left to right only, with positions that ignore the padding mask."""
 
 
 @dataclass
@@ -57,12 +67,17 @@ class QAModel(nn.Module):
             self.qa_outputs = nn.Linear(width, 2)
         if config.null_position == "classifier":
             self.na_classifier = nn.Linear(width, 1)
+        fuse_gelu(backbone)
+        model_type = getattr(getattr(backbone, "config", None), "model_type", None)
+        self.skip_padding_mask = model_type in CAUSAL_MODEL_TYPES
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 context_mask: torch.Tensor, null_index: torch.Tensor,
                 start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None) -> QAOutput:
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """`attention_mask` must be right padding (1s then 0s), as `collate` makes it."""
+        backbone_mask = None if self.skip_padding_mask else attention_mask
+        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         if self.config.head == "bilstm":
             span_hidden = self._bilstm(hidden, attention_mask)
@@ -115,6 +130,20 @@ class QAModel(nn.Module):
                 + F.cross_entropy(end_logits, safe_end, reduction="none")) / 2
         span_loss = (span * answerable).sum() / answerable.sum().clamp(min=1.0)
         return span_loss + F.binary_cross_entropy_with_logits(null_score, is_null)
+
+
+def fuse_gelu(backbone: nn.Module) -> int:
+    """Swap transformers' NewGELUActivation (GPT-2's "gelu_new") for the same function as one
+    fused kernel; returns how many were swapped. No parameters change, so checkpoints do not."""
+    from transformers.activations import NewGELUActivation
+
+    swaps = 0
+    for module in list(backbone.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, nn.GELU(approximate="tanh"))
+                swaps += 1
+    return swaps
 
 
 def _hidden_size(backbone: nn.Module) -> int:

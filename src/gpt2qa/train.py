@@ -81,6 +81,12 @@ def epoch_batches(lengths: Sequence[int], config: TrainConfig, epoch: int,
     return batches[rank::world]
 
 
+def fused_adamw_for(device: torch.device) -> bool:
+    """Fused AdamW (one kernel per step instead of ~10 foreach passes over the weights) where
+    torch has it: CUDA and, since torch 2.4, CPU."""
+    return device.type in ("cuda", "cpu")
+
+
 def optimizer_for(model: torch.nn.Module, config: TrainConfig, fused: bool) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and norm weights."""
     decay, no_decay = [], []
@@ -296,7 +302,10 @@ def train(config: TrainConfig) -> TrainResult:
     eval_every = config.eval_every or steps_per_epoch
     save_every = config.save_every or eval_every
 
-    optimizer = optimizer_for(model, config, fused=torch.cuda.is_available())
+    optimizer = optimizer_for(model, config, fused=fused_adamw_for(accelerator.device))
+    if config.compile:
+        # In place: parameter names, checkpoints and the saved model stay as without compile.
+        model.compile(dynamic=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: linear_warmup_decay(s, warmup, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
