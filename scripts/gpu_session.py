@@ -8,8 +8,10 @@ Run on a CUDA machine from the repository root, with the SQuAD files copied besi
 2. Looks for cached pretrained GPT-2 weights (HF cache, *.safetensors over 100 MB).
 3. If a GPT-2 is found: fine-tunes it on the SQuAD 2.0 train articles and evaluates on the
    cs224n dev half (all-null baseline 52.12), for a few head / null-position settings.
-4. Always: CUDA training and inference throughput at GPT-2-small shape (random init) on the
-   real-length features, fp32 vs bf16, and a short bf16/fp16 training run for finite loss.
+4. Always: CUDA training and inference features/s at GPT-2-small shape (random init) through
+   gpt2qa's training step, fp32 and bf16 (`--compile`: bf16 under torch.compile too, real-length only), on the
+   real-length dev windows and on the full 384-token ones; `--demo-steps N`: the demo at bf16
+   and fp16 for finite losses.
 Everything measured is printed and written to OUT/gpu_session.json.
 """
 
@@ -84,18 +86,24 @@ def fine_tune(model_dir: Path, data: Path, out: Path, name: str, extra: list[str
     return result
 
 
-def throughput(data: Path, tok_dir: Path, precision: str, steps: int, batch: int,
-               tiny: bool = False) -> dict:
-    """Training and inference features/s at GPT-2-small shape on real-length features."""
+def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: int, batch: int,
+               tiny: bool = False) -> list[dict]:
+    """Training and inference features/s at GPT-2-small shape, through the training step that
+    `gpt2qa train` runs (`benchmarks/common.Gpt2qaTrainer`: fused AdamW, Accelerate, padding to
+    a multiple of 64 on CUDA), for each (precision, compiled) in `runs`, on two feature sets:
+    the real-length cs224n dev windows (length-grouped, dynamic padding) and only the full
+    384-token windows (the fixed shape every batch has in a pad-to-384 stack)."""
     import torch
     from transformers import GPT2Config
 
-    from gpt2qa.batching import collate, length_grouped_batches
-    from gpt2qa.config import QAConfig
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from common import Gpt2qaTrainer
+    from gpt2qa.batching import length_grouped_batches
+    from gpt2qa.config import QAConfig, TrainConfig
     from gpt2qa.data import load_squad
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
     from gpt2qa.model import QAModel, backbone_from_config
-    from gpt2qa.pipeline import autocast_context, run_model
+    from gpt2qa.pipeline import run_model
     from gpt2qa.tokenizer import load_tokenizer
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,53 +112,62 @@ def throughput(data: Path, tok_dir: Path, precision: str, steps: int, batch: int
     special = prepare_tokenizer(tok)
     examples = load_squad(data / "cs224n-dev-v2.0.json").examples
     qa = QAConfig()
-    feats = convert_examples_to_features(examples, tok, qa.features(), special)
-    torch.manual_seed(0)
+    all_feats = convert_examples_to_features(examples, tok, qa.features(), special)
+    full = [f for f in all_feats if len(f.input_ids) == qa.max_seq_length]
     shape = dict(n_layer=2, n_embd=64, n_head=2) if tiny else {}
-    backbone = backbone_from_config(GPT2Config(vocab_size=len(tok), **shape))
-    model = QAModel(backbone, qa).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=dev.type == "cuda")
-    lengths = [len(f.input_ids) for f in feats]
-    batches = length_grouped_batches(lengths, batch, torch.Generator().manual_seed(0))
-    model.train()
-
-    def step(idx: list[int]) -> torch.Tensor:
-        b = {k: v.to(dev, non_blocking=True) for k, v in collate([feats[i] for i in idx], special.pad).items()}
-        with autocast_context(dev, precision):
-            loss = model(**b).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    for idx in batches[:10]:  # every kernel shape seen once before timing
-        step(idx)
-    sync()
-    t0 = time.perf_counter()
-    n = 0
-    loss = None
-    for idx in batches[10: 10 + steps]:
-        loss = step(idx)
-        n += len(idx)
-    sync()
-    train_rate = n / (time.perf_counter() - t0)
-    sub = feats[:2048]
-    run_model(model, sub[:256], special.pad, 128, dev, precision)
-    sync()
-    t0 = time.perf_counter()
-    run_model(model, sub, special.pad, 128, dev, precision)
-    sync()
-    infer_rate = len(sub) / (time.perf_counter() - t0)
-    tokens = sum(lengths) / len(lengths)
-    res = {"precision": precision, "train_features_per_s": round(train_rate, 1),
-           "infer_features_per_s": round(infer_rate, 1), "mean_tokens": round(tokens, 1),
-           "last_loss": float(loss) if loss is not None else None,
-           "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
-           if dev.type == "cuda" else None}
-    log(f"SPEED {json.dumps(res)}")
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-    return res
+    results = []
+    for precision, compiled in runs:
+        sets = [("real-length", all_feats)] + ([] if compiled else [("full-384", full)])
+        for feat_name, feats in sets:
+            torch.manual_seed(0)
+            backbone = backbone_from_config(GPT2Config(vocab_size=len(tok), **shape))
+            model = QAModel(backbone, qa).to(dev)
+            cfg = TrainConfig(train_file="unused", precision=precision if dev.type == "cuda" else "fp32",
+                              batch_size=batch)
+            tr = Gpt2qaTrainer(model, cfg, feats, special.pad, total_steps=10 ** 6,
+                               compiled=compiled)
+            lengths = [len(f.input_ids) for f in feats]
+            batches = length_grouped_batches(lengths, batch, torch.Generator().manual_seed(0))
+            batches = (batches * (1 + (10 + steps) // len(batches)))[: 10 + steps]
+            t_first = time.perf_counter()
+            for idx in batches[:10]:  # compile and every kernel shape once before timing
+                tr.step_fn(tr.model, tr.optimizer, tr.scheduler, tr.scaler, tr.accelerator,
+                           feats, [idx], special.pad, cfg, tr.multiple)
+            sync()
+            warm_s = time.perf_counter() - t_first
+            t0 = time.perf_counter()
+            n = 0
+            total = torch.zeros((), device=dev)
+            timed = batches[10: 10 + steps]
+            for idx in timed:  # no host sync inside the loop
+                total += tr.step_fn(tr.model, tr.optimizer, tr.scheduler, tr.scaler,
+                                    tr.accelerator, feats, [idx], special.pad, cfg, tr.multiple)
+                n += len(idx)
+            sync()
+            train_rate = n / (time.perf_counter() - t0)
+            sub = feats[:2048]
+            run_model(tr.model, sub[:256], special.pad, 128, dev, cfg.precision)
+            sync()
+            t0 = time.perf_counter()
+            run_model(tr.model, sub, special.pad, 128, dev, cfg.precision)
+            sync()
+            infer_rate = len(sub) / (time.perf_counter() - t0)
+            res = {"precision": cfg.precision, "compiled": compiled, "features": feat_name,
+                   "train_features_per_s": round(train_rate, 1),
+                   "infer_features_per_s": round(infer_rate, 1),
+                   "mean_tokens": round(sum(lengths) / len(lengths), 1),
+                   "warmup_s": round(warm_s, 1),
+                   "mean_loss": float(total) / max(len(timed), 1),
+                   "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                   if dev.type == "cuda" else None}
+            res["n_features"] = len(feats)
+            log(f"SPEED {json.dumps(res)}")
+            results.append(res)
+            del tr, model, backbone
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+    return results
 
 
 def mixed_precision_smoke(out: Path, precision: str, steps: int, tiny: bool) -> dict:
@@ -178,6 +195,7 @@ def main() -> int:
     ap.add_argument("--search-seconds", type=int, default=45)
     ap.add_argument("--speed-steps", type=int, default=30)
     ap.add_argument("--demo-steps", type=int, default=500)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (bf16)")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run of this script")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -203,12 +221,13 @@ def main() -> int:
                             ("linear-first-cf-2019", ["--null-position", "first", "--layout", "context-first"]),
                             ("bilstm-last-qf", ["--head", "bilstm"])]:
             report["real"].append(fine_tune(model_dir, data, args.out, name, extra))
-    report["speed"] = []
-    precisions = ("fp32",) if args.tiny else ("fp32", "bf16")
-    for precision in precisions:
-        report["speed"].append(throughput(data, tok_dir, precision, args.speed_steps, 32, args.tiny))
-    report["demo"] = [mixed_precision_smoke(args.out, p, args.demo_steps, args.tiny)
-                      for p in (("fp32",) if args.tiny else ("bf16", "fp16"))]
+    runs = [("fp32", False)] if args.tiny else [("fp32", False), ("bf16", False)]
+    if args.compile:
+        runs.append(("fp32" if args.tiny else "bf16", True))
+    report["speed"] = throughput(data, tok_dir, runs, args.speed_steps, 32, args.tiny)
+    if args.demo_steps > 0:
+        report["demo"] = [mixed_precision_smoke(args.out, p, args.demo_steps, args.tiny)
+                          for p in (("fp32",) if args.tiny else ("bf16", "fp16"))]
     (args.out / "gpu_session.json").write_text(json.dumps(report, indent=2))
     log("DONE")
     return 0
