@@ -7,7 +7,8 @@
 2. gpt2qa training: optimizer steps (the train loop's step: collate, forward, backward, clip,
    AdamW, scheduler) on batches at evenly spaced width quantiles of one real epoch.
 3. gpt2qa inference: `run_model` (collate, forward, logits to numpy) on `--infer-batch`
-   features per batch, batches at width quantiles of the length-sorted inference order.
+   features per batch (default: gpt2qa's own choice for the device, 3 at GPT-2-small shape on
+   CPU), batches at width quantiles of the length-sorted inference order.
 4. hf (unless `--stacks` leaves it out): GPT2ForQuestionAnswering on the same features padded
    to 384, as run_qa pads them; training steps with fused AdamW (the Trainer's default) and
    forward passes. Its MFU is given twice: FLOPs of real tokens, and of all 384 padded ones.
@@ -42,7 +43,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peak-seconds", type=float, default=1.0, help="per peak measurement")
     p.add_argument("--batch-size", type=int, default=8, help="training batch size")
     p.add_argument("--train-steps", type=int, default=3, help="timed training steps per stack")
-    p.add_argument("--infer-batch", type=int, default=16, help="features per inference batch")
+    p.add_argument("--infer-batch", type=int, default=0,
+                   help="features per inference batch (0: gpt2qa's default for the device)")
     p.add_argument("--infer-batches", type=int, default=3, help="timed inference batches")
     p.add_argument("--stacks", default="gpt2qa,hf",
                    help="comma list from gpt2qa, gpt2qa+compile (torch.compile), hf")
@@ -57,8 +59,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--sizes must list positive sizes")
     if set(args.stack_list) - {*common.GPT2QA_STACKS, "hf"}:
         p.error(f"--stacks takes {', '.join(common.GPT2QA_STACKS)}, hf")
-    if min(args.batch_size, args.train_steps, args.infer_batch, args.infer_batches) < 1:
-        p.error("batch sizes and counts must be at least 1")
+    if min(args.batch_size, args.train_steps, args.infer_batches) < 1 or args.infer_batch < 0:
+        p.error("--batch-size and the counts must be at least 1, --infer-batch >= 0")
     return args
 
 
@@ -109,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
     from transformers import GPT2ForQuestionAnswering
 
-    from gpt2qa.batching import length_grouped_batches
+    from gpt2qa.batching import inference_batch_size, length_grouped_batches
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
     from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.pipeline import run_model
@@ -129,12 +131,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     special = prepare_tokenizer(tokenizer)
     features = convert_examples_to_features(examples, tokenizer, qa.features(), special)
     lengths = [len(f.input_ids) for f in features]
+    infer_batch = args.infer_batch or inference_batch_size(torch.device("cpu"), shape.n_embd,
+                                                           qa.max_seq_length)
 
     train_batches = epoch_batches(lengths, config, epoch=0)
     train_widths = [max(lengths[i] for i in b) for b in train_batches]
     timed_train = common.stratified_batches(train_batches, train_widths, args.train_steps)
     warm_train = max(train_batches, key=lambda b: max(lengths[i] for i in b))
-    infer_batches = length_grouped_batches(lengths, args.infer_batch)
+    infer_batches = length_grouped_batches(lengths, infer_batch)
     infer_widths = [max(lengths[i] for i in b) for b in infer_batches]
     timed_infer = common.stratified_batches(infer_batches, infer_widths, args.infer_batches)
 
@@ -185,17 +189,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for b in timed_train:
             seg.time(stack, "train", real(b, common.train_flops), padded(b, common.train_flops),
                      lambda b=b, t=trainer: t.step(b))
-        run_model(model, [features[i] for i in timed_infer[0]], special.pad, args.infer_batch)
+        run_model(model, [features[i] for i in timed_infer[0]], special.pad, infer_batch)
         for b in timed_infer:
             seg.time(stack, "inference", real(b, common.inference_flops),
                      padded(b, common.inference_flops),
                      lambda b=b, m=model: run_model(m, [features[i] for i in b], special.pad,
-                                                    args.infer_batch))
+                                                    infer_batch))
         del trainer, model
 
     peaks = [r["adjacent_peak_gflops"] for r in seg.rows] + [x for v in sweep.values() for x in v]
     best_peak = max(peaks)
-    summary: dict[str, Any] = {"shape": shape.name, "threads": threads,
+    summary: dict[str, Any] = {"shape": shape.name, "threads": threads, "infer_batch": infer_batch,
                                "peak_gflops_best": best_peak,
                                "peak_gflops_median_adjacent": common.median(
                                    [r["adjacent_peak_gflops"] for r in seg.rows])}

@@ -6,7 +6,8 @@ which is the layout `GPT2ForQuestionAnswering.from_pretrained(dir)` loads (rando
 `--model-dir` names a trained one). Each side is timed end to end, text in, answers out:
 
   gpt2qa  `predict_examples` (batched tokenisation, length-sorted batches with dynamic
-          padding, forward, vectorised decoding), `--batch-size` features per forward.
+          padding, forward, vectorised decoding), `--batch-size` features per forward (default:
+          gpt2qa's own choice for the device, 3 at GPT-2-small shape on CPU).
   hf      `pipeline("question-answering")` from transformers 4.57 (the task is gone in
           transformers 5), run by another interpreter: `--hf-python` (default
           .venv-hf457/bin/python; see benchmarks/README.md to create it). It is given gpt2qa's
@@ -52,7 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--questions", type=int, default=120,
                    help="dev questions answered per round (a fixed random sample)")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=64, help="gpt2qa features per forward")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="gpt2qa features per forward (0: gpt2qa's default for the device)")
     p.add_argument("--hf-batch-size", type=int, default=1, help="the pipeline's batch_size")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile gpt2qa's model first (compile time is not timed)")
@@ -62,8 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--name", default="")
     args = p.parse_args(argv)
-    if min(args.questions, args.rounds, args.batch_size, args.hf_batch_size) < 1:
-        p.error("--questions, --rounds and the batch sizes must be at least 1")
+    if min(args.questions, args.rounds, args.hf_batch_size) < 1 or args.batch_size < 0:
+        p.error("--questions, --rounds and --hf-batch-size must be at least 1, --batch-size >= 0")
     return args
 
 
@@ -263,6 +265,9 @@ def agreement(ours: dict[str, str], theirs: dict[str, str]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     threads = common.set_threads(args.threads)
+    import torch
+
+    from gpt2qa.batching import inference_batch_size
     from gpt2qa.features import convert_examples_to_features
     from gpt2qa.pipeline import QAPipeline
 
@@ -282,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.compile:
             pipe.model.compile(dynamic=True)
         pipe.predict(chosen[:2], batch_size=args.batch_size)  # warm-up
+        batch_size = args.batch_size or inference_batch_size(
+            torch.device("cpu"), pipe.model.width, pipe.model.config.max_seq_length)
         hf = HFWorker(args.hf_python, model_dir, qfile, threads, args.hf_batch_size,
                       args.tokenizer)
         print(f"hf worker ready: {hf.info}", file=sys.stderr, flush=True)
@@ -317,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ours_flops = common.inference_flops(ours_lengths, shape)
     peak = common.median(peaks)
     summary = {"shape": shape.name, "questions": len(chosen), "threads": threads,
+               "gpt2qa_batch_size": batch_size,
                "gpt2qa_q_s": rate["gpt2qa"], "hf_q_s": rate["hf"],
                "gpt2qa_vs_hf": rate["gpt2qa"] / rate["hf"],
                "target_3x_met": "yes" if rate["gpt2qa"] / rate["hf"] >= 3.0 else "no",

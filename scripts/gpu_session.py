@@ -130,9 +130,12 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
             batches = length_grouped_batches(lengths, batch, torch.Generator().manual_seed(0))
             batches = (batches * (1 + (10 + steps) // len(batches)))[: 10 + steps]
             t_first = time.perf_counter()
-            for idx in batches[:10]:  # compile and every kernel shape once before timing
+            for k, idx in enumerate(batches[:10]):  # compile, every kernel shape, before timing
                 tr.step_fn(tr.model, tr.optimizer, tr.scheduler, tr.scaler, tr.accelerator,
                            feats, [idx], special.pad, cfg, tr.multiple)
+                if compiled and k < 2:
+                    sync()
+                    log(f"  warm-up step {k + 1} done at {time.perf_counter() - t_first:.0f} s")
             sync()
             warm_s = time.perf_counter() - t_first
             t0 = time.perf_counter()
@@ -145,9 +148,13 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
                 n += len(idx)
             sync()
             train_rate = n / (time.perf_counter() - t0)
+            log(f"  train {train_rate:.1f} features/s ({feat_name}, {precision}, compiled={compiled})")
             sub = feats[:2048]
+            t_inf = time.perf_counter()
             run_model(tr.model, sub[:256], special.pad, 128, dev, cfg.precision)
             sync()
+            if compiled:
+                log(f"  inference warm-up (compile) {time.perf_counter() - t_inf:.0f} s")
             t0 = time.perf_counter()
             run_model(tr.model, sub, special.pad, 128, dev, cfg.precision)
             sync()
@@ -196,6 +203,7 @@ def main() -> int:
     ap.add_argument("--speed-steps", type=int, default=30)
     ap.add_argument("--demo-steps", type=int, default=500)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (bf16)")
+    ap.add_argument("--no-fp32", action="store_true", help="speed: bf16 runs only")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run of this script")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -222,6 +230,8 @@ def main() -> int:
                             ("bilstm-last-qf", ["--head", "bilstm"])]:
             report["real"].append(fine_tune(model_dir, data, args.out, name, extra))
     runs = [("fp32", False)] if args.tiny else [("fp32", False), ("bf16", False)]
+    if args.no_fp32 and not args.tiny:
+        runs = [("bf16", False)]
     if args.compile:
         runs.append(("fp32" if args.tiny else "bf16", True))
     report["speed"] = throughput(data, tok_dir, runs, args.speed_steps, 32, args.tiny)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2qa.batching import collate, length_grouped_batches
+from gpt2qa.batching import collate, inference_batch_size, length_grouped_batches
 from gpt2qa.checkpoint import load_model, save_model
 from gpt2qa.config import QAConfig
 from gpt2qa.data import Answer, SquadExample
@@ -111,6 +111,17 @@ def test_length_grouped_batches_are_a_partition():
     assert again == batches
     sorted_batches = length_grouped_batches(lengths, 4)
     assert [lengths[i] for i in sorted_batches[0]] == [40, 30, 27, 22]
+
+
+@pytest.mark.parametrize(("device", "width", "max_seq_length", "expected"), [
+    ("cpu", 768, 384, 3),      # GPT-2 small: 1 M floats / (768 x 384) = 3.6
+    ("cpu", 128, 192, 42),     # the demo's 128-wide model
+    ("cpu", 64, 64, 64),       # tiny test models: capped at 64
+    ("cpu", 1600, 1024, 1),    # GPT-2 XL with long windows: never below 1
+    ("cuda", 768, 384, 64),    # GPUs want big batches whatever the shape
+])
+def test_inference_batch_size(device, width, max_seq_length, expected):
+    assert inference_batch_size(torch.device(device), width, max_seq_length) == expected
 
 
 def test_hf_compatible_export(tiny_tokenizer, tmp_path):

@@ -70,7 +70,7 @@ class RecordingPipeline(QAPipeline):
 
     calls: list[int] = field(default_factory=list)
 
-    def predict(self, examples, batch_size=64, null_score_diff_threshold=None):  # type: ignore[override]
+    def predict(self, examples, batch_size=0, null_score_diff_threshold=None):  # type: ignore[override]
         self.calls.append(len(examples))
         if any(ex.question == BOOM for ex in examples):
             raise RuntimeError("injected failure")

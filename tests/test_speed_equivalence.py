@@ -75,7 +75,7 @@ def test_run_model_outputs_do_not_depend_on_batch_size(tiny_tokenizer, examples,
     contexts = {ex.qas_id: ex.context for ex in examples}
     alone = run_model(model, feats, special.pad, batch_size=1)
     preds_alone = decode(contexts, feats, alone, qa.decoding())
-    for batch_size in (3, 8, 64):
+    for batch_size in (0, 3, 8, 64):  # 0: the device's default
         batched = run_model(model, feats, special.pad, batch_size=batch_size)
         assert len(alone) == len(batched) == len(feats)
         for f, a, b in zip(feats, alone, batched, strict=True):

@@ -49,6 +49,22 @@ def pad_multiple(device: torch.device) -> int:
     return 64 if device.type == "cuda" else 1
 
 
+CPU_BATCH_FLOATS = 2 ** 20
+"""Inference batch budget on CPU: batch x max_seq_length x width, about 1 M floats (4 MB)."""
+
+
+def inference_batch_size(device: torch.device, width: int, max_seq_length: int) -> int:
+    """Features per forward when the caller does not say. 64 on CUDA, where bigger batches keep
+    the GPU busy. On CPU the matmuls are large enough at batch 1, and bigger batches only push
+    activations out of the caches and pad more. At GPT-2-small shape (768 wide, 384 tokens)
+    batch 3 answered 1.47x faster than batch 64 over 210 dev windows (benchmarks/README.md).
+    The budget keeps tiny test models, which are all overhead, at large batches: a 128-wide
+    model with 192-token windows gets 42."""
+    if device.type == "cuda":
+        return 64
+    return max(1, min(64, CPU_BATCH_FLOATS // (width * max_seq_length)))
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int,
                            generator: torch.Generator | None = None,
                            group_size: int = 50) -> list[list[int]]:

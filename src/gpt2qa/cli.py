@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context")
     p.add_argument("--null-score-diff-threshold", type=float, default=None,
                    help="override the threshold saved with the model")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
+                        "a cache-sized batch, 3 at GPT-2-small shape)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")

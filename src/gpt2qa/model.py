@@ -59,6 +59,7 @@ class QAModel(nn.Module):
         self.config = config
         self.transformer = backbone
         width = _hidden_size(backbone)
+        self.width = width
         if config.head == "bilstm":
             hidden = config.lstm_hidden_size or max(width // 2, 1)
             self.lstm = nn.LSTM(width, hidden, batch_first=True, bidirectional=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gpt2qa.batching import collate, length_grouped_batches, pad_multiple
+from gpt2qa.batching import collate, inference_batch_size, length_grouped_batches, pad_multiple
 from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction, WindowOutput, decode
 from gpt2qa.errors import GPT2QAError
@@ -35,10 +35,13 @@ def autocast_context(device: torch.device, precision: str) -> Any:
 
 
 @torch.inference_mode()
-def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_size: int = 64,
+def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_size: int = 0,
               device: torch.device | None = None, precision: str = "fp32") -> list[WindowOutput]:
-    """Forward every feature, in length-sorted batches; outputs come back in feature order."""
+    """Forward every feature, in length-sorted batches; outputs come back in feature order.
+    `batch_size` 0 picks one for the device (`batching.inference_batch_size`)."""
     device = device or next(model.parameters()).device
+    if batch_size == 0:
+        batch_size = inference_batch_size(device, model.width, model.config.max_seq_length)
     was_training = model.training
     model.eval()
     outputs: list[WindowOutput | None] = [None] * len(features)
@@ -59,7 +62,7 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
 
 
 def predict_examples(model: QAModel, tokenizer: Any, special_ids: SpecialIds,
-                     examples: Sequence[SquadExample], batch_size: int = 64,
+                     examples: Sequence[SquadExample], batch_size: int = 0,
                      null_score_diff_threshold: float | None = None,
                      precision: str = "fp32",
                      features: Sequence[Feature] | None = None) -> list[Prediction]:
@@ -90,7 +93,7 @@ class QAPipeline:
         model, tokenizer, special = load_model(Path(model_dir), dev)
         return cls(model, tokenizer, special, precision)
 
-    def predict(self, examples: Sequence[SquadExample], batch_size: int = 64,
+    def predict(self, examples: Sequence[SquadExample], batch_size: int = 0,
                 null_score_diff_threshold: float | None = None) -> list[Prediction]:
         return predict_examples(self.model, self.tokenizer, self.special_ids, examples,
                                 batch_size, null_score_diff_threshold, self.precision)

@@ -11,9 +11,9 @@ Micro-batching: every question goes onto one asyncio queue. A single worker task
 first waiting item, then keeps collecting for up to `batch_wait_ms` (or until it holds
 `max_batch_size` items) and runs them as one `QAPipeline.predict` call in a worker thread,
 so the event loop keeps accepting requests meanwhile. Requests with different thresholds
-share the forward pass: the batch is decoded once and each request re-applies its own
+share the model call: the batch is decoded once and each request re-applies its own
 null_score_diff_threshold to `Prediction.score_diff` (the same rule as decode.py). With
-`max_batch_size=1` every request gets its own forward pass (micro-batching off).
+`max_batch_size=1` every request gets its own model call (micro-batching off).
 
 Offsets in answers are Python string indices into the context, i.e. Unicode code points
 (a browser, which counts UTF-16 units, must convert; the page does).
@@ -62,7 +62,8 @@ class ServeSettings:
     port: int = 8000
     """TCP port; 0 picks a free one."""
     max_batch_size: int = 16
-    """Most questions run in one forward pass; 1 turns micro-batching off."""
+    """Most questions gathered into one model call; 1 turns micro-batching off. The call's
+    forward batches are sized for the device (`batching.inference_batch_size`)."""
     batch_wait_ms: float = 5.0
     """How long the batch worker waits for more questions after the first one arrives."""
     max_batch_items: int = 64
@@ -308,8 +309,8 @@ class MicroBatcher:
                 _resolve(job.future, pred)
 
     def _predict(self, examples: list[SquadExample]) -> dict[str, Prediction]:
-        preds = self.pipeline.predict(examples, batch_size=self.max_batch_size,
-                                      null_score_diff_threshold=None)
+        # The forward batch size is the device's (pipeline default), not the number of requests.
+        preds = self.pipeline.predict(examples, null_score_diff_threshold=None)
         return {p.qas_id: p for p in preds}
 
 
@@ -628,7 +629,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"interface to bind (default: {d.host}, loopback only)")
     parser.add_argument("--port", type=int, default=d.port, help=f"(default: {d.port})")
     parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
-                        help="most questions per forward pass; 1 turns micro-batching off "
+                        help="most questions gathered into one model call; 1 turns micro-batching off "
                              f"(default: {d.max_batch_size})")
     parser.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms,
                         help="how long to gather concurrent questions into one batch "
