@@ -9,9 +9,9 @@ Run on a CUDA machine from the repository root, with the SQuAD files copied besi
 3. If a GPT-2 is found: fine-tunes it on the SQuAD 2.0 train articles and evaluates on the
    cs224n dev half (all-null baseline 52.12), for a few head / null-position settings.
 4. Always: CUDA training and inference features/s at GPT-2-small shape (random init) through
-   gpt2qa's training step, fp32 and bf16 (`--compile`: bf16 under torch.compile too, real-length only), on the
-   real-length dev windows and on the full 384-token ones; `--demo-steps N`: the demo at bf16
-   and fp16 for finite losses.
+   gpt2qa's training step, fp32 and bf16 (`--no-fp32`: bf16 only; `--compile`: bf16 under
+   torch.compile too, real-length only), on the real-length dev windows and on the full
+   384-token ones; `--demo-steps N`: the demo at bf16 and fp16 for finite losses.
 Everything measured is printed and written to OUT/gpu_session.json.
 """
 
@@ -122,8 +122,8 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
             torch.manual_seed(0)
             backbone = backbone_from_config(GPT2Config(vocab_size=len(tok), **shape))
             model = QAModel(backbone, qa).to(dev)
-            cfg = TrainConfig(train_file="unused", precision=precision if dev.type == "cuda" else "fp32",
-                              batch_size=batch)
+            cfg = TrainConfig(train_file="unused", batch_size=batch,
+                              precision=precision if dev.type == "cuda" else "fp32")
             tr = Gpt2qaTrainer(model, cfg, feats, special.pad, total_steps=10 ** 6,
                                compiled=compiled)
             lengths = [len(f.input_ids) for f in feats]
@@ -148,7 +148,8 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
                 n += len(idx)
             sync()
             train_rate = n / (time.perf_counter() - t0)
-            log(f"  train {train_rate:.1f} features/s ({feat_name}, {precision}, compiled={compiled})")
+            log(f"  train {train_rate:.1f} features/s "
+                f"({feat_name}, {precision}, compiled={compiled})")
             sub = feats[:2048]
             t_inf = time.perf_counter()
             run_model(tr.model, sub[:256], special.pad, 128, dev, cfg.precision)

@@ -629,7 +629,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"interface to bind (default: {d.host}, loopback only)")
     parser.add_argument("--port", type=int, default=d.port, help=f"(default: {d.port})")
     parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
-                        help="most questions gathered into one model call; 1 turns micro-batching off "
+                        help="most questions gathered into one model call; 1 turns "
+                             "micro-batching off "
                              f"(default: {d.max_batch_size})")
     parser.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms,
                         help="how long to gather concurrent questions into one batch "
