@@ -226,15 +226,20 @@ def test_launcher_precision_is_accepted_only_when_it_agrees(launcher, precision,
         check_launcher_precision(precision, env)
 
 
-def test_conflicting_launcher_precision_is_refused_before_anything_is_written(
-        tmp_path, monkeypatch, tiny_tokenizer):
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+@pytest.mark.parametrize(("variable", "value"), [("ACCELERATE_MIXED_PRECISION", "bf16"),
+                                                 ("ACCELERATE_USE_FSDP", "true")])
+def test_a_launcher_setting_gpt2qa_does_not_follow_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, tiny_tokenizer, variable, value, capsys):
+    monkeypatch.setenv(variable, value)
     data = write_tiny_squad(tmp_path / "d.json")
     from gpt2qa.cli import main
 
     code = main(["train", "--model", str(tmp_path / "nowhere"), "--train-file", str(data),
                  "--output-dir", str(tmp_path / "out")])
     assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert ("mixed precision bf16" if value == "bf16" else "FSDP is not supported") in err
     assert not (tmp_path / "out").exists()
 
 

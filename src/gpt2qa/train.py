@@ -457,6 +457,11 @@ def setup(config: TrainConfig) -> Run:
 
     out = Path(config.output_dir)
     check_launcher_precision(config.precision)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        # On CPU Accelerate quietly runs DDP instead; on GPUs the sharded weights would reach
+        # our evaluation and checkpoint code, which expects whole ones. Say so, do not guess.
+        raise GPT2QAError("FSDP is not supported yet: launch without the FSDP config "
+                          "(plain multi-GPU data parallel: `gpt2qa launch -n N train ...`)")
     seed_everything(config.seed)
     accelerator = Accelerator(
         mixed_precision="no", cpu=process_group_on_cpu(),
