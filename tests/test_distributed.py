@@ -299,3 +299,50 @@ def test_heads_compute_in_fp32_under_autocast(tiny_tokenizer):
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         out = model(**batch)
     assert out.start_logits.dtype == out.end_logits.dtype == out.null_score.dtype == torch.float32
+
+
+# -- FSDP -----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_fsdp_trains_like_ddp_saves_whole_weights_and_resumes(runs):
+    """`--fsdp` on 2 gloo processes: the same global batches as the DDP run, so the same
+    weights within the DDP test's tolerance; model/ and checkpoints hold whole tensors that
+    load on one process; a resume from an earlier checkpoint ends bit-identical."""
+    tmp, data, base, out = runs
+    fsdp = tmp / "fsdp"
+    proc = gpt2qa(*base, "--output-dir", str(fsdp), "--fsdp", nproc=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = weights(out[2] / "checkpoints" / "step-0000018")
+    sharded = weights(fsdp / "checkpoints" / "step-0000018")
+    assert {k: v.shape for k, v in ddp.items()} == {k: v.shape for k, v in sharded.items()}
+    worst = max((ddp[k] - sharded[k]).abs().max().item() for k in ddp if k != "qa_outputs.bias")
+    assert worst < 1e-4, worst
+
+    from gpt2qa.data import load_squad
+    from gpt2qa.pipeline import QAPipeline
+
+    preds = QAPipeline.from_pretrained(fsdp / "model", device="cpu").predict(
+        load_squad(data).examples, null_score_diff_threshold=0.0)
+    assert {p.qas_id: p.text for p in preds} == json.loads((fsdp / "predictions.json").read_text())
+
+    import shutil
+
+    again = tmp / "fsdp-again"
+    shutil.copytree(fsdp, again)
+    shutil.rmtree(again / "checkpoints" / "step-0000018")
+    resumed = gpt2qa(*base, "--output-dir", str(again), "--fsdp", "--resume", nproc=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    b = weights(again / "checkpoints" / "step-0000018")
+    assert all(torch.equal(sharded[k], b[k]) for k in sharded)
+
+
+def test_fsdp_without_processes_is_refused(tmp_path, tiny_tokenizer):
+    from helpers import save_init_dir
+
+    init = save_init_dir(tiny_tokenizer, tmp_path / "init")
+    data = write_tiny_squad(tmp_path / "d.json")
+    with pytest.raises(GPT2QAError, match="--fsdp needs several processes"):
+        train(TrainConfig(model=str(init), train_file=str(data), output_dir=str(tmp_path / "o"),
+                          max_steps=1, batch_size=2, max_seq_length=64, doc_stride=16,
+                          max_query_length=16, fsdp=True, progress=False))
+    assert not (tmp_path / "o").exists()

@@ -65,9 +65,11 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
-                      qa: QAConfig | None = None) -> None:
+                      qa: QAConfig | None = None,
+                      weights: dict[str, torch.Tensor] | None = None) -> None:
     """Write a model directory's files into an existing (temporary) directory; `qa` (default:
-    the model's own) is what gpt2qa.json records, e.g. with a tuned threshold."""
+    the model's own) is what gpt2qa.json records, e.g. with a tuned threshold; `weights`
+    (default: the model's state dict) is the whole state of a sharded model."""
     from safetensors.torch import save_file
 
     backbone_config = model.transformer.config
@@ -78,7 +80,8 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
     # Recorded so transformers' GPT2ForQuestionAnswering.from_pretrained(dir) just works.
     backbone_config.architectures = ["GPT2ForQuestionAnswering"] if compatible else None
     backbone_config.save_pretrained(directory)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    source = model.state_dict() if weights is None else weights
+    state = {k: v.detach().to("cpu").contiguous() for k, v in source.items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     tokenizer.save_pretrained(directory)
     (directory / QA_CONFIG_NAME).write_text(json.dumps(qa.to_json(), indent=2) + "\n",
@@ -86,10 +89,11 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
 
 
 def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str],
-               qa: QAConfig | None = None) -> Path:
+               qa: QAConfig | None = None,
+               weights: dict[str, torch.Tensor] | None = None) -> Path:
     """Save a model directory atomically (replacing any earlier one gpt2qa wrote there)."""
     with atomic_dir(out_dir) as tmp:
-        write_model_files(tmp, model, tokenizer, qa)
+        write_model_files(tmp, model, tokenizer, qa, weights)
     return Path(out_dir)
 
 
@@ -125,13 +129,17 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
 
 def save_checkpoint(output_dir: str | os.PathLike[str], step: int, model: QAModel, tokenizer: Any,
                     optimizer: torch.optim.Optimizer, scheduler: Any,
-                    trainer_state: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoints/step-NNNNNNN atomically, then drop all but the newest `keep`."""
+                    trainer_state: dict[str, Any], keep: int = 2,
+                    weights: dict[str, torch.Tensor] | None = None,
+                    optimizer_state: dict[str, Any] | None = None) -> Path:
+    """Write checkpoints/step-NNNNNNN atomically, then drop all but the newest `keep`.
+    `weights` / `optimizer_state` replace the model's and optimizer's own (sharded runs)."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"{CHECKPOINT_PREFIX}{step:07d}"
     with atomic_dir(final) as tmp:
-        write_model_files(tmp, model, tokenizer)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        write_model_files(tmp, model, tokenizer, weights=weights)
+        torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                   tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / STATE_NAME).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
     for old in list_checkpoints(output_dir)[:-keep]:

@@ -173,6 +173,9 @@ class TrainConfig:
     """Continue the run in output_dir from its newest checkpoint."""
     progress: bool = True
     """Show a progress bar."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer state over the processes (FSDP2, one unit per
+    transformer block), for models that do not fit one device. Saved models stay whole."""
     dist_timeout: int = 1800
     """Seconds one process waits for the others (evaluation, checkpoints) before the run stops
     with an error, when several processes train together."""

@@ -16,6 +16,7 @@ from gpt2qa.decode import Prediction, WindowOutput, decode
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features
 from gpt2qa.model import QAModel
+from gpt2qa.sharding import is_sharded
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -43,7 +44,6 @@ def process_group() -> tuple[int, int]:
     return 0, 1
 
 
-@torch.inference_mode()
 def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_size: int = 0,
               device: torch.device | None = None, precision: str = "fp32",
               sharded: bool = False) -> list[WindowOutput]:
@@ -58,16 +58,28 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
     if batch_size == 0:
         batch_size = inference_batch_size(device, model.width, model.config.max_seq_length)
     rank, world = process_group() if sharded else (0, 1)
+    fsdp = is_sharded(model)
     was_training = model.training
     model.eval()
     outputs: dict[int, WindowOutput] = {}
     batches = length_grouped_batches([len(f.input_ids) for f in features], batch_size)
-    for batch_idx in batches[rank::world]:
+    mine: list[list[int] | None] = list(batches[rank::world])
+    if fsdp and world > 1:
+        # Every forward of a sharded model is a collective: all processes make the same
+        # number of calls, the short ones on a batch whose outputs they drop (None).
+        mine += [None] * (-(-len(batches) // world) - len(mine))
+    for batch_idx in mine:
+        keep = batch_idx is not None
+        batch_idx = batch_idx if batch_idx is not None else batches[0]
         batch = collate([features[i] for i in batch_idx], pad_id, with_labels=False,
                         pad_to_multiple_of=pad_multiple(device))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast_context(device, precision):
+        # inference_mode tensors cannot enter FSDP's all-gathers; no_grad is enough there.
+        with torch.no_grad() if fsdp else torch.inference_mode(), \
+                autocast_context(device, precision):
             out = model(**batch)
+        if not keep:
+            continue
         start = out.start_logits.float().cpu().numpy()
         end = out.end_logits.float().cpu().numpy()
         null = out.null_score.float().cpu().numpy()

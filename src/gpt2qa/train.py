@@ -36,7 +36,6 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +64,14 @@ from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
 from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
 from gpt2qa.plots import plot_learning_curve
+from gpt2qa.sharding import (
+    full_model_state,
+    full_optimizer_state,
+    is_sharded,
+    load_full_optimizer_state,
+    no_sync,
+    shard_model,
+)
 from gpt2qa.tokenizer import _load_failure, load_tokenizer
 
 MIN_ANSWER_RECALL = 0.9
@@ -401,8 +408,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     for k, idx in enumerate(group):
         batch = collate([features[i] for i in idx], pad_id, pad_to_multiple_of=pad_to_multiple_of)
         batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
-        sync = k == len(group) - 1
-        with accelerator.no_sync(model) if not sync else nullcontext(), \
+        with no_sync(model, accelerator, sync=k == len(group) - 1), \
                 autocast_context(accelerator.device, config.precision):
             loss = model(**batch).loss / len(group)
         scaler.scale(loss).backward()
@@ -504,21 +510,37 @@ def setup(config: TrainConfig) -> Run:
                      if eval_examples else [])
     schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)
 
-    optimizer = optimizer_for(model, config, fused=fused_adamw_for(accelerator.device))
+    def restore(step: Any) -> None:
+        try:
+            step()
+        except (RuntimeError, ValueError, KeyError) as exc:
+            assert resume_from is not None
+            raise GPT2QAError(f"{resume_from.path}: does not fit this run's model or settings "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+
+    if resume_from is not None:
+        restore(lambda: model.load_state_dict(resume_from.weights))
+    if config.fsdp:
+        # Sharded in place (the module keeps its class and attributes); Accelerate only
+        # provides the process group, so it does not wrap this model again.
+        shard_model(model.to(accelerator.device), model.transformer)
+    optimizer = optimizer_for(model, config, fused=fused_adamw_for(accelerator.device)
+                              and not config.fsdp)
     if config.compile:
         # In place: parameter names, checkpoints and the saved model stay as without compile.
         model.compile(dynamic=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: linear_warmup_decay(s, schedule.warmup_steps, schedule.total_steps))
+    if config.fsdp:
+        wrapped: torch.nn.Module = model
+        if resume_from is not None:
+            restore(lambda: load_full_optimizer_state(model, optimizer, resume_from.optimizer))
+    else:
+        wrapped, optimizer = accelerator.prepare(model, optimizer)
+        if resume_from is not None:
+            restore(lambda: optimizer.load_state_dict(resume_from.optimizer))
     if resume_from is not None:
-        try:
-            model.load_state_dict(resume_from.weights)
-            optimizer.load_state_dict(resume_from.optimizer)
-            scheduler.load_state_dict(resume_from.scheduler)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise GPT2QAError(f"{resume_from.path}: does not fit this run's model or settings "
-                              f"({str(exc).splitlines()[0][:160]})") from None
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
+        restore(lambda: scheduler.load_state_dict(resume_from.scheduler))
 
     log = None
     if accelerator.is_main_process:
@@ -555,20 +577,49 @@ def evaluate_and_select(run: Run, state: TrainState, step: int) -> None:
     result = evaluate_model(run.raw_model, run.tokenizer, run.eval_examples, run.eval_features,
                             run.eval_is_v2, config.eval_batch_size, config.precision,
                             sharded=True)
-    if result is None or run.log is None:
+    improved = False
+    if result is not None and run.log is not None:
+        metrics, files = result
+        run.log.write({"event": "eval", "step": step, **metrics})
+        score = selection_score(metrics)
+        improved = state.best_score is None or score > state.best_score
+    if not is_sharded(run.raw_model):
+        if improved:
+            _save_best(run, state, step, metrics, files, None)
         return
-    metrics, files = result
-    run.log.write({"event": "eval", "step": step, **metrics})
-    score = selection_score(metrics)
-    if state.best_score is None or score > state.best_score:
-        state.best_score, state.best_step = score, step
-        threshold = metrics.get("tuned_null_score_diff_threshold", 0.0)
-        save_model(run.raw_model, run.tokenizer, run.out / "model",
-                   qa=dataclasses.replace(run.raw_model.config,
-                                          null_score_diff_threshold=threshold))
-        for name, obj in zip(("predictions", "na_probs", "nbest"), files, strict=True):
-            write_json_atomic(run.out / f"{name}.json", obj)
-        write_json_atomic(run.out / "metrics.json", {**metrics, "step": step})
+    # Gathering a sharded model's weights takes every process: they must learn the verdict.
+    import torch.distributed as dist
+
+    verdict = [improved]
+    dist.broadcast_object_list(verdict, src=0)
+    if verdict[0]:
+        weights = full_model_state(run.raw_model)
+        if result is not None:
+            _save_best(run, state, step, metrics, files, weights)
+
+
+def _save_best(run: Run, state: TrainState, step: int, metrics: dict[str, Any],
+               files: tuple[dict, dict, dict], weights: dict[str, torch.Tensor] | None) -> None:
+    state.best_score, state.best_step = selection_score(metrics), step
+    threshold = metrics.get("tuned_null_score_diff_threshold", 0.0)
+    save_model(run.raw_model, run.tokenizer, run.out / "model",
+               qa=dataclasses.replace(run.raw_model.config, null_score_diff_threshold=threshold),
+               weights=weights)
+    for name, obj in zip(("predictions", "na_probs", "nbest"), files, strict=True):
+        write_json_atomic(run.out / f"{name}.json", obj)
+    write_json_atomic(run.out / "metrics.json", {**metrics, "step": step})
+
+
+def _save_checkpoint(run: Run, state: TrainState, step: int) -> None:
+    """Every process calls this; the main one writes (whole tensors, also when sharded)."""
+    weights = optimizer_state = None
+    if is_sharded(run.raw_model):
+        weights = full_model_state(run.raw_model)
+        optimizer_state = full_optimizer_state(run.raw_model, run.optimizer)
+    if run.main:
+        save_checkpoint(run.out, step, run.raw_model, run.tokenizer, run.optimizer,
+                        run.scheduler, dataclasses.asdict(state), keep=run.config.keep_checkpoints,
+                        weights=weights, optimizer_state=optimizer_state)
 
 
 def _all_processes_mean(value: torch.Tensor, processes: int) -> float:
@@ -633,10 +684,8 @@ def fit(run: Run, state: TrainState) -> TrainState:
                     state.step_in_epoch = 0
                 if boundary_eval:
                     evaluate_and_select(run, state, step)
-                if boundary_save and run.main:
-                    save_checkpoint(run.out, step, run.raw_model, run.tokenizer, run.optimizer,
-                                    run.scheduler, dataclasses.asdict(state),
-                                    keep=config.keep_checkpoints)
+                if boundary_save:
+                    _save_checkpoint(run, state, step)
                 if boundary_eval or boundary_save:
                     acc.wait_for_everyone()
     except torch.OutOfMemoryError:
@@ -658,9 +707,11 @@ def train(config: TrainConfig) -> TrainResult:
              else TrainState())
     state = fit(run, state)
     metrics = None
+    weights = full_model_state(run.raw_model) if (
+        is_sharded(run.raw_model) and not run.eval_examples) else None
     if run.main:
         if not run.eval_examples:
-            save_model(run.raw_model, run.tokenizer, run.out / "model")
+            save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
         elif (run.out / "metrics.json").exists():
             metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
         plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
