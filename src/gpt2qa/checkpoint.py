@@ -17,9 +17,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +26,13 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
+from gpt2qa.io import atomic_dir
 from gpt2qa.model import QAModel
 from gpt2qa.tokenizer import load_tokenizer
 
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "trainer_state.json"
 CHECKPOINT_PREFIX = "step-"
-
-
-@contextmanager
-def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces `final` only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_model_files(directory: Path, model: QAModel, tokenizer: Any) -> None:

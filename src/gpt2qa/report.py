@@ -20,17 +20,16 @@ Every file is written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import write_text_atomic
 from gpt2qa.plots import save_figure
 
 REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
@@ -39,27 +38,6 @@ TABLE_COLUMNS = (
     ("best F1", "best_f1"), ("tuned F1", "tuned_f1"), ("all-null baseline F1", "null_baseline_f1"),
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic output (shared with gpt2qa.study)
-# --------------------------------------------------------------------------------------------
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` beside `path` under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def fmt(value: Any, digits: int = 2) -> str:
