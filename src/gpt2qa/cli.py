@@ -227,6 +227,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GPT2QAError("--question needs --context")
     if args.data is not None and not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
+    if args.question is not None:
+        from gpt2qa.data import check_text
+
+        check_text(args.question, "--question")
+        check_text(args.context, "--context")
     pipe = QAPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
     if args.question is not None:
         pred = pipe.answer(args.question, args.context, args.null_score_diff_threshold)

@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gpt2qa.data import SquadExample
+from gpt2qa.data import SquadExample, unicode_problem
 from gpt2qa.decode import Prediction
 from gpt2qa.errors import GPT2QAError
 
@@ -72,6 +73,16 @@ class ServeSettings:
     """Longest context accepted, in characters (413 beyond)."""
     max_body_bytes: int = 1_000_000
     """Largest request body accepted, checked before JSON parsing (413 beyond)."""
+    timeout_keep_alive: float = 5.0
+    """Seconds an idle kept-alive connection stays open after a response."""
+    timeout_headers: float = 10.0
+    """Seconds a client has to send a request's headers, counted from the moment it connects
+    (or its previous response ends); a slower or silent client is disconnected."""
+    timeout_body: float = 30.0
+    """Seconds a client has to send the whole request body once its headers arrived; a slower
+    one gets 408 and is disconnected."""
+    timeout_graceful_shutdown: float = 10.0
+    """Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in flight before cancelling them."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -85,6 +96,11 @@ class ServeSettings:
              f"max_context_chars must be >= 1; got {self.max_context_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
         ]
+        for name in ("timeout_keep_alive", "timeout_headers", "timeout_body",
+                     "timeout_graceful_shutdown"):
+            value = getattr(self, name)
+            checks.append((math.isfinite(value) and 0 < value <= 3600,
+                           f"{name} must be in (0, 3600] seconds; got {value}"))
         for ok, message in checks:
             if not ok:
                 raise GPT2QAError(f"bad serve setting: {message}")
@@ -110,6 +126,10 @@ class AnswerRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must contain a non-space character")
+        # Refused here, in the schema, so such an item never joins (and fails) a batch.
+        problem = unicode_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -344,12 +364,18 @@ class BodySizeLimit:
     """ASGI middleware: 413 for a body over `max_body_bytes`, before anything parses it.
 
     A declared Content-Length is checked first; the body is then read (chunked uploads too),
-    counted, and handed on to the app only when it fits.
+    counted, and handed on to the app only when it fits. A body that does not arrive in
+    full within `body_timeout_s` gets 408 and the connection is closed (a client that
+    declares Content-Length: 100 and sends 3 bytes would otherwise hold it, and a graceful
+    shutdown, forever). A body that is not UTF-8, or JSON nested too deeply for the parser,
+    gets the same 422 format as any other malformed JSON (FastAPI would say 400).
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int,
+                 body_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -367,8 +393,19 @@ class BodySizeLimit:
                 return
         chunks: list[bytes] = []
         total = 0
+        deadline = (None if self.body_timeout_s is None
+                    else time.monotonic() + self.body_timeout_s)
         while True:
-            message = await receive()
+            try:
+                if deadline is None:
+                    message = await receive()
+                else:
+                    message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                await _error(scope, receive, send, 408,
+                             f"request body not received within {self.body_timeout_s:g} s "
+                             "(--timeout-body)", close=True)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -380,6 +417,14 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        problem = body_problem(body)
+        if problem is not None:
+            errors = [{"loc": "body", "msg": problem, "type": "json_invalid"}]
+            from starlette.responses import JSONResponse
+
+            await JSONResponse({"detail": validation_message(errors), "errors": errors},
+                               status_code=422)(scope, receive, send)
+            return
         sent = False
 
         async def replay() -> Message:
@@ -395,6 +440,31 @@ class BodySizeLimit:
         await _error(scope, receive, send, 413,
                      f"request body is over {self.max_body_bytes} bytes (--max-body-bytes)",
                      close=True)
+
+
+_MAX_JSON_DEPTH = 256
+"""Deeper nesting than any valid request needs, yet shallow enough for json's recursion."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def body_problem(body: bytes) -> str | None:
+    """Why a request body cannot be parsed as JSON text before FastAPI tries (it would
+    answer 400 for these), or None. Other JSON errors are left to FastAPI's own 422.
+
+    Worked example: b'{"a": "\\xff"}' is "not valid UTF-8 at byte 7"; 300 nested arrays
+    are "nested more than 256 levels deep" (brackets inside strings do not count).
+    """
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"malformed JSON: not valid UTF-8 at byte {exc.start}"
+    if text.count("[") + text.count("{") > _MAX_JSON_DEPTH:  # only then can it be too deep
+        brackets = _BRACKETS.findall(_JSON_STRING.sub("", text))
+        depth = itertools.accumulate(1 if b in "[{" else -1 for b in brackets)
+        if max(depth, default=0) > _MAX_JSON_DEPTH:
+            return f"malformed JSON: nested more than {_MAX_JSON_DEPTH} levels deep"
+    return None
 
 
 async def _error(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
@@ -502,7 +572,8 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
                   description="Extractive question answering with abstention (SQuAD 2.0 style).")
     app.state.batcher = batcher
     app.state.settings = settings
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.timeout_body)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -581,14 +652,78 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
 
 # -- running it -------------------------------------------------------------------------------
 
+def http_protocol(timeout_headers: float) -> type:
+    """uvicorn's HTTP protocol with a deadline for request headers.
+
+    uvicorn times out an idle connection only after a response (keep-alive); a client
+    that connects and sends nothing, or sends its headers a byte at a time, is never
+    dropped. This subclass starts a timer when the connection opens and again when each
+    response ends; if no new request's headers have been parsed when it fires (no request
+    cycle is in progress), the connection is closed.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+
+    class HeaderTimeoutProtocol(base):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._start_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._start_header_timer()
+
+        def _start_header_timer(self) -> None:
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(timeout_headers, self._headers_overdue)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_overdue(self) -> None:
+            self._header_timer = None
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+def uvicorn_config(app: Any, settings: ServeSettings, log_level: str = "info",
+                   **overrides: Any) -> Any:
+    """The uvicorn.Config for `settings`: address, timeouts and the header deadline."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "log_level": log_level, "lifespan": "on",
+        "http": http_protocol(settings.timeout_headers),
+        "timeout_keep_alive": settings.timeout_keep_alive,
+        "timeout_graceful_shutdown": settings.timeout_graceful_shutdown,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
 @contextmanager
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
                     log_level: str = "warning", startup_timeout: float = 30.0) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread; yield its base URL, then stop it."""
+    """Run `app` with uvicorn in a background thread; yield its base URL, then stop it.
+
+    The timeouts are those of the app's ServeSettings (`create_app` records them)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           lifespan="on", access_log=False))
+    settings = getattr(getattr(app, "state", None), "settings", None) or ServeSettings()
+    server = uvicorn.Server(uvicorn_config(app, settings, log_level, host=host, port=port,
+                                           access_log=False))
     thread = threading.Thread(target=server.run, name="gpt2qa-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -618,12 +753,13 @@ def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = 
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
                        "this address can use the model", settings.host)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.Server(uvicorn_config(app, settings, log_level)).run()
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The `gpt2qa serve` flags; defaults come from ServeSettings."""
     d = ServeSettings()
+    docs = _field_docs()
     parser.add_argument("--model", required=True, help="a gpt2qa model directory")
     parser.add_argument("--host", default=d.host,
                         help=f"interface to bind (default: {d.host}, loopback only)")
@@ -641,11 +777,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"longest context accepted (default: {d.max_context_chars})")
     parser.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
                         help=f"largest request body accepted (default: {d.max_body_bytes})")
+    for name in ("timeout_keep_alive", "timeout_headers", "timeout_body",
+                 "timeout_graceful_shutdown"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name),
+                            metavar="SECONDS",
+                            help=f"{docs[name]} (default: {getattr(d, name)})")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="(default: fp32)")
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
-                        default="info")
+                        default="info", help="(default: info)")
+
+
+def _field_docs() -> dict[str, str]:
+    from gpt2qa.cli import field_docs
+
+    return {k: v.replace("%", "%%") for k, v in field_docs(ServeSettings).items()}
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
