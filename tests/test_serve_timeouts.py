@@ -24,9 +24,8 @@ GOOD = {"question": "When was the Eiffel Tower completed?",
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_tokenizer: Any) -> QAPipeline:
-    from helpers import tiny_model
-
     from gpt2qa.features import prepare_tokenizer
+    from helpers import tiny_model
 
     special = prepare_tokenizer(tiny_tokenizer)
     model = tiny_model(tiny_tokenizer, QAConfig(max_seq_length=64, doc_stride=16,

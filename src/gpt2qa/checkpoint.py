@@ -33,6 +33,7 @@ from gpt2qa.tokenizer import load_tokenizer
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "trainer_state.json"
 CHECKPOINT_PREFIX = "step-"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
 def write_model_files(directory: Path, model: QAModel, tokenizer: Any) -> None:
@@ -78,11 +79,26 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
         backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
+    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise GPT2QAError(f"{model_dir}: no tokenizer files (expected one of "
+                          f"{', '.join(TOKENIZER_FILES)})")
     tokenizer = load_tokenizer(model_dir)
     special = prepare_tokenizer(tokenizer)
     backbone.resize_token_embeddings(len(tokenizer))
     model = QAModel(backbone, qa)
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise GPT2QAError(f"{weights}: not a readable safetensors file (truncated or damaged?): "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                          ) from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a shape mismatch, e.g. config.json's n_embd was changed
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).splitlines()[0])
+        raise GPT2QAError(f"{weights}: weights do not match {model_dir / 'config.json'}: "
+                          f"{detail}") from None
     if missing or unexpected:
         raise GPT2QAError(f"{weights}: weights do not match {QA_CONFIG_NAME} "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

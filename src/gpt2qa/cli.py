@@ -128,16 +128,32 @@ def _print_json(obj: Any) -> None:
 # -- evaluate ---------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpt2qa.decode import write_json_atomic
+    from gpt2qa.io import check_output_dir, check_output_file, write_json_atomic
     from gpt2qa.metrics import evaluate_files
 
+    if args.out_file:
+        check_output_file(args.out_file, "--out-file")
+    if args.out_image_dir:
+        check_output_dir(args.out_image_dir, "--out-image-dir")
     result = evaluate_files(args.data, args.predictions, na_prob_file=args.na_prob_file,
                             na_prob_thresh=args.na_prob_thresh, out_image_dir=args.out_image_dir,
                             with_breakdown=args.breakdown)
     if args.out_file:
         write_json_atomic(args.out_file, result)
+    _warn_on_id_mismatch(args, result)
     _print_json(result)
     return 0
+
+
+def _warn_on_id_mismatch(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """One stderr line when most questions have no prediction: probably the wrong file pair
+    (say SQuAD 1.1 dev against v2.0 predictions), which would otherwise score a quiet 0."""
+    total = int(result.get("total", 0))
+    matched = total - int(result.get("missing", 0))
+    if total and matched < total / 2:
+        print(f"gpt2qa evaluate: warning: only {matched} of the {total} questions in {args.data} "
+              f"have a prediction in {args.predictions} ({result.get('extra', 0)} predictions "
+              "are for other ids); are these the right files?", file=sys.stderr)
 
 
 # -- check-spans ------------------------------------------------------------------------------
@@ -227,6 +243,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GPT2QAError("--question needs --context")
     if args.data is not None and not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
+    if args.out_dir is not None:
+        from gpt2qa.io import check_output_dir
+
+        check_output_dir(args.out_dir, "--out-dir")
     if args.question is not None:
         from gpt2qa.data import check_text
 

@@ -19,6 +19,33 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from gpt2qa.errors import GPT2QAError
+
+
+def _check_parents(path: Path, what: str) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GPT2QAError(f"{what} {path}: {parent} is a file, not a directory")
+            return
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> None:
+    """GPT2QAError (one line, naming `what`, e.g. "--out-file") unless a file can go at `path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise GPT2QAError(f"{what} {path}: is a directory; give a file name")
+    _check_parents(path, what)
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:
+    """GPT2QAError (one line, naming `what`, e.g. "--out-dir") unless `path` is or can become
+    a directory."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GPT2QAError(f"{what} {path}: is a file, not a directory")
+    _check_parents(path, what)
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where Linux allows (/proc), else by a

@@ -46,7 +46,24 @@ def load_tokenizer(name_or_dir: str | os.PathLike[str]):
     if not getattr(tok, "is_fast", False):
         raise GPT2QAError(f"{name_or_dir}: gpt2qa needs a fast tokenizer (offset mappings); "
                           f"got {type(tok).__name__}")
+    check_tokenizer(tok, str(name_or_dir))
     return tok
+
+
+PROBE_TEXT = "When was the tower completed? It was completed in 1889."
+
+
+def check_tokenizer(tokenizer, name: str) -> None:
+    """Refuse a tokenizer that maps non-empty text to no tokens.
+
+    transformers 5 builds such a tokenizer without a word, e.g. GPT2TokenizerFast from
+    vocab/merges paths that hold nothing; with it every context is empty and a model can
+    only ever learn to abstain.
+    """
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise GPT2QAError(f"{name}: the tokenizer maps text to no tokens (an empty vocabulary?); "
+                          f"{PROBE_TEXT!r} gave []")
 
 
 def _load_failure(name: str, what: str, exc: BaseException) -> str:
