@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import inspect
 import json
@@ -24,6 +25,59 @@ from gpt2qa import __version__
 from gpt2qa.errors import GPT2QAError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, or says it is required (README: `--help`
+    lists each default)."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        text = action.help or ""
+        return not (not action.option_strings or action.required
+                    or action.default is argparse.SUPPRESS
+                    or "(default" in text or "%(default)" in text)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required and action.option_strings:
+            return f"{action.help or ''} (required)".lstrip()
+        if not self._shows_default(action):
+            return action.help
+        default = "not set" if action.default is None else "%(default)s"
+        return f"{action.help or ''} (default: {default})".lstrip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not (action.help or "").strip() and self._shows_default(action):
+            default = "not set" if action.default is None else "%(default)s"
+            action = copy.copy(action)  # argparse prints nothing for a flag without help
+            action.help = f"(default: {default})"
+        return super()._format_action(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """gpt2qa's parsers: no abbreviated flags (`--step` must not run as `--steps`), the
+    defaults in --help, and a "did you mean" for a mistyped flag. Sub-parsers made by
+    `add_subparsers` are of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def refuse_unknown(self, extras: Sequence[str]) -> typing.NoReturn:
+        """Exit 2 with this parser's usage, naming the unknown flags and the closest ones."""
+        import difflib
+
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for extra in extras:
+            flag = extra.split("=", 1)[0]
+            if flag.startswith("-"):
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"{flag} -> did you mean {close[0]}?")
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        self.error(message + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def _flag(name: str) -> str:
@@ -286,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpt2qa.config import TrainConfig
     from gpt2qa.demo import DemoConfig
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gpt2qa",
         description="Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for "
                     "extractive question answering on SQuAD 2.0, with honest abstention.")
@@ -368,7 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # argparse would print the top-level usage; the sub-command's is the useful one.
+        subparsers = next(a for a in parser._actions
+                          if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].refuse_unknown(extras)
     handler: Handler = args.func
     try:
         return handler(args)

@@ -1,6 +1,7 @@
-"""`gpt2qa report RUN_DIR... --out D`: one self-contained HTML page comparing training runs.
+"""`gpt2qa report RUN_DIR... --out D`: one HTML page comparing training runs.
 
-D/index.html (all CSS inline, images as relative PNG files beside it, no external URL) and
+D/index.html (all CSS inline, images as relative PNG files beside it, no external URL: copy
+the folder, not just the page) and
 D/summary.md, with these PNG plots:
 
   learning_curves.png    train loss and eval F1 against optimizer steps, one line per run
@@ -114,15 +115,36 @@ def _eval_file_for(run_dir: Path, train_config: Mapping[str, Any],
     return path
 
 
+def _is_run(path: Path) -> bool:
+    return all((path / name).is_file() for name in REQUIRED_FILES)
+
+
+def find_run_dir(path: Path) -> Path:
+    """`path` itself, or the one finished run directly inside it.
+
+    `gpt2qa demo` writes its run to runs/demo/run beside the data, so `gpt2qa report
+    runs/demo` means runs/demo/run. Several runs inside is an error that names them.
+    """
+    if not path.is_dir():
+        raise GPT2QAError(f"{path}: no such run directory")
+    if _is_run(path):
+        return path
+    inside = sorted(child for child in path.iterdir() if child.is_dir() and _is_run(child))
+    if len(inside) == 1:
+        return inside[0]
+    if inside:
+        raise GPT2QAError(f"{path}: not a run directory itself, and it holds several runs; "
+                          f"name them: {' '.join(str(c) for c in inside[:5])}")
+    return path  # load_run names the first missing file
+
+
 def load_run(run_dir: str | os.PathLike[str], label: str,
              eval_file: str | os.PathLike[str] | None = None,
              gold_cache: dict[Path, Any] | None = None) -> RunData:
     """Read a run directory; a missing file is a one-line error naming the dir and the file."""
     from gpt2qa.data import load_squad
 
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise GPT2QAError(f"{path}: no such run directory")
+    path = find_run_dir(Path(run_dir))
     for name in REQUIRED_FILES:
         if not (path / name).is_file():
             raise GPT2QAError(f"{path}: missing {name} (not a finished gpt2qa training run)")

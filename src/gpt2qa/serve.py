@@ -817,9 +817,13 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m gpt2qa.serve ...`: the same flags as `gpt2qa serve`."""
-    parser = argparse.ArgumentParser(prog="gpt2qa serve", description=__doc__.splitlines()[0])
+    from gpt2qa.cli import Parser
+
+    parser = Parser(prog="gpt2qa serve", description=__doc__.splitlines()[0])
     add_serve_arguments(parser)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.refuse_unknown(extras)
     try:
         return cmd_serve(args)
     except GPT2QAError as exc:
