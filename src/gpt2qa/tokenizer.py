@@ -40,7 +40,7 @@ def load_tokenizer(name_or_dir: str | os.PathLike[str]):
                 and (path / "vocab.json").exists() and (path / "merges.txt").exists():
             tok = GPT2Tokenizer.from_pretrained(str(path))
         else:
-            tok = AutoTokenizer.from_pretrained(str(name_or_dir))
+            tok = AutoTokenizer.from_pretrained(str(name_or_dir), **hub_kwargs(str(name_or_dir)))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(_load_failure(str(name_or_dir), "tokenizer", exc)) from None
     if not getattr(tok, "is_fast", False):
@@ -66,12 +66,39 @@ def check_tokenizer(tokenizer, name: str) -> None:
                           f"{PROBE_TEXT!r} gave []")
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the model hub (HF_ENDPOINT) opens within `timeout` s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_kwargs(name_or_dir: str) -> dict[str, bool]:
+    """``from_pretrained`` options for `name_or_dir`: ``local_files_only`` when it is a hub id
+    and the hub cannot be reached, so the load uses the local cache or fails at once
+    (otherwise huggingface_hub retries for about a minute before giving up)."""
+    if Path(name_or_dir).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return {}
+    return {} if hub_reachable() else {"local_files_only": True}
+
+
 def _load_failure(name: str, what: str, exc: BaseException) -> str:
     """One line for a failed hub or directory load."""
     if Path(name).exists():
         return f"{name}: could not load the {what} from this directory: {str(exc).splitlines()[0]}"
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    hint = ("HF_HUB_OFFLINE=1 is set, so only the local cache was searched"
-            if offline else "the model hub could not be reached or has no such repository")
+    if offline:
+        hint = "HF_HUB_OFFLINE=1 is set, so only the local cache was searched"
+    elif not hub_reachable():
+        hint = "the model hub cannot be reached from here, and the local cache has no copy"
+    else:
+        hint = "the model hub has no such repository, or it is private"
     return (f"{name}: no such local directory, and loading the {what} from the Hugging Face hub "
             f"failed ({hint}). Pass a local directory, or run where the hub is reachable.")
