@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,3 +161,52 @@ def test_timeouts_are_flags_with_defaults() -> None:
     assert "(default: 10.0)" in parser.format_help()
     with pytest.raises(Exception, match="timeout_body"):
         ServeSettings(timeout_body=0)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_real_gpt2qa_serve_despite_a_stalled_client(tmp_path, tiny_tokenizer
+                                                                    ) -> None:
+    """The reported case end to end: `gpt2qa serve` in its own process, one client that
+    promised 100 body bytes and sent 3, then SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from gpt2qa.checkpoint import save_model
+    from helpers import tiny_model
+
+    model_dir = save_model(tiny_model(tiny_tokenizer), tiny_tokenizer, tmp_path / "model")
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpt2qa", "serve", "--model", str(model_dir), "--port",
+         str(port), "--timeout-graceful-shutdown", "1", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "gpt2qa serve did not start in 120 s"
+                time.sleep(0.5)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(post_head(100) + b'{"q')
+        time.sleep(0.3)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        took = time.monotonic() - start
+        sock.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert took < 5, f"SIGTERM took {took:.1f} s"
