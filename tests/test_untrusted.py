@@ -285,3 +285,16 @@ def test_evaluate_warns_when_most_ids_do_not_match(capsys, squad_v2_file: Path,
     preds.write_text(json.dumps({"q1": "1889", "q2": ""}))
     code, _, err = run(capsys, "evaluate", str(squad_v2_file), str(preds))
     assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("command", ["report", "study"])
+def test_report_and_study_out_that_is_a_file(capsys, tmp_path: Path, command: str) -> None:
+    (tmp_path / "file").write_text("mine")
+    argv = (["report", str(tmp_path), "--out", str(tmp_path / "file")] if command == "report"
+            else ["study", "--config", "configs/study-synthetic.yaml", "--out-dir",
+                  str(tmp_path / "file")])
+    if command == "study" and not Path("configs/study-synthetic.yaml").is_file():
+        pytest.skip("run from the repository root")
+    code, _, err = run(capsys, *argv)
+    assert "is a file, not a directory" in one_line_error(code, err)
+    assert (tmp_path / "file").read_text() == "mine"

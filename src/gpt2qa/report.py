@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.io import write_text_atomic
+from gpt2qa.io import check_output_dir, write_text_atomic
 from gpt2qa.plots import save_figure
 
 REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
@@ -400,6 +400,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.P
     """Write D/index.html, D/summary.md and the PNG plots; return the HTML path."""
     if not run_dirs:
         raise GPT2QAError("report: give at least one run directory")
+    check_output_dir(out_dir, "--out")
     cache: dict[Path, Any] = {}
     runs = [load_run(d, label, eval_file, cache)
             for d, label in zip(run_dirs, run_labels(run_dirs), strict=True)]

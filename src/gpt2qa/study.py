@@ -582,10 +582,12 @@ def run_study(config: StudyConfig, out_dir: str | os.PathLike[str],
     `max_cells` bounds the cells that need work in this call (skipped ones do not count).
     """
     from gpt2qa.data import load_squad
+    from gpt2qa.io import check_output_dir
 
     if max_cells is not None and max_cells < 0:
         raise GPT2QAError(f"--max-cells: must be >= 0; got {max_cells}")
     out = Path(out_dir)
+    check_output_dir(out, "--out-dir")
     out.mkdir(parents=True, exist_ok=True)
     _check_study_dir(config, out)
     inputs = prepare_inputs(config, out)
