@@ -85,9 +85,14 @@ V2_VERSIONS = frozenset({"v2.0", "2.0"})
 
 _MISSING = object()
 
-# A JSON escape of a UTF-16 surrogate (\\uD800-\\uDFFF). Text decoded from valid UTF-8
-# can only hold a surrogate through such an escape, so files without one skip the check.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A JSON escape of a lone UTF-16 surrogate: a high one (\uD800-\uDBFF) not followed by a
+# low one (\uDC00-\uDFFF), or a low one not after a high one. Text decoded from valid
+# UTF-8 can only hold a surrogate through such an escape, so the exact check (a walk over
+# every string) runs only for files where this finds one; paired escapes (an emoji in an
+# ensure_ascii file) do not trigger it.
+_LONE_SURROGATE_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 _JSON_NAMES: dict[type, str] = {
     dict: "an object", list: "an array", str: "a string", int: "an integer", bool: "a boolean",
@@ -127,7 +132,7 @@ def load_squad(path: str | os.PathLike[str], misaligned: Misaligned = "error",
                                   f"{exc.msg}") from exc
         except RecursionError as exc:
             raise DataError(name, "invalid JSON: nested too deeply") from exc
-        if _SURROGATE_ESCAPE.search(text):
+        if _LONE_SURROGATE_ESCAPE.search(text):
             _check_unicode(obj, name)
         del text
         return parse_squad(obj, name, misaligned=misaligned, check_offsets=check_offsets)
