@@ -73,7 +73,7 @@ from gpt2qa.sharding import (
     no_sync,
     shard_model,
 )
-from gpt2qa.tokenizer import _load_failure, load_tokenizer
+from gpt2qa.tokenizer import _load_failure, hub_kwargs, load_tokenizer
 
 MIN_ANSWER_RECALL = 0.9
 """Below this share of answerable training questions whose gold span fits some window, training
@@ -245,7 +245,8 @@ def load_backbone(name_or_dir: str) -> torch.nn.Module:
     from transformers import AutoModel
 
     try:
-        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32)
+        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
+                                         **hub_kwargs(name_or_dir))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(_load_failure(name_or_dir, "model", exc)) from None
 
