@@ -98,7 +98,8 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     if not weights.is_file():
         raise GPT2QAError(f"{model_dir}: missing {WEIGHTS_NAME}")
     try:
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir))
+        # fp32 whatever dtype config.json names (from_config would follow a saved bf16).
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir), dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
     tokenizer = load_tokenizer(model_dir)

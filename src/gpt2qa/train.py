@@ -120,7 +120,7 @@ def load_backbone(name_or_dir: str) -> torch.nn.Module:
     from gpt2qa.tokenizer import _load_failure
 
     try:
-        return AutoModel.from_pretrained(name_or_dir)
+        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise GPT2QAError(_load_failure(name_or_dir, "model", exc)) from None
 
