@@ -5,6 +5,8 @@ A model directory holds:
   model.safetensors   every weight (`transformer.*`, `qa_outputs.*`, ...)
   tokenizer files     with gpt2qa's special tokens registered
   gpt2qa.json         QAConfig: head, layout, null position, lengths, threshold
+  adapter_config.json only in a LoRA directory, whose model.safetensors then holds only what
+                      trained; the base is reloaded from the path this file names (gpt2qa.lora)
 
 A training checkpoint (`checkpoints/step-0000100/`) is a model directory plus optimizer.pt,
 scheduler.pt, rng.pt and trainer_state.json. Every directory is built under a temporary name
@@ -29,6 +31,13 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
+from gpt2qa.lora import (
+    build_adapter_model,
+    frozen_keys,
+    is_adapter_dir,
+    weights_to_save,
+    write_adapter_config,
+)
 from gpt2qa.model import QAModel
 from gpt2qa.tokenizer import load_tokenizer
 
@@ -70,8 +79,8 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any) -> None:
     # Recorded so transformers' GPT2ForQuestionAnswering.from_pretrained(dir) just works.
     backbone_config.architectures = ["GPT2ForQuestionAnswering"] if compatible else None
     backbone_config.save_pretrained(directory)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(weights_to_save(model), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    write_adapter_config(model, directory)
     tokenizer.save_pretrained(directory)
     (directory / QA_CONFIG_NAME).write_text(json.dumps(qa.to_json(), indent=2) + "\n",
                                             encoding="utf-8")
@@ -87,7 +96,6 @@ def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str]) 
 def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
                ) -> tuple[QAModel, Any, SpecialIds]:
     """Load a gpt2qa model directory: only the directory is needed, never the hub."""
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
 
     model_dir = Path(model_dir)
@@ -97,20 +105,32 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise GPT2QAError(f"{model_dir}: missing {WEIGHTS_NAME}")
-    try:
-        # fp32 whatever dtype config.json names (from_config would follow a saved bf16).
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir), dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
     tokenizer = load_tokenizer(model_dir)
     special = prepare_tokenizer(tokenizer)
-    backbone.resize_token_embeddings(len(tokenizer))
-    model = QAModel(backbone, qa)
+    if is_adapter_dir(model_dir):
+        model = build_adapter_model(model_dir, qa, len(tokenizer))
+    else:
+        try:
+            # fp32 whatever dtype config.json names (from_config would follow a saved bf16).
+            backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir),
+                                             dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
+        backbone.resize_token_embeddings(len(tokenizer))
+        model = QAModel(backbone, qa)
+    load_weights(model, weights)
+    return model.to(device).eval(), tokenizer, special
+
+
+def load_weights(model: QAModel, weights: Path) -> None:
+    """Load a weights file strictly, except that a LoRA model's frozen base is not in it."""
+    from safetensors.torch import load_file
+
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    missing = [k for k in missing if k not in frozen_keys(model)]
     if missing or unexpected:
         raise GPT2QAError(f"{weights}: weights do not match {QA_CONFIG_NAME} "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.to(device).eval(), tokenizer, special
 
 
 def rng_state() -> dict[str, Any]:
@@ -159,9 +179,7 @@ def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[Path]:
 def load_checkpoint_state(checkpoint: Path, model: QAModel, optimizer: torch.optim.Optimizer,
                           scheduler: Any) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNG from `checkpoint`; return trainer state."""
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(str(checkpoint / WEIGHTS_NAME)))
+    load_weights(model, checkpoint / WEIGHTS_NAME)
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=False))

@@ -129,6 +129,7 @@ def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
     """A fresh QA model around a pretrained (or saved random) backbone, or a gpt2qa model."""
     from gpt2qa.checkpoint import load_model
     from gpt2qa.config import QA_CONFIG_NAME
+    from gpt2qa.lora import prepare_for_training
     from gpt2qa.tokenizer import load_tokenizer
 
     qa = config.qa_config()
@@ -140,13 +141,14 @@ def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
                               f"head={qa.head}, null_position={qa.null_position}")
         model.config = qa
         model.train()
-        return model, tokenizer
+        return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
     tokenizer = load_tokenizer(config.model)
     prepare_tokenizer(tokenizer)
     backbone = load_backbone(config.model)
     backbone.resize_token_embeddings(len(tokenizer))
     check_fits(backbone, qa, len(tokenizer))
-    return QAModel(backbone, qa), tokenizer
+    model = QAModel(backbone, qa)
+    return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
 
 
 def _limit(examples: tuple[SquadExample, ...], n: int) -> tuple[SquadExample, ...]:
@@ -183,6 +185,20 @@ class _Log:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
                     self.writer.add_scalar(f"{record['event']}/{key}", value, record["step"])
+
+
+def log_setup(log: _Log, model: torch.nn.Module, config: TrainConfig, fresh: bool) -> None:
+    """The setup record (first line of log.jsonl) and its parameter counts on stderr."""
+    import sys
+
+    from gpt2qa.lora import parameter_counts
+
+    counts = parameter_counts(model)
+    if fresh:
+        log.write({"event": "setup", "step": 0, **counts, "lora_r": config.lora_r,
+                   "gradient_checkpointing": config.gradient_checkpointing})
+    print(f"gpt2qa train: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} "
+          f"parameters trainable ({counts['trainable_percent']}%)", file=sys.stderr)
 
 
 def evaluate_model(model: QAModel, tokenizer: Any, examples: Sequence[SquadExample],
@@ -318,6 +334,8 @@ def train(config: TrainConfig) -> TrainResult:
     if main:
         write_json_atomic(out / "train_config.json", dataclasses.asdict(config))
     log = _Log(out, state["step"] if checkpoints else None, config.tensorboard and main)
+    if main:
+        log_setup(log, raw_model, config, fresh=not checkpoints)
 
     def do_eval(step: int) -> None:
         if not eval_examples or not main:
@@ -403,4 +421,8 @@ def train(config: TrainConfig) -> TrainResult:
         elif (out / "metrics.json").exists():
             metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
         plot_learning_curve(out / "log.jsonl", out / "learning_curve.png")
+        if config.merge_lora:
+            from gpt2qa.lora import merge_model_dir
+
+            merge_model_dir(out / "model", out / "model-merged")
     return TrainResult(output_dir=out, steps=state["step"], metrics=metrics, model_dir=out / "model")
