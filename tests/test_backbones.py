@@ -93,11 +93,11 @@ def make_tokenizer(kind: str) -> Any:
                                      bos="<bos>", eos="<eos>", unk="<unk>")
 
 
-def save_family_dir(family: Family, path: Path, seed: int = 0) -> Path:
+def save_family_dir(family: Family, path: Path, seed: int = 0, tokenizer: Any = None) -> Path:
     """A random tiny backbone saved in its family's dtype, with its tokenizer."""
     from transformers import AutoModel
 
-    tokenizer = make_tokenizer(family.tokenizer)
+    tokenizer = tokenizer or make_tokenizer(family.tokenizer)
     torch.manual_seed(seed)
     backbone = AutoModel.from_config(family.config(len(tokenizer)))
     assert backbone.config.model_type == family.model_type
@@ -120,7 +120,24 @@ def test_matrix_covers_every_claimed_causal_type():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.model_type)
 def test_family_end_to_end(family: Family, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    init = save_family_dir(family, tmp_path / "init")
+    run_family(family, save_family_dir(family, tmp_path / "init"), tmp_path, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_neox_with_gpt2s_real_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """Pythia's shape of checkpoint (GPT-NeoX, fp16) with GPT-2's own 50257-token tokenizer."""
+    from conftest import shared_file
+    from gpt2qa.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(shared_file("gpt2-tokenizer"))
+    family = next(f for f in FAMILIES if f.model_type == "gpt_neox")
+    run_family(family, save_family_dir(family, tmp_path / "init", tokenizer=tokenizer), tmp_path,
+               capsys)
+
+
+def run_family(family: Family, init: Path, tmp_path: Path,
+               capsys: pytest.CaptureFixture[str]) -> None:
     saved = json.loads((init / "config.json").read_text())
     assert saved["dtype"] == str(family.dtype).removeprefix("torch.")
     data = write_tiny_squad(tmp_path / "d.json", copies=2)

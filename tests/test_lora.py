@@ -185,3 +185,16 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_tokenizer):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "lora_r"), [("gpt2-medium-squad2.yaml", 0),
+                                              ("qwen2.5-0.5b-squad2-lora.yaml", 16),
+                                              ("llama-3.2-1b-squad2-lora.yaml", 16)])
+def test_recipes_parse(name, lora_r):
+    from gpt2qa.cli import _read_yaml_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    text = path.read_text()
+    assert "Memory (computed, not measured" in text
+    config = TrainConfig(**_read_yaml_config(str(path), set(TrainConfig.__dataclass_fields__)))
+    assert config.lora_r == lora_r and config.precision == "bf16"
