@@ -89,6 +89,19 @@ def test_lora_run_adapter_dir_merge_and_predict(tmp_path, capsys, tiny_tokenizer
     # predict on the adapter dir reproduces train's own evaluation (at threshold 0).
     assert json.loads((tmp_path / "model" / "predictions.json").read_text()) == \
         json.loads((run / "predictions.json").read_text())
+    # serve loads it like any model directory.
+    from fastapi.testclient import TestClient
+
+    from gpt2qa.pipeline import QAPipeline
+    from gpt2qa.serve import ServeSettings, create_app
+
+    app = create_app(QAPipeline.from_pretrained(model_dir, device="cpu"), ServeSettings())
+    with TestClient(app) as client:
+        reply = client.post("/v1/answer", json={"question": "When was it completed?",
+                                                "context": "It was completed in 1889."})
+        assert reply.status_code == 200 and "answer" in reply.json()
+        info = client.get("/v1/model").json()
+        assert info["parameter_count"] == setup["total_parameters"]
 
 
 @pytest.mark.slow
