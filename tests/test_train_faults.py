@@ -192,3 +192,17 @@ def test_a_file_without_unanswerable_questions_gets_a_warning(finished, capsys):
     (tmp / "v1.json").write_text(json.dumps(v1))
     train(config_for(tmp, init, tmp / "v1.json", "v1", max_steps=1))
     assert "cannot learn to abstain" in capsys.readouterr().err
+
+
+def test_resume_from_a_checkpoint_at_an_epoch_boundary_matches(finished):
+    """6 features, batch 2: 3 steps per epoch, so step 3's checkpoint ends epoch 0. The resumed
+    run must start epoch 1 with epoch 1's order, exactly as the uninterrupted run did."""
+    tmp, init, data = finished
+    full = train(config_for(tmp, init, data, "edge-full", save_every=3))
+    cut = tmp / "edge-cut"
+    shutil.copytree(full.output_dir, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-0000006")
+    train(config_for(tmp, init, data, "edge-cut", save_every=3, resume=True))
+    a = weights(full.output_dir / "checkpoints" / "step-0000006")
+    b = weights(cut / "checkpoints" / "step-0000006")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -5,6 +5,8 @@ A model directory holds:
   model.safetensors   every weight (`transformer.*`, `qa_outputs.*`, ...)
   tokenizer files     with gpt2qa's special tokens registered
   gpt2qa.json         QAConfig: head, layout, null position, lengths, threshold
+  adapter_config.json only in a LoRA directory, whose model.safetensors then holds only what
+                      trained; the base is reloaded from the path this file names (gpt2qa.lora)
 
 A training checkpoint (`checkpoints/step-0000100/`) is a model directory plus optimizer.pt,
 scheduler.pt and trainer_state.json. Every directory is built under a temporary name and
@@ -29,11 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
 from gpt2qa.io import atomic_dir
+from gpt2qa.lora import (
+    build_adapter_model,
+    frozen_keys,
+    is_adapter_dir,
+    weights_to_save,
+    write_adapter_config,
+)
 from gpt2qa.model import QAModel
 from gpt2qa.tokenizer import load_tokenizer
 
@@ -49,8 +59,6 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
     """Write a model directory's files into an existing (temporary) directory; `qa` (default:
     the model's own) is what gpt2qa.json records, e.g. with a tuned threshold; `weights`
     (default: the model's state dict) is the whole state of a sharded model."""
-    from safetensors.torch import save_file
-
     backbone_config = model.transformer.config
     qa = qa or model.config
     compatible = (qa.head == "linear" and qa.null_position == "first"
@@ -59,9 +67,9 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
     # Recorded so transformers' GPT2ForQuestionAnswering.from_pretrained(dir) just works.
     backbone_config.architectures = ["GPT2ForQuestionAnswering"] if compatible else None
     backbone_config.save_pretrained(directory)
-    source = model.state_dict() if weights is None else weights
-    state = {k: v.detach().to("cpu").contiguous() for k, v in source.items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(weights_to_save(model, weights), str(directory / WEIGHTS_NAME),
+              metadata={"format": "pt"})
+    write_adapter_config(model, directory)
     tokenizer.save_pretrained(directory)
     (directory / QA_CONFIG_NAME).write_text(json.dumps(qa.to_json(), indent=2) + "\n",
                                             encoding="utf-8")
@@ -79,7 +87,6 @@ def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str],
 def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
                ) -> tuple[QAModel, Any, SpecialIds]:
     """Load a gpt2qa model directory: only the directory is needed, never the hub."""
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
 
     model_dir = Path(model_dir)
@@ -89,36 +96,46 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise GPT2QAError(f"{model_dir}: missing {WEIGHTS_NAME}")
-    try:
-        # fp32 whatever dtype config.json names: bf16 comes only from autocast.
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir),
-                                         dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
     if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
         raise GPT2QAError(f"{model_dir}: no tokenizer files (expected one of "
                           f"{', '.join(TOKENIZER_FILES)})")
     tokenizer = load_tokenizer(model_dir)
     special = prepare_tokenizer(tokenizer)
-    backbone.resize_token_embeddings(len(tokenizer))
-    model = QAModel(backbone, qa)
+    if is_adapter_dir(model_dir):
+        model = build_adapter_model(model_dir, qa, len(tokenizer))
+    else:
+        try:
+            # fp32 whatever dtype config.json names: bf16 comes only from autocast.
+            backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir),
+                                             dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
+        backbone.resize_token_embeddings(len(tokenizer))
+        model = QAModel(backbone, qa)
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error type for a damaged file
         raise GPT2QAError(f"{weights}: not a readable safetensors file (truncated or damaged?): "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                           ) from None
+    apply_weights(model, state, weights)
+    return model.to(device).eval(), tokenizer, special
+
+
+def apply_weights(model: QAModel, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load `state` strictly, except that a LoRA model's frozen base is not in it; a mismatch
+    is one line naming `source`."""
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # a shape mismatch, e.g. config.json's n_embd was changed
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
                       str(exc).splitlines()[0])
-        raise GPT2QAError(f"{weights}: weights do not match {model_dir / 'config.json'}: "
+        raise GPT2QAError(f"{source}: weights do not match {source.parent / 'config.json'}: "
                           f"{detail}") from None
+    missing = [k for k in missing if k not in frozen_keys(model)]
     if missing or unexpected:
-        raise GPT2QAError(f"{weights}: weights do not match {QA_CONFIG_NAME} "
+        raise GPT2QAError(f"{source}: weights do not match {QA_CONFIG_NAME} "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.to(device).eval(), tokenizer, special
 
 
 def save_checkpoint(output_dir: str | os.PathLike[str], step: int, model: QAModel, tokenizer: Any,
@@ -164,8 +181,6 @@ class CheckpointData:
 
 def read_checkpoint(checkpoint: Path) -> CheckpointData:
     """Read and check one checkpoint; GPT2QAError names the first file that is not whole."""
-    from safetensors.torch import load_file
-
     def read(name: str, loader: Callable[[Path], Any]) -> Any:
         path = checkpoint / name
         if not path.is_file():

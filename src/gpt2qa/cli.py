@@ -221,6 +221,7 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
         convert_examples_to_features,
         oracle_answers,
         prepare_tokenizer,
+        span_failure_kind,
     )
     from gpt2qa.metrics import evaluate_v2
     from gpt2qa.tokenizer import load_tokenizer
@@ -240,14 +241,21 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
     failures = []
     from gpt2qa.metrics import exact_match
 
+    spans: dict[str, set[tuple[int, int]]] = {}
+    for f in features:
+        spans.setdefault(f.qas_id, set()).update(f.token_spans)
+    kinds: dict[str, int] = {}
     for qid, text in oracle.items():
         gold_texts = [a.text for a in golds[qid].answers]
         if not any(exact_match(text, g) for g in gold_texts):
-            failures.append({"id": qid, "gold": gold_texts[0], "decoded": text})
+            gold = golds[qid].answers[0]
+            kind = span_failure_kind(sorted(spans[qid]), gold.answer_start, gold.answer_end, text)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            failures.append({"id": qid, "gold": gold_texts[0], "decoded": text, "kind": kind})
     _print_json({
         "file": str(args.data), "examples": len(dataset.examples), "features": len(features),
         "answerable": len(answerable), "exact": scores["exact"], "f1": scores["f1"],
-        "exact_failures": len(failures), "repairs": len(dataset.repairs),
+        "exact_failures": len(failures), "failure_kinds": kinds, "repairs": len(dataset.repairs),
         "seconds": round(time.perf_counter() - t0, 3), "failures": failures[:20],
     })
     return 0

@@ -179,6 +179,20 @@ class TrainConfig:
     dist_timeout: int = 1800
     """Seconds one process waits for the others (evaluation, checkpoints) before the run stops
     with an error, when several processes train together."""
+    lora_r: int = 0
+    """LoRA rank; 0 trains every weight. LoRA trains rank-r adapters, the QA head and the
+    <|sep|>/<|null|> embedding rows, and freezes the rest (needs pip install 'gpt2qa[lora]')."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (updates are scaled by lora_alpha / lora_r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA adapters' input."""
+    lora_target_modules: str = ""
+    """Comma-separated module names to adapt; empty: every attention projection of the model
+    type (README, Models)."""
+    merge_lora: bool = False
+    """Also write model-merged/: the best LoRA model folded into a standalone model directory."""
+    gradient_checkpointing: bool = False
+    """Recompute the backbone's activations in the backward pass: less memory, more time."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -199,6 +213,10 @@ class TrainConfig:
              "misaligned must be error, skip or fix-by-search"),
             (self.train_file is not None or self.dataset is not None,
              "give --train-file (or --dataset squad_v2)"),
+            (self.lora_r >= 0, "lora_r must be >= 0 (0: no LoRA)"),
+            (self.lora_alpha > 0 and 0 <= self.lora_dropout < 1,
+             "lora_alpha must be positive and lora_dropout in [0, 1)"),
+            (not self.merge_lora or self.lora_r > 0, "--merge-lora needs --lora-r"),
         ]
         for ok, message in checks:
             if not ok:

@@ -3,8 +3,9 @@
 GPT-2 has no [CLS], [SEP] or [PAD]. The 2019 experiment wrote "[CLS]"/"[SEP]" as text and
 they became token id 0 ("!"). Here the separator and the no-answer slot are real added special
 tokens (`<|sep|>`, `<|null|>`), registered with the tokenizer so the model can resize its
-embedding matrix. Padding uses `<|endoftext|>` (GPT-2's only special token) and is always
-masked out by the attention mask: that is the one documented use of it.
+embedding matrix. Padding uses the end-of-text token (`<|endoftext|>`, GPT-2's only special
+token; `</s>` for Llama, which has no pad token) and is always masked out by the attention
+mask: that is the one documented use of it.
 
 Sequence layouts (`layout` x `null_position`), for question Q and one window C of context:
 
@@ -15,6 +16,11 @@ Sequence layouts (`layout` x `null_position`), for question Q and one window C o
 
 `null_position="classifier"` uses the `last` layout; the model then reads answerability from a
 separate classifier on the `<|null|>` token instead of from its span logits.
+
+BOS: a tokenizer that puts a beginning-of-sequence token in front of its encodings (Llama's
+`<s>`, Gemma's `<bos>`; GPT-2, NeoX and Qwen add none) gets it at position 0 of every layout,
+before everything else, since its model saw BOS there throughout pre-training:
+`<s> Q <|sep|> C <|null|>`, and `<s> <|null|> Q <|sep|> C` (null index 1) for `first`.
 """
 
 from __future__ import annotations
@@ -66,11 +72,13 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """Token ids of the added special tokens, and the padding id."""
+    """Token ids of the added special tokens, the padding id, and the BOS id put at position 0
+    (None when the tokenizer adds no BOS of its own)."""
 
     sep: int
     null: int
     pad: int
+    bos: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,16 +124,29 @@ def prepare_tokenizer(tokenizer: Any) -> SpecialIds:
                                          replace_extra_special_tokens=False)
         except TypeError:  # transformers releases without that keyword keep old ones anyway
             tokenizer.add_special_tokens({"additional_special_tokens": missing})
-    if tokenizer.eos_token is None:
-        raise GPT2QAError("the tokenizer has no end-of-text token to pad with")
+    # Pad with end-of-text (always masked out); a tokenizer without one may still have a pad.
+    pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+    if pad is None:
+        raise GPT2QAError("the tokenizer has neither an end-of-text nor a pad token to pad with")
     ids = SpecialIds(sep=tokenizer.convert_tokens_to_ids(SEP_TOKEN),
                      null=tokenizer.convert_tokens_to_ids(NULL_TOKEN),
-                     pad=tokenizer.eos_token_id)
+                     pad=pad, bos=added_bos_id(tokenizer))
     for name, value in ((SEP_TOKEN, ids.sep), (NULL_TOKEN, ids.null)):
         if value is None or value in (0, ids.pad, tokenizer.unk_token_id) \
                 or tokenizer.convert_ids_to_tokens(value) != name:
             raise GPT2QAError(f"special token {name} did not get its own id (got {value})")
     return ids
+
+
+def added_bos_id(tokenizer: Any) -> int | None:
+    """The BOS id if the tokenizer itself puts one in front of an encoding (Llama), else None
+    (GPT-2 declares `<|endoftext|>` as its BOS but never adds it)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return None
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    without = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return bos if with_special[:1] == [bos] and without[:1] != [bos] else None
 
 
 def trim_span(context: str, start: int, end: int) -> tuple[int, int]:
@@ -185,6 +206,7 @@ def window_starts(n_context: int, window: int, doc_stride: int) -> list[int]:
 def _assemble(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
               context: Sequence[int]) -> tuple[list[int], int, int]:
     """Lay out one window; return (input_ids, context_offset, null_index)."""
+    prefix = [] if ids.bos is None else [ids.bos]
     if config.layout == "question-first":
         body = [*question, ids.sep]
         offset = len(body)
@@ -193,8 +215,8 @@ def _assemble(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
         body = [*context, ids.sep, *question]
         offset = 0
     if config.null_position == "first":
-        return [ids.null, *body], offset + 1, 0
-    return [*body, ids.null], offset, len(body)
+        return [*prefix, ids.null, *body], len(prefix) + 1 + offset, len(prefix)
+    return [*prefix, *body, ids.null], len(prefix) + offset, len(prefix) + len(body)
 
 
 def _encode(tokenizer: Any, texts: list[str], offsets: bool) -> Any:
@@ -228,7 +250,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: An
         if ex.answers and not ex.is_impossible:
             gold = ex.answers[0]
             answer_tokens = char_span_to_token_span(spans, gold.answer_start, gold.answer_end)
-        window = config.max_seq_length - len(question) - 2
+        window = config.max_seq_length - len(question) - 2 - (ids.bos is not None)
         for w, start in enumerate(window_starts(len(tok_ids), window, config.doc_stride)):
             end = min(start + window, len(tok_ids))
             input_ids, offset, null_index = _assemble(config, ids, question, tok_ids[start:end])
@@ -266,3 +288,19 @@ def oracle_answers(examples: Sequence[SquadExample], features: Sequence[Feature]
         if f.qas_id in out and not out[f.qas_id] and not f.is_null:
             out[f.qas_id] = feature_answer_text(f, examples[f.example_index].context)
     return out
+
+
+def span_failure_kind(spans: Sequence[tuple[int, int]], char_start: int, char_end: int,
+                      decoded: str) -> str:
+    """Why a gold answer did not survive tokenisation, for `check-spans`.
+
+    "sub-token": the answer starts or ends strictly inside a token (in "1889s" with tokens
+    "18", "89s", the gold "1889" ends inside "89s"), so no token span can match it: an
+    annotation finer than the vocabulary, not an offset bug. "window": no window holds the
+    whole answer. "other": anything else, which would point at an offset bug.
+    """
+    if not decoded:
+        return "window"
+    if any(s < char_start < e or s < char_end < e for s, e in spans):
+        return "sub-token"
+    return "other"

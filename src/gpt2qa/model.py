@@ -37,7 +37,8 @@ from gpt2qa.errors import GPT2QAError
 
 MASK_VALUE = -1e4
 
-CAUSAL_MODEL_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2"})
+CAUSAL_MODEL_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2",
+                                "phi3", "gemma"})
 """Backbones known to attend left to right only, with positions that ignore the padding mask."""
 
 

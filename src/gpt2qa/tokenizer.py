@@ -1,4 +1,9 @@
-"""Loading GPT-2-style byte-level BPE tokenizers, and training small ones for tests and the demo."""
+"""Loading fast tokenizers, and training small ones for tests, the demo and the backbone matrix.
+
+Two families are trained here: GPT-2's byte-level BPE (also NeoX's and Qwen's kind) and the
+SentencePiece-style BPE of Llama 2 / Mistral (Metaspace pre-tokenizer, byte fallback, `<s>`
+added in front of every encoding).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,43 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 2000, min_freque
                             special_tokens=[EOS_TOKEN], show_progress=False)
     return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS_TOKEN,
                                    bos_token=EOS_TOKEN, unk_token=EOS_TOKEN)
+
+
+def train_metaspace_tokenizer(texts: Iterable[str], vocab_size: int = 600,
+                              min_frequency: int = 2, limit_alphabet: int = 100,
+                              bos: str = "<s>", eos: str = "</s>", unk: str = "<unk>"):
+    """Train a SentencePiece-style BPE (Llama 2's and Mistral's kind) and wrap it for transformers.
+
+    Spaces become "▁" glued to the next word (with one "▁" put in front of the text); a
+    character outside the vocabulary falls back to its UTF-8 bytes (`<0xE2>`, ...), never to
+    `<unk>`. Like Llama's tokenizer it puts `bos` in front of every encoding when special
+    tokens are added, and it has no pad token. `limit_alphabet` keeps rare characters out of
+    the vocabulary, so byte fallback is exercised.
+    """
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=unk, byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=[unk, bos, eos], limit_alphabet=limit_alphabet,
+                                  show_progress=False)
+    tok.train_from_iterator(list(texts), trainer)
+    # The trainer knows nothing of byte fallback: append the 256 byte tokens to the vocabulary.
+    obj = json.loads(tok.to_str())
+    vocab = obj["model"]["vocab"]
+    for b in range(256):
+        vocab.setdefault(f"<0x{b:02X}>", len(vocab))
+    obj["model"]["byte_fallback"] = True
+    tok = Tokenizer.from_str(json.dumps(obj))
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos,
+                                   unk_token=unk)
 
 
 def load_tokenizer(name_or_dir: str | os.PathLike[str]):

@@ -46,7 +46,9 @@ import torch
 
 from gpt2qa.batching import collate, length_grouped_batches, pad_multiple
 from gpt2qa.checkpoint import (
+    WEIGHTS_NAME,
     CheckpointData,
+    apply_weights,
     list_checkpoints,
     load_model,
     newest_intact_checkpoint,
@@ -61,6 +63,7 @@ from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features, prepare_tokenizer
 from gpt2qa.io import write_text_atomic
 from gpt2qa.launch import check_joined, process_group_on_cpu
+from gpt2qa.lora import merge_model_dir, parameter_counts, prepare_for_training
 from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
 from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
@@ -263,13 +266,14 @@ def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
         check_fits(model.transformer, qa, len(tokenizer))
         model.config = qa
         model.train()
-        return model, tokenizer
+        return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
     tokenizer = load_tokenizer(config.model)
     prepare_tokenizer(tokenizer)
     backbone = load_backbone(config.model)
     backbone.resize_token_embeddings(len(tokenizer))
     check_fits(backbone, qa, len(tokenizer))
-    return QAModel(backbone, qa), tokenizer
+    model = QAModel(backbone, qa)
+    return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
 
 
 def check_launcher_precision(precision: str, environ: dict[str, str] | os._Environ[str] = os.environ,
@@ -356,6 +360,20 @@ class _Log:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
                     self.writer.add_scalar(f"{record['event']}/{key}", value, record["step"])
+
+
+def log_setup(log: _Log, model: torch.nn.Module, config: TrainConfig, fresh: bool) -> None:
+    """The setup record (first line of log.jsonl) and its parameter counts on stderr."""
+    import sys
+
+    from gpt2qa.lora import parameter_counts
+
+    counts = parameter_counts(model)
+    if fresh:
+        log.write({"event": "setup", "step": 0, **counts, "lora_r": config.lora_r,
+                   "gradient_checkpointing": config.gradient_checkpointing})
+    print(f"gpt2qa train: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} "
+          f"parameters trainable ({counts['trainable_percent']}%)", file=sys.stderr)
 
 
 def evaluate_model(model: QAModel, tokenizer: Any, examples: Sequence[SquadExample],
@@ -519,7 +537,7 @@ def setup(config: TrainConfig) -> Run:
                               f"({str(exc).splitlines()[0][:160]})") from None
 
     if resume_from is not None:
-        restore(lambda: model.load_state_dict(resume_from.weights))
+        apply_weights(model, resume_from.weights, resume_from.path / WEIGHTS_NAME)
     if config.fsdp:
         # Sharded in place (the module keeps its class and attributes); Accelerate only
         # provides the process group, so it does not wrap this model again.
@@ -550,14 +568,14 @@ def setup(config: TrainConfig) -> Run:
                           {**dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule)})
         log = _Log(out, resume_from.state["step"] if resume_from else None,
                    config.tensorboard)
-        n_total = sum(p.numel() for p in model.parameters())
-        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        counts = parameter_counts(model)
         if resume_from is None:
             log.write({"event": "setup", "step": 0, **dataclasses.asdict(schedule),
-                       "answer_recall": recall, "trainable_parameters": n_trainable,
-                       "total_parameters": n_total})
-        print(f"gpt2qa train: {schedule.describe()}; {n_trainable:,} of {n_total:,} parameters "
-              "trainable", file=sys.stderr, flush=True)
+                       "answer_recall": recall, **counts, "lora_r": config.lora_r,
+                       "gradient_checkpointing": config.gradient_checkpointing})
+        print(f"gpt2qa train: {schedule.describe()}; {counts['trainable_parameters']:,} of "
+              f"{counts['total_parameters']:,} parameters trainable "
+              f"({counts['trainable_percent']}%)", file=sys.stderr, flush=True)
     return Run(config=config, out=out, accelerator=accelerator, model=wrapped,
                raw_model=accelerator.unwrap_model(wrapped), tokenizer=tokenizer, special=special,
                optimizer=optimizer, scheduler=scheduler,
@@ -646,7 +664,8 @@ def fit(run: Run, state: TrainState) -> TrainState:
     try:
         while state.step < schedule.total_steps:
             batches = epoch_batches(run.lengths, config, state.epoch)
-            while state.step_in_epoch < len(batches) and state.step < schedule.total_steps:
+            epoch = state.epoch
+            while state.epoch == epoch and state.step < schedule.total_steps:
                 group = micro_batches(batches[state.step_in_epoch], run.rank, schedule.processes,
                                       schedule.grad_accum)
                 torch.manual_seed(step_seed(config.seed, state.step, run.rank))
@@ -715,6 +734,8 @@ def train(config: TrainConfig) -> TrainResult:
         elif (run.out / "metrics.json").exists():
             metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
         plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
+        if config.merge_lora:
+            merge_model_dir(run.out / "model", run.out / "model-merged")
     run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=run.out, steps=state.step, metrics=metrics,
                        model_dir=run.out / "model", main_process=run.main)

@@ -1,0 +1,170 @@
+"""What trains: LoRA adapters through peft (the optional `gpt2qa[lora]` extra), gradient
+checkpointing, and the parameter counts of a run's setup record.
+
+With `--lora-r R` the backbone's attention projections get rank-R adapters (defaults per model
+type in `LORA_TARGETS`); the rest of the backbone is frozen. The QA head (span logits, LSTM,
+null classifier) always trains in full, and so do the embedding rows of the two tokens gpt2qa
+adds (`<|sep|>`, `<|null|>`), through peft's trainable token indices: they are new, so a frozen
+random row would carry no meaning.
+
+A LoRA model directory is an *adapter* directory: `model.safetensors` holds only what trained
+(adapters, the two token rows, the head) under the same names as in memory, and
+`adapter_config.json` (peft's LoraConfig) names the base model. `load_model` rebuilds the base
+from there, so the base (a hub id or a local directory) must still be reachable;
+`merge_model_dir` (`gpt2qa train --merge-lora`) writes a standalone directory instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import SpecialIds
+from gpt2qa.model import QAModel
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "gpt2": ("c_attn", "attn.c_proj"),
+    "gpt_neo": ("q_proj", "k_proj", "v_proj", "out_proj"),
+    "gpt_neox": ("query_key_value", "attention.dense"),
+    "gptj": ("q_proj", "k_proj", "v_proj", "out_proj"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "gemma": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "phi3": ("qkv_proj", "o_proj"),
+}
+"""Default `--lora-target-modules` per model type: every attention projection (in and out)."""
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise GPT2QAError("--lora-r needs the peft package: pip install 'gpt2qa[lora]'") from None
+    return peft
+
+
+def _model_type(model: QAModel) -> str:
+    return str(getattr(model.transformer.config, "model_type", ""))
+
+
+def lora_targets(model_type: str, given: str = "") -> list[str]:
+    """The modules to adapt: `given` (comma-separated) or the model type's default."""
+    if given.strip():
+        return [name.strip() for name in given.split(",") if name.strip()]
+    if model_type not in LORA_TARGETS:
+        raise GPT2QAError(f"no default LoRA target modules for model type {model_type!r}; "
+                          "name them with --lora-target-modules (e.g. q_proj,v_proj)")
+    return list(LORA_TARGETS[model_type])
+
+
+def is_lora(model: QAModel) -> bool:
+    return hasattr(model.transformer, "peft_config")
+
+
+def _base_reference(name_or_dir: str) -> str:
+    """A local directory as an absolute path, so the adapter loads from any working directory."""
+    return str(Path(name_or_dir).resolve()) if Path(name_or_dir).is_dir() else name_or_dir
+
+
+def prepare_for_training(model: QAModel, config: TrainConfig, special: SpecialIds) -> QAModel:
+    """Apply --gradient-checkpointing and --lora-r to a freshly built or loaded model."""
+    if config.gradient_checkpointing:
+        backbone = model.transformer
+        if not getattr(backbone, "supports_gradient_checkpointing", False):
+            raise GPT2QAError(f"{config.model}: this backbone does not support "
+                              "--gradient-checkpointing")
+        # Non-reentrant: works with a frozen embedding (LoRA) and keeps RNG state per segment.
+        kwargs = {"use_reentrant": False}
+        if hasattr(backbone, "activation_checkpointing_enable"):  # its transformers 5.2x name
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if config.lora_r == 0:
+        return model
+    if is_lora(model) or (Path(config.model) / QA_CONFIG_NAME).is_file():
+        raise GPT2QAError(f"{config.model}: --lora-r starts from a base model, not a gpt2qa model "
+                          "directory (a LoRA directory trains on without --lora-r)")
+    peft = _peft()
+    model_type = _model_type(model)
+    lora = peft.LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=lora_targets(model_type, config.lora_target_modules),
+        trainable_token_indices=[special.sep, special.null],
+        fan_in_fan_out=model_type == "gpt2")  # GPT-2's Conv1D stores weights transposed
+    try:
+        model.transformer = peft.get_peft_model(model.transformer, lora)
+    except ValueError as exc:
+        raise GPT2QAError(f"--lora-target-modules: {str(exc).splitlines()[0]}") from None
+    model.transformer.peft_config["default"].base_model_name_or_path = _base_reference(config.model)
+    return model
+
+
+def frozen_keys(model: QAModel) -> set[str]:
+    """State-dict names of the parameters that do not train (the LoRA base); empty otherwise."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def weights_to_save(model: QAModel,
+                    state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Every weight, or for a LoRA model only what trained (the base is reloaded from its
+    source). `state` (default: the model's own) is the whole state of a sharded model."""
+    skip = frozen_keys(model) if is_lora(model) else set()
+    source = model.state_dict() if state is None else state
+    return {k: v.detach().to("cpu").contiguous() for k, v in source.items() if k not in skip}
+
+
+def write_adapter_config(model: QAModel, directory: Path) -> None:
+    if is_lora(model):
+        model.transformer.peft_config["default"].save_pretrained(str(directory))
+
+
+def is_adapter_dir(model_dir: Path) -> bool:
+    return (model_dir / ADAPTER_CONFIG_NAME).is_file()
+
+
+def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int) -> QAModel:
+    """The base backbone (from adapter_config.json's base_model_name_or_path) wrapped with
+    untrained adapters of the saved shape; `load_model` then loads the saved weights into it."""
+    peft = _peft()
+    from gpt2qa.train import load_backbone
+
+    path = model_dir / ADAPTER_CONFIG_NAME
+    try:
+        lora = peft.LoraConfig.from_pretrained(str(model_dir))
+    except (OSError, ValueError, TypeError) as exc:
+        raise GPT2QAError(f"{path}: {str(exc).splitlines()[0]}") from None
+    base = lora.base_model_name_or_path
+    if not base:
+        raise GPT2QAError(f"{path}: no base_model_name_or_path")
+    backbone = load_backbone(base)
+    backbone.resize_token_embeddings(vocab_size)
+    model = QAModel(backbone, qa)
+    model.transformer = peft.get_peft_model(model.transformer, lora)
+    return model
+
+
+def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir."""
+    from gpt2qa.checkpoint import load_model, save_model
+
+    model, tokenizer, _ = load_model(adapter_dir)
+    if not is_lora(model):
+        raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
+    model.transformer = model.transformer.merge_and_unload()
+    return save_model(model, tokenizer, out_dir)
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, Any]:
+    """The numbers of the setup record: trainable and total parameters."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable_parameters": trainable, "total_parameters": total,
+            "trainable_percent": round(100.0 * trainable / max(total, 1), 3)}
