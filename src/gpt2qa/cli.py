@@ -227,7 +227,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GPT2QAError("--question needs --context")
     if args.data is not None and not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
-    pipe = QAPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
+    pipe = QAPipeline.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                      quantize=args.quantize)
     if args.question is not None:
         pred = pipe.answer(args.question, args.context, args.null_score_diff_threshold)
         best = pred.nbest[0] if pred.nbest else None
@@ -260,6 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gpt2qa.config import TrainConfig
     from gpt2qa.demo import DemoConfig
+    from gpt2qa.quantize import PRECISION_HELP, QUANTIZE_HELP, QUANTIZE_MODES
 
     parser = argparse.ArgumentParser(
         prog="gpt2qa",
@@ -290,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help=PRECISION_HELP)
+    p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
     p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
     p.set_defaults(func=cmd_predict)
 

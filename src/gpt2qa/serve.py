@@ -607,13 +607,15 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
 
 
 def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = None,
-                  precision: str = "fp32", log_level: str = "info") -> None:
+                  precision: str = "fp32", log_level: str = "info",
+                  quantize: str = "none") -> None:
     """Load a model directory and serve it until interrupted."""
     import uvicorn
 
     from gpt2qa.pipeline import QAPipeline
 
-    pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision)
+    pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision,
+                                          quantize=quantize)
     app = create_app(pipeline, settings)
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
@@ -643,7 +645,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"largest request body accepted (default: {d.max_body_bytes})")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    from gpt2qa.quantize import PRECISION_HELP, QUANTIZE_HELP, QUANTIZE_MODES
+
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help=PRECISION_HELP)
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                         default="info")
 
@@ -655,7 +661,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     serve_forever(args.model, settings_from_args(args), device=args.device,
-                  precision=args.precision, log_level=args.log_level)
+                  precision=args.precision, log_level=args.log_level, quantize=args.quantize)
     return 0
 
 
