@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gpt2qa.serve")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+SWITCH_INTERVAL_S = 0.0005
+"""GIL switch interval while serving (Python's default is 0.005 s); see `serve_forever`."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class Health(BaseModel):
 class _Job:
     example: SquadExample
     future: asyncio.Future[Prediction]
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class MicroBatcher:
@@ -241,10 +244,13 @@ class MicroBatcher:
         return await future
 
     async def _collect(self, jobs: list[_Job]) -> None:
-        """Wait for one job, then gather more until the batch is full or the wait is over."""
+        """Wait for one job, then gather more until the batch is full or the wait is over.
+
+        The wait counts from when the first job was queued, not from when it was taken: a job
+        that already waited out a busy model is not held back again (the model would idle)."""
         assert self._queue is not None
         jobs.append(await self._queue.get())
-        deadline = time.monotonic() + self.batch_wait_s
+        deadline = jobs[0].queued_at + self.batch_wait_s
         while len(jobs) < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._queue.empty():
@@ -616,6 +622,10 @@ def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = 
 
     pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision,
                                           quantize=quantize)
+    # The forward thread's Python (tokenising, decoding) holds the GIL for up to the switch
+    # interval (5 ms) at a time, so the event loop got a slice per 5 ms and parsed too few
+    # requests to fill a batch. A shorter interval lets it keep the queue filled.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = create_app(pipeline, settings)
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
