@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gpt2qa.serve")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-SWITCH_INTERVAL_S = 0.0005
-"""GIL switch interval while serving (Python's default is 0.005 s); see `serve_forever`."""
 
 
 @dataclass(frozen=True)
@@ -622,10 +620,6 @@ def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = 
 
     pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision,
                                           quantize=quantize)
-    # The forward thread's Python (tokenising, decoding) holds the GIL for up to the switch
-    # interval (5 ms) at a time, so the event loop got a slice per 5 ms and parsed too few
-    # requests to fill a batch. A shorter interval lets it keep the queue filled.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = create_app(pipeline, settings)
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
