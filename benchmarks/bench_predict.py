@@ -19,8 +19,16 @@ which is the layout `GPT2ForQuestionAnswering.from_pretrained(dir)` loads (rando
 Rounds alternate the stacks (the HF process stays up between rounds, warm) and medians are
 reported, with the agreement of the two stacks' answers where both answer.
 
+Low-precision modes (`--quantize int8`, `--precision bf16`) run beside gpt2qa's fp32 in the
+same rounds, each on its own copy of the model. Their accuracy cost is measured on a
+*trained* model (`--accuracy-model DIR --accuracy-data FILE`, e.g. the demo's model and dev
+split): the share of answers identical to fp32 and the official SQuAD 2.0 F1 of each mode.
+bf16 on a CPU without bf16 instructions is emulated; it is measured anyway, with a warning.
+
     python benchmarks/bench_predict.py --tiny --questions 40 --rounds 2
     python benchmarks/bench_predict.py --questions 120 --rounds 2
+    python benchmarks/bench_predict.py --questions 40 --rounds 2 --quantize int8 \
+        --accuracy-model runs/demo/model --accuracy-data runs/demo/data/dev.json
 """
 
 from __future__ import annotations
@@ -58,6 +66,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hf-batch-size", type=int, default=1, help="the pipeline's batch_size")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile gpt2qa's model first (compile time is not timed)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="also time gpt2qa under CPU bf16 autocast, beside fp32")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="also time gpt2qa with the backbone quantised to int8, beside fp32")
+    p.add_argument("--accuracy-model", default="",
+                   help="a trained gpt2qa model dir for the accuracy line (agreement, F1)")
+    p.add_argument("--accuracy-data", default="",
+                   help="SQuAD 2.0 file with gold answers for --accuracy-model")
     p.add_argument("--hf-python", default=str(common.REPO / ".venv-hf457" / "bin" / "python"))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=42)
@@ -66,7 +82,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.questions, args.rounds, args.hf_batch_size) < 1 or args.batch_size < 0:
         p.error("--questions, --rounds and --hf-batch-size must be at least 1, --batch-size >= 0")
+    if bool(args.accuracy_model) != bool(args.accuracy_data):
+        p.error("--accuracy-model and --accuracy-data go together")
     return args
+
+
+def modes_of(args: argparse.Namespace) -> list[str]:
+    """gpt2qa's timed modes: fp32 always (the reference), then the low-precision ones."""
+    return ["fp32"] + (["int8"] if args.quantize == "int8" else []) + (
+        ["bf16"] if args.precision == "bf16" else [])
+
+
+def load_mode(model_dir: Path, mode: str) -> Any:
+    """A CPU QAPipeline for one mode. bf16 is allowed on a CPU without bf16 instructions here
+    (with a warning): the benchmark exists to measure that cost too."""
+    from gpt2qa.pipeline import QAPipeline
+    from gpt2qa.quantize import check_cpu_bf16
+
+    if mode == "bf16":
+        check_cpu_bf16(allow_slow=True)
+        pipe = QAPipeline.from_pretrained(model_dir, device="cpu")
+        pipe.precision = "bf16"
+        return pipe
+    return QAPipeline.from_pretrained(model_dir, device="cpu",
+                                      quantize="int8" if mode == "int8" else "none")
+
+
+def accuracy(model_dir: str, data: str, modes: Sequence[str]) -> dict[str, Any]:
+    """Each mode on a trained model: answers identical to fp32, and official F1 / EM."""
+    from gpt2qa.metrics import evaluate_v2
+
+    examples = common.load_dev(data)
+    out: dict[str, Any] = {"model_dir": model_dir, "data": data, "questions": len(examples)}
+    answers: dict[str, dict[str, str]] = {}
+    for mode in modes:
+        preds = load_mode(Path(model_dir), mode).predict(examples)
+        answers[mode] = {p.qas_id: p.text for p in preds}
+        scores = evaluate_v2(examples, answers[mode])
+        same = sum(answers[mode][k] == answers["fp32"][k] for k in answers["fp32"])
+        out[mode] = {"f1": scores["f1"], "exact": scores["exact"],
+                     "identical_to_fp32_pct": 100.0 * same / len(examples),
+                     "delta_f1": scores["f1"] - out["fp32"]["f1"] if mode != "fp32" else 0.0}
+        print(f"accuracy {mode}: F1 {scores['f1']:.2f}, identical to fp32 "
+              f"{out[mode]['identical_to_fp32_pct']:.1f}%", file=sys.stderr, flush=True)
+    return out
 
 
 # --------------------------------------------------------------------------- model dir
@@ -269,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from gpt2qa.batching import inference_batch_size
     from gpt2qa.features import convert_examples_to_features
-    from gpt2qa.pipeline import QAPipeline
+    from gpt2qa.quantize import cpu_bf16_support
 
     shape = common.shape_from_flag(args.tiny)
     examples = common.load_dev(args.data)
@@ -283,10 +342,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         qfile = Path(tmp) / "questions.json"
         qfile.write_text(json.dumps([{"id": ex.qas_id, "question": ex.question.strip(),
                                       "context": ex.context} for ex in chosen]), encoding="utf-8")
-        pipe = QAPipeline.from_pretrained(model_dir, device="cpu")
-        if args.compile:
-            pipe.model.compile(dynamic=True)
-        pipe.predict(chosen[:2], batch_size=args.batch_size)  # warm-up
+        modes = modes_of(args)
+        pipes = {mode: load_mode(model_dir, mode) for mode in modes}
+        pipe = pipes["fp32"]
+        for each in pipes.values():
+            if args.compile:
+                each.model.compile(dynamic=True)
+            each.predict(chosen[:2], batch_size=args.batch_size)  # warm-up
         batch_size = args.batch_size or inference_batch_size(
             torch.device("cpu"), pipe.model.width, pipe.model.config.max_seq_length)
         hf = HFWorker(args.hf_python, model_dir, qfile, threads, args.hf_batch_size,
@@ -298,26 +360,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         peaks: list[float] = []
         ours: dict[str, str] = {}
         theirs: dict[str, str] = {}
+        mode_answers: dict[str, dict[str, str]] = {}
         try:
             for r in range(args.rounds):
                 peaks.append(max(common.matmul_gflops(n, 1.0) for n in (1024, 2048)))
-                seconds, preds = common.timed(lambda: pipe.predict(chosen,
-                                                                   batch_size=args.batch_size))
-                ours = {p.qas_id: p.text for p in preds}
-                rounds.append({"stack": "gpt2qa", "seconds": seconds,
-                               "questions_per_s": len(chosen) / seconds})
+                times = {}
+                for mode, each in pipes.items():
+                    seconds, preds = common.timed(lambda each=each: each.predict(
+                        chosen, batch_size=args.batch_size))
+                    mode_answers[mode] = {p.qas_id: p.text for p in preds}
+                    stack = "gpt2qa" if mode == "fp32" else f"gpt2qa-{mode}"
+                    rounds.append({"stack": stack, "seconds": seconds,
+                                   "questions_per_s": len(chosen) / seconds})
+                    times[stack] = seconds
+                ours = mode_answers["fp32"]
                 out = hf.run()
                 theirs = out["answers"]
                 rounds.append({"stack": "hf", "seconds": out["seconds"],
                                "questions_per_s": len(chosen) / out["seconds"]})
-                print(f"round {r + 1}/{args.rounds}: gpt2qa {seconds:.2f}s, "
-                      f"hf {out['seconds']:.2f}s for {len(chosen)} questions",
+                print(f"round {r + 1}/{args.rounds}: "
+                      + ", ".join(f"{k} {v:.2f}s" for k, v in times.items())
+                      + f", hf {out['seconds']:.2f}s for {len(chosen)} questions",
                       file=sys.stderr, flush=True)
         finally:
             hf.close()
 
+    stacks = ["gpt2qa", *(f"gpt2qa-{m}" for m in modes[1:]), "hf"]
     rate = {s: common.median([x["questions_per_s"] for x in rounds if x["stack"] == s])
-            for s in ("gpt2qa", "hf")}
+            for s in stacks}
     agree = agreement(ours, theirs)
     hf_seconds = common.median([x["seconds"] for x in rounds if x["stack"] == "hf"])
     ours_seconds = common.median([x["seconds"] for x in rounds if x["stack"] == "gpt2qa"])
@@ -335,10 +405,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                "ratio_bound_at_peak": hf_seconds * peak * 1e9 / ours_flops,
                "answer_agree_pct": agree["answer_agree_pct"],
                "both_answer": agree["both_answer"]}
+    acc = accuracy(args.accuracy_model, args.accuracy_data, modes) if args.accuracy_model \
+        else None
+    for mode in modes[1:]:
+        summary[f"{mode}_q_s"] = rate[f"gpt2qa-{mode}"]
+        summary[f"{mode}_vs_hf"] = rate[f"gpt2qa-{mode}"] / rate["hf"]
+        summary[f"{mode}_vs_fp32"] = rate[f"gpt2qa-{mode}"] / rate["gpt2qa"]
+        # On the (random) benchmark model: only a sanity check, near-ties abound.
+        summary[f"{mode}_same_as_fp32_random_pct"] = 100.0 * sum(
+            mode_answers[mode][k] == mode_answers["fp32"][k] for k in mode_answers["fp32"]
+        ) / len(chosen)
+        if acc is not None:
+            summary[f"{mode}_identical_pct"] = acc[mode]["identical_to_fp32_pct"]
+            summary[f"{mode}_delta_f1"] = acc[mode]["delta_f1"]
+        summary[f"{mode}_target_met"] = "yes" if (
+            acc is not None and summary[f"{mode}_vs_hf"] >= 3.0
+            and acc[mode]["delta_f1"] >= -0.5 and acc[mode]["identical_to_fp32_pct"] >= 97.0
+        ) else "no"
     payload = {"summary": summary, "shape": common.shape_dict(shape), "peaks_gflops": peaks,
                "windows": {"gpt2qa": len(ours_lengths), "hf": len(theirs_lengths),
                            "gpt2qa_tokens": sum(ours_lengths), "hf_tokens": sum(theirs_lengths)},
                "args": vars(args), "hf_worker": hf.info, "agreement": agree, "rounds": rounds,
+               "accuracy": acc if acc is not None else "not measured (no --accuracy-model)",
+               "cpu_bf16_support": cpu_bf16_support() or "none",
                "model_dir": args.model_dir or "(random init, temporary)"}
     path = common.write_result(args.name or ("bench_predict_tiny" if args.tiny
                                              else "bench_predict"), payload,

@@ -106,7 +106,7 @@ def start_server(model_dir: Path, port: int, max_batch_size: int, batch_wait_ms:
     return subprocess.Popen(cmd, env=env)
 
 
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -425,6 +426,49 @@ def test_micro_batcher_isolates_a_failing_question(pipeline: QAPipeline) -> None
     assert isinstance(results[1], RuntimeError)
     assert isinstance(results[0], Prediction) and isinstance(results[2], Prediction)
     assert pipe.calls == [3, 1, 1, 1]  # the shared pass failed; each was retried alone
+
+
+@dataclass
+class SlowPipeline(RecordingPipeline):
+    """Records when each predict() call starts and ends; the first call takes 4 s more."""
+
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)
+
+    def predict(self, examples, batch_size=0, null_score_diff_threshold=None):  # type: ignore[override]
+        start = time.monotonic()
+        self.started.append(start)
+        if not self.spans:
+            time.sleep(4.0)
+        out = super().predict(examples, batch_size, null_score_diff_threshold)
+        self.spans.append((start, time.monotonic()))
+        return out
+
+
+def test_micro_batcher_does_not_hold_jobs_that_waited_for_a_busy_model(
+        pipeline: QAPipeline) -> None:
+    # Two questions queue while the first one's (slow) forward runs, so by the time it ends
+    # they have waited longer than batch_wait_ms (3 s). They must go together at once, not
+    # after another 3 s of gathering while the model idles.
+    pipe = SlowPipeline(pipeline.model, pipeline.tokenizer, pipeline.special_ids)
+
+    async def scenario() -> list[Prediction]:
+        batcher = MicroBatcher(pipe, 8, 3000.0)
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(QUESTION, CONTEXT))
+            while not pipe.started:  # the first forward has started
+                await asyncio.sleep(0.01)
+            rest = [batcher.submit(q, CONTEXT) for q in ("Where is it?", "When?")]
+            return await asyncio.wait_for(asyncio.gather(first, *rest), timeout=60)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, Prediction) for r in results)
+    assert pipe.calls == [1, 2]
+    (_, first_end), (second_start, _) = pipe.spans
+    assert second_start - first_end < 2.0  # the old rule waited another 3 s here
 
 
 def test_submit_before_start_is_refused(pipeline: QAPipeline) -> None:

@@ -418,10 +418,16 @@ def test_cli_refuses_shots_without_file(tiny_lm_dir, squad_v2_file, tmp_path):
         args.func(args)
 
 
-def test_cli_refuses_half_precision_on_cpu(tiny_lm_dir, squad_v2_file, tmp_path):
+@pytest.mark.parametrize("precision,message", [("fp16", "needs a CUDA device"),
+                                               ("bf16", "no avx512_bf16/amx_bf16")])
+def test_cli_refuses_half_precision_on_cpu(tiny_lm_dir, squad_v2_file, tmp_path, monkeypatch,
+                                           precision, message):
+    from gpt2qa import quantize
+
+    monkeypatch.setattr(quantize, "cpu_bf16_support", lambda: "")  # a CPU without bf16
     args = _parser().parse_args(["zero-shot", "--model", str(tiny_lm_dir), "--data",
                                  str(squad_v2_file), "--out-dir", str(tmp_path / "o"),
-                                 "--precision", "bf16", "--device", "cpu"])
-    with pytest.raises(GPT2QAError, match="needs a CUDA device"):
+                                 "--precision", precision, "--device", "cpu"])
+    with pytest.raises(GPT2QAError, match=message):
         args.func(args)
     assert not (tmp_path / "o").exists()

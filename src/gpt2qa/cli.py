@@ -318,7 +318,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_text(args.context, "--context")
     group = _process_group_from_launcher()
     device = str(group.device) if group is not None else args.device
-    pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision)
+    pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision,
+                                      quantize=args.quantize)
     main_process = group is None or group.is_main_process
     if args.question is not None:
         if not main_process:
@@ -380,6 +381,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gpt2qa.config import TrainConfig
     from gpt2qa.demo import DemoConfig
+    from gpt2qa.quantize import PRECISION_HELP, QUANTIZE_HELP, QUANTIZE_MODES
 
     parser = Parser(
         prog="gpt2qa",
@@ -410,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help=PRECISION_HELP)
+    p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
     p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
     p.set_defaults(func=cmd_predict)
 

@@ -26,11 +26,17 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:
-    """bf16/fp16 autocast on CUDA; a no-op context for fp32."""
+    """bf16/fp16 autocast on CUDA, bf16 autocast on CPU; a no-op context for fp32.
+
+    On CPU only bf16 exists, and it is fast only with bf16 instructions: the user-facing entry
+    points (`QAPipeline.from_pretrained`, the CLI) call `quantize.check_cpu_bf16` first."""
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)
+    if device.type == "cpu" and precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     if device.type != "cuda":
-        raise GPT2QAError(f"--precision {precision} needs a CUDA device; use fp32 on {device.type}")
+        raise GPT2QAError(f"--precision {precision} needs a CUDA device; use fp32 or bf16 on "
+                          f"{device.type}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast("cuda", dtype=dtype)
 
@@ -127,11 +133,26 @@ class QAPipeline:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike[str], device: str | None = None,
-                        precision: str = "fp32") -> QAPipeline:
+                        precision: str = "fp32", quantize: str = "none") -> QAPipeline:
+        """`precision` bf16 on CPU needs bf16 instructions (`quantize.check_cpu_bf16`);
+        `quantize` int8 quantises the backbone's matmuls for CPU inference (quantize.py)."""
         from gpt2qa.checkpoint import load_model
+        from gpt2qa.quantize import QUANTIZE_MODES, check_cpu_bf16, quantize_backbone_int8
 
+        if quantize not in QUANTIZE_MODES:
+            raise GPT2QAError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}; "
+                              f"got {quantize!r}")
         dev = pick_device(device)
+        if quantize != "none" and dev.type != "cpu":
+            raise GPT2QAError(f"--quantize {quantize} runs on CPU only; pass --device cpu")
+        if quantize != "none" and precision != "fp32":
+            raise GPT2QAError(f"--quantize {quantize} already sets the matmul precision; "
+                              "leave --precision at fp32")
+        if dev.type == "cpu" and precision == "bf16":
+            check_cpu_bf16()
         model, tokenizer, special = load_model(Path(model_dir), dev)
+        if quantize == "int8":
+            quantize_backbone_int8(model)
         return cls(model, tokenizer, special, precision)
 
     def predict(self, examples: Sequence[SquadExample], batch_size: int = 0,

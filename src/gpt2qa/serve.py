@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +200,7 @@ class Health(BaseModel):
 class _Job:
     example: SquadExample
     future: asyncio.Future[Prediction]
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class MicroBatcher:
@@ -260,10 +261,13 @@ class MicroBatcher:
         return await future
 
     async def _collect(self, jobs: list[_Job]) -> None:
-        """Wait for one job, then gather more until the batch is full or the wait is over."""
+        """Wait for one job, then gather more until the batch is full or the wait is over.
+
+        The wait counts from when the first job was queued, not from when it was taken: a job
+        that already waited out a busy model is not held back again (the model would idle)."""
         assert self._queue is not None
         jobs.append(await self._queue.get())
-        deadline = time.monotonic() + self.batch_wait_s
+        deadline = jobs[0].queued_at + self.batch_wait_s
         while len(jobs) < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._queue.empty():
@@ -578,13 +582,15 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
 
 
 def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = None,
-                  precision: str = "fp32", log_level: str = "info") -> None:
+                  precision: str = "fp32", log_level: str = "info",
+                  quantize: str = "none") -> None:
     """Load a model directory and serve it until interrupted."""
     import uvicorn
 
     from gpt2qa.pipeline import QAPipeline
 
-    pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision)
+    pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision,
+                                          quantize=quantize)
     app = create_app(pipeline, settings)
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
@@ -620,8 +626,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"{docs[name]} (default: {getattr(d, name)})")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:1 (default: cuda if available)")
+    from gpt2qa.quantize import PRECISION_HELP, QUANTIZE_HELP, QUANTIZE_MODES
+
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="(default: fp32)")
+                        help=PRECISION_HELP)
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                         default="info", help="(default: info)")
 
@@ -639,7 +648,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     serve_forever(args.model, settings_from_args(args), device=args.device,
-                  precision=args.precision, log_level=args.log_level)
+                  precision=args.precision, log_level=args.log_level, quantize=args.quantize)
     return 0
 
 

@@ -85,7 +85,7 @@ class ZeroShotConfig:
     the model's window (or the abstain phrase's length, if longer, with likelihood scoring). An answer that normalises (official SQuAD normalisation) to one of
     ``abstain_phrases``, or to nothing, is no answer. ``na_scoring`` picks how ``na_prob`` is
     computed (see the module docstring). ``batch_size`` prompts run together, left-padded.
-    ``precision`` is fp32, or bf16/fp16 autocast on CUDA.
+    ``precision`` is fp32, bf16 (CUDA, or a CPU with bf16 instructions), or fp16 on CUDA.
     """
 
     template: str = "{context}\nQ: {question}\nA:"
@@ -571,9 +571,9 @@ def zero_shot_predict(model: Any, tokenizer: Any, examples: Sequence[SquadExampl
 def load_causal_lm(name_or_dir: str, device: Any = None, precision: str = "fp32") -> Any:
     """``AutoModelForCausalLM.from_pretrained``, in eval mode, with a one-line failure message.
 
-    For bf16/fp16 (CUDA only) the weights are loaded in that type, so autocast has nothing to
-    re-cast at each decoding step and the weights take half the memory. Greedy answers then
-    differ from fp32 ones on some questions (near-tied logits).
+    For bf16/fp16 (fp16 on CUDA only) the weights are loaded in that type, so autocast has
+    nothing to re-cast at each decoding step and the weights take half the memory. Greedy
+    answers then differ from fp32 ones on some questions (near-tied logits).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -583,7 +583,12 @@ def load_causal_lm(name_or_dir: str, device: Any = None, precision: str = "fp32"
 
     kwargs: dict[str, Any] = dict(hub_kwargs(name_or_dir))
     if precision != "fp32":
-        autocast_context(torch.device(device or "cpu"), precision)  # refuses non-CUDA devices
+        dev = torch.device(device or "cpu")
+        autocast_context(dev, precision)  # refuses fp16 off CUDA
+        if dev.type == "cpu":
+            from gpt2qa.quantize import check_cpu_bf16
+
+            check_cpu_bf16()
         kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float16
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_dir, **kwargs)
