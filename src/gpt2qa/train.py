@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -41,10 +40,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from gpt2qa.batching import collate, length_grouped_batches, pad_multiple
+from gpt2qa.batching import collate, pad_multiple
 from gpt2qa.checkpoint import (
     WEIGHTS_NAME,
     CheckpointData,
@@ -68,6 +66,16 @@ from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
 from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
 from gpt2qa.plots import plot_learning_curve
+from gpt2qa.schedule import (
+    Schedule,
+    TrainState,
+    epoch_batches,
+    linear_warmup_decay,
+    micro_batches,
+    resolve_schedule,
+    seed_everything,
+    step_seed,
+)
 from gpt2qa.sharding import (
     full_model_state,
     full_optimizer_state,
@@ -92,124 +100,6 @@ class TrainResult:
     model_dir: Path
     main_process: bool = True
     """False in the other processes of a multi-process run (they write nothing)."""
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint records of the loop (trainer_state.json)."""
-
-    step: int = 0
-    epoch: int = 0
-    step_in_epoch: int = 0
-    best_score: float | None = None
-    best_step: int | None = None
-    examples_seen: int = 0
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> TrainState:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in names})
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The run's numbers, resolved once from the config and the number of processes."""
-
-    processes: int
-    batch_size: int
-    """Features per optimizer step, over all processes (the effective batch)."""
-    grad_accum: int
-    per_device_batch_size: int
-    """Features per micro-batch on one process."""
-    train_features: int
-    steps_per_epoch: int
-    repeated_per_epoch: int
-    """Features repeated to fill the epoch's last global batch."""
-    total_steps: int
-    warmup_steps: int
-    eval_every: int
-    save_every: int
-
-    def describe(self) -> str:
-        return (f"{self.processes} process(es) x {self.grad_accum} micro-batch(es) of "
-                f"{self.per_device_batch_size} = {self.batch_size} features per step; "
-                f"{self.train_features} training features, {self.steps_per_epoch} steps per epoch "
-                f"(the last batch repeats {self.repeated_per_epoch}); {self.total_steps} steps, "
-                f"warm-up {self.warmup_steps}, evaluate every {self.eval_every}, "
-                f"checkpoint every {self.save_every}")
-
-
-def resolve_schedule(n_features: int, config: TrainConfig, processes: int) -> Schedule:
-    """Per-device batch, steps, warm-up and boundaries, the same on every process.
-
-    With 116 features, batch_size 8, grad_accum 2 on 2 processes: per-device batch 2,
-    ceil(116 / 8) = 15 steps per epoch, 15 * 8 - 116 = 4 features repeated.
-    """
-    shards = processes * config.grad_accum
-    if config.batch_size % shards:
-        raise GPT2QAError(
-            f"batch_size {config.batch_size} does not split into {processes} process(es) x "
-            f"{config.grad_accum} micro-batch(es); pick a batch_size that is a multiple of "
-            f"{shards}, or another --grad-accum")
-    steps_per_epoch = math.ceil(n_features / config.batch_size)
-    total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    eval_every = config.eval_every or steps_per_epoch
-    return Schedule(
-        processes=processes, batch_size=config.batch_size, grad_accum=config.grad_accum,
-        per_device_batch_size=config.batch_size // shards, train_features=n_features,
-        steps_per_epoch=steps_per_epoch,
-        repeated_per_epoch=steps_per_epoch * config.batch_size - n_features,
-        total_steps=total, warmup_steps=int(config.warmup_ratio * total), eval_every=eval_every,
-        save_every=config.save_every or eval_every)
-
-
-def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
-    """LR multiplier: 0 -> 1 over `warmup_steps`, then linearly down to 0 at `total_steps`.
-
-    With warmup 2 and total 10: steps 0, 1, 2, 6, 10 -> 0.0, 0.5, 1.0, 0.5, 0.0.
-    """
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """The torch seed for one process's optimizer step (dropout masks)."""
-    return (seed * 1_000_003 + step * 8191 + rank) % (2 ** 63)
-
-
-def epoch_batches(lengths: Sequence[int], config: TrainConfig, epoch: int) -> list[list[int]]:
-    """One epoch's global batches: a pure function of (seed, epoch), each exactly batch_size
-    features; the last is filled up with features from the start of the epoch's order."""
-    gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    if config.group_by_length:
-        batches = length_grouped_batches(lengths, config.batch_size, gen)
-    else:
-        perm = torch.randperm(len(lengths), generator=gen).tolist()
-        batches = [perm[i: i + config.batch_size] for i in range(0, len(perm), config.batch_size)]
-    order = [i for b in batches for i in b]
-    for k, batch in enumerate(batches):
-        if len(batch) < config.batch_size:
-            fill = [order[j % len(order)] for j in range(config.batch_size - len(batch))]
-            batches[k] = batch + fill
-    return batches
-
-
-def micro_batches(batch: Sequence[int], rank: int, processes: int,
-                  grad_accum: int) -> list[list[int]]:
-    """This process's share of one global batch: `grad_accum` contiguous micro-batches.
-
-    Batch [0..7], 2 processes, grad_accum 2: rank 0 gets [0, 1], [2, 3]; rank 1 [4, 5], [6, 7].
-    """
-    size = len(batch) // (processes * grad_accum)
-    first = rank * grad_accum
-    return [list(batch[(first + k) * size: (first + k + 1) * size]) for k in range(grad_accum)]
 
 
 def fused_adamw_for(device: torch.device) -> bool:
