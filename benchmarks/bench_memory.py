@@ -191,24 +191,26 @@ def main() -> int:
     if args.cell:
         print(json.dumps(run_cell(args)))
         return 0
-    rows = []
+    rows: list[dict[str, Any]] = []
+    settings = {k: getattr(args, k) for k in ("batch_size", "max_seq_length", "steps", "warmup",
+                                              "lora_r", "device", "precision")}
+    cells = [(n, m) for n in args.shapes.split(",") for m in args.modes.split(",")]
     passthrough = [f"--{key.replace('_', '-')}={getattr(args, key)}" for key in (
         "batch_size", "max_seq_length", "steps", "warmup", "lora_r", "device", "precision",
         "data", "tokenizer")]
-    for name in args.shapes.split(","):
-        for mode in args.modes.split(","):
-            cmd = [sys.executable, __file__, *passthrough, "--cell", name, mode]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                rows.append({"shape": name, "mode": mode, "error": tail})
-            else:
-                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
-    settings = {k: getattr(args, k) for k in ("batch_size", "max_seq_length", "steps", "warmup",
-                                              "lora_r", "device", "precision")}
-    common.write_result(f"bench_memory_{args.device.split(':')[0]}",
-                        {"settings": settings, "rows": rows})
+    for name, mode in cells:
+        cmd = [sys.executable, __file__, *passthrough, "--cell", name, mode]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            rows.append({"shape": name, "mode": mode, "error": tail})
+        else:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+        # Written after every cell, so a run stopped early still leaves what it measured.
+        common.write_result(f"bench_memory_{args.device.split(':')[0]}",
+                            {"settings": settings, "rows": rows,
+                             "complete": len(rows) == len(cells)})
     print(f"{'shape':14} {'mode':8} {'trainable':>11} {'total':>12} {'peak MiB':>9} "
           f"{'over base':>9} {'feat/s':>7}")
     for r in rows:
