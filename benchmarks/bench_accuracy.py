@@ -89,6 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true",
                    help="a few steps on a few passages with a 32-wide model (plumbing check)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="optimizer steps for every side (0: DemoConfig's, as `gpt2qa demo`)")
     p.add_argument("--jobs", type=int, default=1,
                    help="seeds run in parallel, each in its own process (give --threads 1)")
     p.add_argument("--work-dir", default="",
@@ -96,14 +98,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--name", default="", help="result file name (default bench_accuracy[_tiny])")
     args = p.parse_args(argv)
-    if args.seeds < 1 or args.jobs < 1:
-        p.error("--seeds and --jobs must be at least 1")
+    if args.seeds < 1 or args.jobs < 1 or args.steps < 0:
+        p.error("--seeds and --jobs must be at least 1, --steps at least 0")
     if args.work_dir and Path(args.work_dir).exists() and any(Path(args.work_dir).iterdir()):
         p.error(f"--work-dir {args.work_dir}: exists and is not empty")
     return args
 
 
-def demo_config(seed: int, out_dir: Path, tiny: bool) -> Any:
+def demo_config(seed: int, out_dir: Path, tiny: bool, steps: int = 0) -> Any:
     """The demo's DemoConfig for this seed (its own defaults; `--tiny` shrinks everything)."""
     from gpt2qa.demo import DemoConfig
 
@@ -111,6 +113,8 @@ def demo_config(seed: int, out_dir: Path, tiny: bool) -> Any:
     if tiny:
         config = dataclasses.replace(config, steps=4, n_train=12, n_dev=6, n_layer=2, n_embd=32,
                                      n_head=2, vocab_size=300, batch_size=8, max_seq_length=128)
+    if steps:
+        config = dataclasses.replace(config, steps=steps)
     return config
 
 
@@ -389,8 +393,8 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return mean, statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
-def run_seed(seed: int, root: Path, tiny: bool) -> dict[str, Any]:
-    config = demo_config(seed, root / f"seed-{seed}" / "gpt2qa", tiny)
+def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0) -> dict[str, Any]:
+    config = demo_config(seed, root / f"seed-{seed}" / "gpt2qa", tiny, steps)
     print(f"seed {seed}: gpt2qa (gpt2qa demo --seed {seed})", file=sys.stderr, flush=True)
     result: dict[str, Any] = {"seed": seed}
     result["gpt2qa"], tc = run_gpt2qa(config)
@@ -417,10 +421,11 @@ def run_seed(seed: int, root: Path, tiny: bool) -> dict[str, Any]:
     return result
 
 
-def _seed_process(seed: int, root: Path, tiny: bool, threads: int) -> dict[str, Any]:
+def _seed_process(seed: int, root: Path, tiny: bool, steps: int, threads: int
+                  ) -> dict[str, Any]:
     """One seed in a worker process (--jobs)."""
     common.set_threads(threads)
-    return run_seed(seed, root, tiny)
+    return run_seed(seed, root, tiny, steps)
 
 
 def summarise(runs: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
@@ -448,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-accuracy-"))
     try:
         if args.jobs == 1:
-            runs = [run_seed(seed, root, args.tiny) for seed in range(args.seeds)]
+            runs = [run_seed(seed, root, args.tiny, args.steps) for seed in range(args.seeds)]
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -456,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")
                                      ) as pool:
                 runs = list(pool.map(_seed_process, range(args.seeds), [root] * args.seeds,
-                                     [args.tiny] * args.seeds, [threads] * args.seeds))
+                                     [args.tiny] * args.seeds, [args.steps] * args.seeds,
+                                     [threads] * args.seeds))
     finally:
         if made_temp:  # only the directory this run created
             shutil.rmtree(root, ignore_errors=True)
