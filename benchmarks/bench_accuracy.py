@@ -93,15 +93,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="optimizer steps for every side (0: DemoConfig's, as `gpt2qa demo`)")
     p.add_argument("--jobs", type=int, default=1,
                    help="seeds run in parallel, each in its own process (give --threads 1)")
+    p.add_argument("--seed-ids", default="", help="comma list of seeds (instead of 0..N-1)")
+    p.add_argument("--sides", default=",".join(HF_SIDES),
+                   help="HF sides to train in this call (gpt2qa always runs first)")
     p.add_argument("--work-dir", default="",
-                   help="keep every run here (default: a temporary directory, removed after)")
+                   help="keep every run here and reuse the sides already finished there "
+                   "(default: a temporary directory, removed after)")
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--name", default="", help="result file name (default bench_accuracy[_tiny])")
     args = p.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.steps < 0:
         p.error("--seeds and --jobs must be at least 1, --steps at least 0")
-    if args.work_dir and Path(args.work_dir).exists() and any(Path(args.work_dir).iterdir()):
-        p.error(f"--work-dir {args.work_dir}: exists and is not empty")
+    args.seed_list = ([int(x) for x in args.seed_ids.split(",")] if args.seed_ids
+                      else list(range(args.seeds)))
+    args.side_list = [x.strip() for x in args.sides.split(",") if x.strip()]
+    if not set(args.side_list) <= set(HF_SIDES):
+        p.error(f"--sides: choose from {', '.join(HF_SIDES)}")
     return args
 
 
@@ -364,9 +371,16 @@ def run_gpt2qa(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     from gpt2qa.metrics import evaluate_files
 
     out = Path(config.out_dir)
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the summary line
-        metrics = run_demo(config)
+    done = out / "demo_metrics.json"
+    if done.is_file():  # finished by an earlier call with this --work-dir
+        metrics = json.loads(done.read_text(encoding="utf-8"))
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the summary line
+            metrics = run_demo(config)
     tc = json.loads((out / "run" / "train_config.json").read_text(encoding="utf-8"))
+    if tc["max_steps"] != config.steps or tc["seed"] != config.seed:
+        raise SystemExit(f"{out}: holds a run of {tc['max_steps']} steps, seed {tc['seed']}; "
+                         f"this call asks for {config.steps}, seed {config.seed}")
     # Dev scored again from the run's files, as `gpt2qa evaluate` does (same numbers as
     # metrics.json: predictions at threshold 0 of the selected checkpoint).
     dev = evaluate_files(tc["eval_file"], out / "run" / "predictions.json",
@@ -393,7 +407,10 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return mean, statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
-def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0) -> dict[str, Any]:
+def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0,
+             sides: Sequence[str] = HF_SIDES) -> dict[str, Any]:
+    """gpt2qa then the HF sides for one seed. A side whose result file is already under `root`
+    (an earlier call with this --work-dir) is read back, not run again."""
     config = demo_config(seed, root / f"seed-{seed}" / "gpt2qa", tiny, steps)
     print(f"seed {seed}: gpt2qa (gpt2qa demo --seed {seed})", file=sys.stderr, flush=True)
     result: dict[str, Any] = {"seed": seed}
@@ -401,10 +418,22 @@ def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0) -> dict[str, Any
     demo_out = Path(config.out_dir)
     data = {"train": Path(tc["train_file"]), "dev": Path(tc["eval_file"]),
             "test": demo_out / "data" / "test.json"}
+    from gpt2qa.decode import write_json_atomic
+
     for side in HF_SIDES:
+        saved = root / f"seed-{seed}" / f"{side}.json"
+        if saved.is_file():
+            result[side] = json.loads(saved.read_text(encoding="utf-8"))
+            continue
+        if side not in sides:
+            continue
         print(f"seed {seed}: {side}", file=sys.stderr, flush=True)
         result[side] = run_hf(side, seed, data, demo_out / "init", tc,
                               root / f"seed-{seed}" / side)
+        write_json_atomic(saved, result[side])
+    missing = [side for side in HF_SIDES if side not in result]
+    if missing:
+        return result  # --sides left these out: no row for this seed yet
     for side in SIDES:
         result[side]["dev"] = brief(result[side]["dev"])
         result[side]["test"] = brief(result[side]["test"])
@@ -415,17 +444,15 @@ def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0) -> dict[str, Any
         "max_steps", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_grad_norm",
         "max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "eval_every",
         "head", "layout", "null_position")}
-    from gpt2qa.decode import write_json_atomic
-
     write_json_atomic(root / f"seed-{seed}" / "result.json", result)  # kept with --work-dir
     return result
 
 
-def _seed_process(seed: int, root: Path, tiny: bool, steps: int, threads: int
-                  ) -> dict[str, Any]:
+def _seed_process(seed: int, root: Path, tiny: bool, steps: int, sides: Sequence[str],
+                  threads: int) -> dict[str, Any]:
     """One seed in a worker process (--jobs)."""
     common.set_threads(threads)
-    return run_seed(seed, root, tiny, steps)
+    return run_seed(seed, root, tiny, steps, sides)
 
 
 def summarise(runs: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
@@ -452,23 +479,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     made_temp = not args.work_dir
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-accuracy-"))
     try:
+        seeds, n = args.seed_list, len(args.seed_list)
         if args.jobs == 1:
-            runs = [run_seed(seed, root, args.tiny, args.steps) for seed in range(args.seeds)]
+            runs = [run_seed(seed, root, args.tiny, args.steps, args.side_list)
+                    for seed in seeds]
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")
                                      ) as pool:
-                runs = list(pool.map(_seed_process, range(args.seeds), [root] * args.seeds,
-                                     [args.tiny] * args.seeds, [args.steps] * args.seeds,
-                                     [threads] * args.seeds))
+                runs = list(pool.map(_seed_process, seeds, [root] * n, [args.tiny] * n,
+                                     [args.steps] * n, [args.side_list] * n, [threads] * n))
     finally:
         if made_temp:  # only the directory this run created
             shutil.rmtree(root, ignore_errors=True)
+    incomplete = [r["seed"] for r in runs if not all(side in r for side in SIDES)]
+    if incomplete:
+        print(f"seeds {incomplete}: not every side has run (see --sides); no summary",
+              file=sys.stderr)
+        return {"runs": runs}
     summary = summarise(runs, time.perf_counter() - start)
     summary["threads"] = threads
     payload = {"summary": summary, "args": vars(args), "tiny": args.tiny, "runs": runs}
+    summary["wall_s_sides"] = round(sum(r[side]["wall_seconds"] for r in runs for side in SIDES), 1)
     name = args.name or ("bench_accuracy_tiny" if args.tiny else "bench_accuracy")
     path = common.write_result(name, payload, Path(args.results_dir))
     print(f"wrote {path}", file=sys.stderr)
