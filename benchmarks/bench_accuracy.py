@@ -431,19 +431,18 @@ def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0,
         result[side] = run_hf(side, seed, data, demo_out / "init", tc,
                               root / f"seed-{seed}" / side)
         write_json_atomic(saved, result[side])
-    missing = [side for side in HF_SIDES if side not in result]
-    if missing:
-        return result  # --sides left these out: no row for this seed yet
+    result["train_config"] = {k: tc[k] for k in (
+        "max_steps", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_grad_norm",
+        "max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "eval_every",
+        "head", "layout", "null_position")}
     for side in SIDES:
+        if side not in result:  # --sides left it out: this seed has no complete row yet
+            continue
         result[side]["dev"] = brief(result[side]["dev"])
         result[side]["test"] = brief(result[side]["test"])
         print(f"seed {seed}: {side:<10} dev F1 {result[side]['dev']['f1']:6.2f}  test F1 "
               f"{result[side]['test']['f1']:6.2f}  ({result[side]['wall_seconds']:.0f} s)",
               file=sys.stderr, flush=True)
-    result["train_config"] = {k: tc[k] for k in (
-        "max_steps", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_grad_norm",
-        "max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "eval_every",
-        "head", "layout", "null_position")}
     write_json_atomic(root / f"seed-{seed}" / "result.json", result)  # kept with --work-dir
     return result
 
@@ -494,15 +493,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         if made_temp:  # only the directory this run created
             shutil.rmtree(root, ignore_errors=True)
-    incomplete = [r["seed"] for r in runs if not all(side in r for side in SIDES)]
+    complete = [r for r in runs if all(side in r for side in SIDES)]
+    incomplete = [r for r in runs if r not in complete]
     if incomplete:
-        print(f"seeds {incomplete}: not every side has run (see --sides); no summary",
-              file=sys.stderr)
+        print(f"seeds {[r['seed'] for r in incomplete]}: not every side has run (see --sides); "
+              "left out of the summary", file=sys.stderr)
+    if not complete:
         return {"runs": runs}
-    summary = summarise(runs, time.perf_counter() - start)
+    summary = summarise(complete, time.perf_counter() - start)
     summary["threads"] = threads
-    payload = {"summary": summary, "args": vars(args), "tiny": args.tiny, "runs": runs}
-    summary["wall_s_sides"] = round(sum(r[side]["wall_seconds"] for r in runs for side in SIDES), 1)
+    summary["wall_s_sides"] = round(sum(r[side]["wall_seconds"] for r in complete
+                                        for side in SIDES), 1)
+    payload = {"summary": summary, "args": vars(args), "tiny": args.tiny, "runs": complete,
+               "incomplete_runs": incomplete}
     name = args.name or ("bench_accuracy_tiny" if args.tiny else "bench_accuracy")
     path = common.write_result(name, payload, Path(args.results_dir))
     print(f"wrote {path}", file=sys.stderr)
