@@ -59,7 +59,7 @@ start and end logits, the minimum null score over a question's windows, the "emp
     python benchmarks/bench_accuracy.py --tiny        # plumbing only, numbers mean nothing
 
 Time: on 2 loaded CPUs (2026-11-30, load average 10-22) one seed at 150 steps took 911 s for
-gpt2qa and about 1,450 s for each HF side; the HF sides pad every window to max_seq_length.
+gpt2qa and 910-1,480 s for each HF side; the HF sides pad every window to max_seq_length.
 """
 
 from __future__ import annotations
