@@ -66,6 +66,7 @@ from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
 from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
 from gpt2qa.plots import plot_learning_curve
+from gpt2qa.quantize import check_cpu_bf16
 from gpt2qa.schedule import (
     Schedule,
     TrainState,
@@ -381,6 +382,8 @@ def setup(config: TrainConfig) -> Run:
         mixed_precision="no", cpu=process_group_on_cpu(),
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.dist_timeout))])
     check_joined(accelerator.num_processes)
+    if accelerator.device.type == "cpu" and config.precision == "bf16":
+        check_cpu_bf16()  # emulated bf16 would be slower than fp32: one line instead
     autocast_context(accelerator.device, config.precision)  # refuses an unsupported precision
     check_run_dir(out, config.resume)
     resume_from = None
