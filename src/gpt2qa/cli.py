@@ -129,8 +129,13 @@ def _print_json(obj: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gpt2qa.decode import write_json_atomic
+    from gpt2qa.hotpot_data import detect_format
     from gpt2qa.metrics import evaluate_files
 
+    if detect_format(args.data) == "hotpot":
+        from gpt2qa.hotpot_cli import evaluate_hotpot_args
+
+        return evaluate_hotpot_args(args)
     result = evaluate_files(args.data, args.predictions, na_prob_file=args.na_prob_file,
                             na_prob_thresh=args.na_prob_thresh, out_image_dir=args.out_image_dir,
                             with_breakdown=args.breakdown)
