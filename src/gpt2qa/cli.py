@@ -157,9 +157,14 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
         oracle_answers,
         prepare_tokenizer,
     )
+    from gpt2qa.hotpot_data import detect_format
     from gpt2qa.metrics import evaluate_v2
     from gpt2qa.tokenizer import load_tokenizer
 
+    if detect_format(args.data) == "hotpot":
+        from gpt2qa.hotpot_cli import check_spans_hotpot
+
+        return check_spans_hotpot(args)
     t0 = time.perf_counter()
     dataset = load_squad(args.data, args.misaligned)
     tokenizer = load_tokenizer(args.tokenizer)

@@ -28,3 +28,49 @@ def evaluate_hotpot_args(args: argparse.Namespace) -> int:
         write_json_atomic(args.out_file, result)
     _print_json(result)
     return 0
+
+
+def check_spans_hotpot(args: argparse.Namespace) -> int:
+    """`gpt2qa check-spans HOTPOT.json`: what the paragraph selection and the tokeniser keep.
+
+    Prints the gold-paragraph recall of the selection (with and without the bridge hop) and
+    the official metrics of the oracle: the best answers and supporting facts any model
+    could output from the selected windows.
+    """
+    import time
+
+    from gpt2qa.features import FeatureConfig, prepare_tokenizer
+    from gpt2qa.hotpot_data import load_hotpot
+    from gpt2qa.hotpot_features import (
+        convert_hotpot_examples,
+        oracle_predictions,
+        selection_recall,
+    )
+    from gpt2qa.hotpot_metrics import evaluate_hotpot
+    from gpt2qa.tokenizer import load_tokenizer
+
+    t0 = time.perf_counter()
+    dataset = load_hotpot(args.data, bad_facts="error" if args.misaligned == "error" else "skip")
+    tokenizer = load_tokenizer(args.tokenizer)
+    special = prepare_tokenizer(tokenizer)
+    config = FeatureConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                           max_query_length=args.max_query_length, layout=args.layout,
+                           null_position=args.null_position)
+    examples = dataset.examples
+    features = convert_hotpot_examples(examples, tokenizer, config, special)
+    no_hop = convert_hotpot_examples(examples, tokenizer, config, special, hop=False)
+    answers, facts = oracle_predictions(examples, features)
+    oracle = evaluate_hotpot(examples, answers, facts)
+    _print_json({
+        "file": str(args.data), "examples": len(examples),
+        "max_seq_length": config.max_seq_length,
+        "mean_paragraphs_selected": sum(len(f.titles) for f in features) / len(features),
+        "selection": selection_recall(examples, features),
+        "selection_without_hop": selection_recall(examples, no_hop),
+        "oracle": {k: oracle[k] for k in ("em", "f1", "sp_em", "sp_f1", "joint_em",
+                                          "joint_f1")},
+        "span_answers_lost": sum(1 for ex in examples if ex.answer_type == "span"
+                                 and not answers[ex.qas_id]),
+        "repairs": len(dataset.repairs), "seconds": round(time.perf_counter() - t0, 3),
+    })
+    return 0
