@@ -211,6 +211,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gpt2qa.train import train
 
     config = config_from_sources(TrainConfig, args, args.config)
+    from gpt2qa.hotpot_train import is_hotpot_run
+
+    if is_hotpot_run(config):
+        from gpt2qa.hotpot_cli import train_hotpot_config
+
+        return train_hotpot_config(config)
     result = train(config)
     summary: dict[str, Any] = {"output_dir": str(result.output_dir), "steps": result.steps,
                                "model_dir": str(result.model_dir)}
@@ -227,8 +233,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from gpt2qa.data import load_squad
     from gpt2qa.decode import write_predictions
+    from gpt2qa.hotpot_data import detect_format
+    from gpt2qa.hotpot_model import is_hotpot_model
     from gpt2qa.pipeline import QAPipeline
 
+    if is_hotpot_model(args.model) or (args.data is not None and Path(args.data).is_file()
+                                       and detect_format(args.data) == "hotpot"):
+        from gpt2qa.hotpot_cli import predict_hotpot_args
+
+        return predict_hotpot_args(args)
     if (args.data is None) == (args.question is None):
         raise GPT2QAError("give either --data FILE --out-dir DIR, or --question Q --context C")
     if args.data is not None and args.out_dir is None:

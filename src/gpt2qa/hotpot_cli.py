@@ -74,3 +74,51 @@ def check_spans_hotpot(args: argparse.Namespace) -> int:
         "repairs": len(dataset.repairs), "seconds": round(time.perf_counter() - t0, 3),
     })
     return 0
+
+
+def train_hotpot_config(config: Any) -> int:
+    """`gpt2qa train` with a HotpotQA train file."""
+    from gpt2qa.hotpot_metrics import METRIC_KEYS
+    from gpt2qa.hotpot_train import train_hotpot
+
+    result = train_hotpot(config)
+    summary: dict[str, Any] = {"output_dir": str(result.output_dir), "steps": result.steps,
+                               "model_dir": str(result.model_dir), "task": "hotpotqa"}
+    if result.metrics:
+        summary["metrics"] = {k: result.metrics[k] for k in (*METRIC_KEYS, "sp_threshold")}
+    _print_json(summary)
+    return 0
+
+
+def predict_hotpot_args(args: argparse.Namespace) -> int:
+    """`gpt2qa predict --model HOTPOT_MODEL --data HOTPOT.json --out-dir D`."""
+    from pathlib import Path
+
+    from gpt2qa.decode import write_json_atomic
+    from gpt2qa.hotpot_data import detect_format, load_hotpot
+    from gpt2qa.hotpot_metrics import predictions_json
+    from gpt2qa.hotpot_model import is_hotpot_model, load_hotpot_model, predict_hotpot
+    from gpt2qa.pipeline import pick_device
+
+    if args.data is None or args.out_dir is None:
+        raise GPT2QAError(f"{args.model} is a HotpotQA model: give --data HOTPOT.json "
+                          "--out-dir DIR (single --question/--context is SQuAD-only)")
+    if not Path(args.data).is_file():
+        raise GPT2QAError(f"{args.data}: no such file")
+    if detect_format(args.data) != "hotpot":
+        raise GPT2QAError(f"{args.data}: a SQuAD file, but {args.model} is a HotpotQA model")
+    if not is_hotpot_model(args.model):
+        raise GPT2QAError(f"{args.data}: a HotpotQA file, but {args.model} is not a HotpotQA "
+                          "model (no hotpot.json); train one with gpt2qa train on HotpotQA data")
+    if args.precision != "fp32":
+        raise GPT2QAError("HotpotQA prediction runs in fp32")
+    dataset = load_hotpot(args.data, require_gold=False, bad_facts="skip")
+    model, tokenizer, special, threshold = load_hotpot_model(args.model, pick_device(args.device))
+    answers, facts = predict_hotpot(model, tokenizer, special, dataset.examples, threshold,
+                                    args.batch_size)
+    path = Path(args.out_dir) / "predictions.json"
+    write_json_atomic(path, predictions_json(answers, facts))
+    _print_json({"examples": len(answers), "sp_threshold": threshold,
+                 "yes": sum(a == "yes" for a in answers.values()),
+                 "no": sum(a == "no" for a in answers.values()), "predictions": str(path)})
+    return 0

@@ -77,9 +77,21 @@ class QAModel(nn.Module):
                 start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None) -> QAOutput:
         """`attention_mask` must be right padding (1s then 0s), as `collate` makes it."""
+        hidden = self.encode(input_ids, attention_mask)
+        return self.span_outputs(hidden, attention_mask, context_mask, null_index,
+                                 start_positions, end_positions)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The backbone's last hidden states (batch, length, width)."""
         backbone_mask = None if self.skip_padding_mask else attention_mask
-        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
+
+    def span_outputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                     context_mask: torch.Tensor, null_index: torch.Tensor,
+                     start_positions: torch.Tensor | None = None,
+                     end_positions: torch.Tensor | None = None) -> QAOutput:
+        """Span logits, null score and loss from the hidden states (shared by HotpotQA)."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
         if self.config.head == "bilstm":
             span_hidden = self._bilstm(hidden, attention_mask)
         else:
