@@ -273,6 +273,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gpt2qa.demo import DemoConfig, run_demo
 
+    if args.task == "hotpot":
+        from gpt2qa.hotpot_demo import HotpotDemoConfig, run_hotpot_demo
+
+        run_hotpot_demo(config_from_sources(HotpotDemoConfig, args, None))
+        return 0
     config = config_from_sources(DemoConfig, args, None)
     run_demo(config)
     return 0
@@ -294,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
                                     "SQuAD 2.0 data (no network, ~3 minutes on 2 CPU cores)")
     add_dataclass_flags(p, DemoConfig)
+    p.add_argument("--task", choices=("squad", "hotpot"), default="squad",
+                   help="squad: SQuAD 2.0 with abstention; hotpot: multi-hop HotpotQA-style "
+                        "questions with yes/no answers and supporting facts (default: squad)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="fine-tune a decoder-only model for SQuAD-style QA")
