@@ -31,18 +31,18 @@ class HotpotDemoConfig:
     """Settings of `gpt2qa demo --task hotpot` (flags shared with the SQuAD demo)."""
 
     out_dir: str = "runs/demo-hotpot"
-    steps: int = 600
+    steps: int = 300
     seed: int = 0
     head: Head = "bilstm"
     n_layer: int = 2
     n_embd: int = 128
     n_head: int = 4
     vocab_size: int = 1500
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 2e-3
     max_seq_length: int = 128
     """Small enough that the paragraph selection has to drop some of the 6 paragraphs."""
-    n_train: int = 4000
+    n_train: int = 3000
     n_dev: int = 300
     n_test: int = 300
     n_companies: int = 3
