@@ -256,7 +256,7 @@ class Gpt2qaTrainer:
         from gpt2qa.train import fused_adamw_for, linear_warmup_decay, optimizer_for
 
         self.step_fn, self.step_source = gpt2qa_step_fn()
-        self.accelerator = Accelerator()
+        self.accelerator = Accelerator(mixed_precision="no")  # precision is gpt2qa's
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
         self.multiple = pad_multiple(self.accelerator.device)
         optimizer = optimizer_for(model, config, fused=fused_adamw_for(self.accelerator.device))

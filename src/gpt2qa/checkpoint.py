@@ -7,23 +7,29 @@ A model directory holds:
   gpt2qa.json         QAConfig: head, layout, null position, lengths, threshold
 
 A training checkpoint (`checkpoints/step-0000100/`) is a model directory plus optimizer.pt,
-scheduler.pt, rng.pt and trainer_state.json. Every directory is built under a temporary name
-and renamed into place, so a run killed at any moment leaves only complete checkpoints.
+scheduler.pt and trainer_state.json. Every directory is built under a temporary name and
+renamed into place, so a run killed at any moment leaves only complete checkpoints. There is
+no RNG file: training reseeds from (seed, step, rank) at every step, so nothing pickled beyond
+tensors is ever loaded (`torch.load(..., weights_only=True)` everywhere).
+
+Resuming reads the newest checkpoint that is whole: one that fails to load (truncated weights,
+a missing or corrupt optimizer.pt, a pickle that is not plain tensors, a torn
+trainer_state.json) is skipped with one warning line, and the next older one is tried.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig
@@ -58,29 +64,36 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_model_files(directory: Path, model: QAModel, tokenizer: Any) -> None:
-    """Write a model directory's files into an existing (temporary) directory."""
+def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
+                      qa: QAConfig | None = None,
+                      weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a model directory's files into an existing (temporary) directory; `qa` (default:
+    the model's own) is what gpt2qa.json records, e.g. with a tuned threshold; `weights`
+    (default: the model's state dict) is the whole state of a sharded model."""
     from safetensors.torch import save_file
 
     backbone_config = model.transformer.config
-    qa = model.config
+    qa = qa or model.config
     compatible = (qa.head == "linear" and qa.null_position == "first"
                   and qa.layout == "question-first"
                   and getattr(backbone_config, "model_type", "") == "gpt2")
     # Recorded so transformers' GPT2ForQuestionAnswering.from_pretrained(dir) just works.
     backbone_config.architectures = ["GPT2ForQuestionAnswering"] if compatible else None
     backbone_config.save_pretrained(directory)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    source = model.state_dict() if weights is None else weights
+    state = {k: v.detach().to("cpu").contiguous() for k, v in source.items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     tokenizer.save_pretrained(directory)
     (directory / QA_CONFIG_NAME).write_text(json.dumps(qa.to_json(), indent=2) + "\n",
                                             encoding="utf-8")
 
 
-def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str]) -> Path:
-    """Save a model directory atomically (replacing any earlier one)."""
+def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str],
+               qa: QAConfig | None = None,
+               weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Save a model directory atomically (replacing any earlier one gpt2qa wrote there)."""
     with atomic_dir(out_dir) as tmp:
-        write_model_files(tmp, model, tokenizer)
+        write_model_files(tmp, model, tokenizer, qa, weights)
     return Path(out_dir)
 
 
@@ -98,7 +111,9 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     if not weights.is_file():
         raise GPT2QAError(f"{model_dir}: missing {WEIGHTS_NAME}")
     try:
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir))
+        # fp32 whatever dtype config.json names: bf16 comes only from autocast.
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir),
+                                         dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
     tokenizer = load_tokenizer(model_dir)
@@ -112,33 +127,20 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     return model.to(device).eval(), tokenizer, special
 
 
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_checkpoint(output_dir: str | os.PathLike[str], step: int, model: QAModel, tokenizer: Any,
                     optimizer: torch.optim.Optimizer, scheduler: Any,
-                    trainer_state: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoints/step-NNNNNNN atomically, then drop all but the newest `keep`."""
+                    trainer_state: dict[str, Any], keep: int = 2,
+                    weights: dict[str, torch.Tensor] | None = None,
+                    optimizer_state: dict[str, Any] | None = None) -> Path:
+    """Write checkpoints/step-NNNNNNN atomically, then drop all but the newest `keep`.
+    `weights` / `optimizer_state` replace the model's and optimizer's own (sharded runs)."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"{CHECKPOINT_PREFIX}{step:07d}"
     with atomic_dir(final) as tmp:
-        write_model_files(tmp, model, tokenizer)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        write_model_files(tmp, model, tokenizer, weights=weights)
+        torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                   tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng_state(), tmp / "rng.pt")
         (tmp / STATE_NAME).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
     for old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -155,13 +157,65 @@ def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
-def load_checkpoint_state(checkpoint: Path, model: QAModel, optimizer: torch.optim.Optimizer,
-                          scheduler: Any) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG from `checkpoint`; return trainer state."""
+@dataclass
+class CheckpointData:
+    """Everything a checkpoint holds, read fully into memory (so it is known to be whole)."""
+
+    path: Path
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    state: dict[str, Any]
+
+
+def read_checkpoint(checkpoint: Path) -> CheckpointData:
+    """Read and check one checkpoint; GPT2QAError names the first file that is not whole."""
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(checkpoint / WEIGHTS_NAME)))
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
-    set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=False))
-    return json.loads((checkpoint / STATE_NAME).read_text(encoding="utf-8"))
+    def read(name: str, loader: Callable[[Path], Any]) -> Any:
+        path = checkpoint / name
+        if not path.is_file():
+            raise GPT2QAError(f"{path}: missing")
+        try:
+            return loader(path)
+        except Exception as exc:  # truncated, corrupt, or a pickle that is not plain tensors
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise GPT2QAError(f"{path}: unreadable ({first})") from None
+
+    state = read(STATE_NAME, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise GPT2QAError(f"{checkpoint / STATE_NAME}: no step recorded")
+    return CheckpointData(
+        path=checkpoint,
+        weights=read(WEIGHTS_NAME, lambda p: load_file(str(p))),
+        optimizer=read("optimizer.pt", lambda p: torch.load(p, weights_only=True)),
+        scheduler=read("scheduler.pt", lambda p: torch.load(p, weights_only=True)),
+        state=state)
+
+
+def newest_intact_checkpoint(output_dir: str | os.PathLike[str],
+                             warn: Callable[[str], None] | None = None) -> CheckpointData | None:
+    """The newest checkpoint that reads back whole; each skipped one gets one warning line."""
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    for checkpoint in reversed(list_checkpoints(output_dir)):
+        try:
+            return read_checkpoint(checkpoint)
+        except GPT2QAError as exc:
+            warn(f"warning: skipping checkpoint {checkpoint.name}: {exc}")
+    return None
+
+
+def remove_stale_temporaries(output_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete what an `atomic_dir` killed mid-write left behind (`.NAME.tmp-*`, `.NAME.old-*`).
+    Only those names, which gpt2qa alone makes, are touched."""
+    removed = []
+    out = Path(output_dir)
+    for parent in (out, out / "checkpoints"):
+        if not parent.is_dir():
+            continue
+        for path in parent.iterdir():
+            if path.is_dir() and path.name.startswith(".") and (
+                    ".tmp-" in path.name or ".old-" in path.name):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed

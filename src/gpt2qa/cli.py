@@ -218,6 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return train_hotpot_config(config)
     result = train(config)
+    if not result.main_process:
+        return 0
     summary: dict[str, Any] = {"output_dir": str(result.output_dir), "steps": result.steps,
                                "model_dir": str(result.model_dir)}
     if result.metrics:
@@ -250,8 +252,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GPT2QAError("--question needs --context")
     if args.data is not None and not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
-    pipe = QAPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
+    group = _process_group_from_launcher()
+    device = str(group.device) if group is not None else args.device
+    pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision)
+    main_process = group is None or group.is_main_process
     if args.question is not None:
+        if not main_process:
+            return 0
         pred = pipe.answer(args.question, args.context, args.null_score_diff_threshold)
         best = pred.nbest[0] if pred.nbest else None
         _print_json({"answer": pred.text, "is_impossible": pred.is_impossible,
@@ -261,11 +268,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
                      "end": best.end if best and pred.text else None})
         return 0
     dataset = load_squad(args.data, args.misaligned, check_offsets=False)
-    preds = pipe.predict(dataset.examples, args.batch_size, args.null_score_diff_threshold)
+    preds = pipe.predict(dataset.examples, args.batch_size, args.null_score_diff_threshold,
+                         sharded=group is not None)
+    if not main_process:
+        return 0
     paths = write_predictions(preds, args.out_dir)
     _print_json({"examples": len(preds), "no_answer": sum(p.is_impossible for p in preds),
                  **{k: str(v) for k, v in paths.items()}})
     return 0
+
+
+def _process_group_from_launcher() -> Any:
+    """Accelerate's process state when a launcher (torchrun, accelerate launch, `gpt2qa
+    launch`) started several processes, else None."""
+    from gpt2qa.launch import check_joined, launched_processes, process_group_on_cpu
+
+    if launched_processes() <= 1:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=process_group_on_cpu())
+    check_joined(state.num_processes)
+    return state
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from gpt2qa.launch import launch
+
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    return launch(args.nproc_per_node, argv)
 
 
 # -- demo -----------------------------------------------------------------------------------------
@@ -343,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_flags(p)
     p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
     p.set_defaults(func=cmd_check_spans)
+
+    p = sub.add_parser("launch", help="run train or predict in N local processes (torchrun)")
+    p.add_argument("-n", "--nproc-per-node", type=int, default=2,
+                   help="processes to start: one per GPU, or CPU processes over gloo (default: 2)")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...",
+                   help="the gpt2qa command and its flags, e.g. train --config FILE.yaml")
+    p.set_defaults(func=cmd_launch)
 
     from gpt2qa.report import add_report_parser
     from gpt2qa.study import add_study_parser

@@ -128,9 +128,11 @@ class TrainConfig:
     max_steps: int = 0
     """Optimizer steps; 0 means run `epochs` epochs."""
     batch_size: int = 16
-    """Features per micro-batch."""
+    """Features per optimizer step, summed over all processes and accumulation steps (the
+    effective batch): it means the same on 1 or N devices."""
     grad_accum: int = 1
-    """Micro-batches per optimizer step."""
+    """Micro-batches per optimizer step on each process; each holds
+    batch_size / (processes x grad_accum) features. Raise it when a batch does not fit."""
     eval_batch_size: int = 0
     """Features per forward pass when evaluating; 0 picks one for the device (64 on CUDA, 3 for
     GPT-2 small on CPU, where small batches run faster)."""
@@ -143,7 +145,8 @@ class TrainConfig:
     """Gradient clipping norm."""
     seed: int = 42
     precision: Precision = "fp32"
-    """fp32, or bf16/fp16 autocast on CUDA."""
+    """fp32, or bf16/fp16 autocast on CUDA. Weights stay fp32 (master weights) and the span
+    head computes in fp32; gpt2qa alone owns precision, whatever the launcher says."""
     eval_every: int = 0
     """Evaluate every N optimizer steps; 0 means at the end of each epoch."""
     save_every: int = 0
@@ -170,6 +173,12 @@ class TrainConfig:
     """Continue the run in output_dir from its newest checkpoint."""
     progress: bool = True
     """Show a progress bar."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer state over the processes (FSDP2, one unit per
+    transformer block), for models that do not fit one device. Saved models stay whole."""
+    dist_timeout: int = 1800
+    """Seconds one process waits for the others (evaluation, checkpoints) before the run stops
+    with an error, when several processes train together."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -184,6 +193,7 @@ class TrainConfig:
             (self.eval_every >= 0 and self.save_every >= 0, "eval_every/save_every must be >= 0"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (self.dist_timeout >= 1, "dist_timeout must be >= 1 second"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.misaligned in ("error", "skip", "fix-by-search"),
              "misaligned must be error, skip or fix-by-search"),

@@ -72,13 +72,26 @@ class HotpotModel(QAModel):
                 end_positions: torch.Tensor | None = None,
                 answer_types: torch.Tensor | None = None,
                 sentence_labels: torch.Tensor | None = None) -> HotpotOutput:
-        hidden = self.encode(input_ids, attention_mask)
-        span = self.span_outputs(hidden, attention_mask, context_mask, null_index,
-                                 start_positions, end_positions)
+        backbone_mask = None if self.skip_padding_mask else attention_mask
+        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
+        # Every head runs in fp32, as `QAModel`'s do (thresholds compare small differences).
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._hotpot_heads(hidden.float(), attention_mask, context_mask, null_index,
+                                      sentence_positions, sentence_mask, start_positions,
+                                      end_positions, answer_types, sentence_labels)
+
+    def _hotpot_heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                      context_mask: torch.Tensor, null_index: torch.Tensor,
+                      sentence_positions: torch.Tensor, sentence_mask: torch.Tensor,
+                      start_positions: torch.Tensor | None, end_positions: torch.Tensor | None,
+                      answer_types: torch.Tensor | None,
+                      sentence_labels: torch.Tensor | None) -> HotpotOutput:
+        span = self._heads(hidden, attention_mask, context_mask, null_index, start_positions,
+                           end_positions)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        type_logits = self.type_head(hidden[rows, null_index]).float()
+        type_logits = self.type_head(hidden[rows, null_index])
         sent_hidden = hidden[rows[:, None], sentence_positions]  # (batch, sentences, width)
-        sp_logits = self.sp_head(sent_hidden).float().squeeze(-1)
+        sp_logits = self.sp_head(sent_hidden).squeeze(-1)
         loss = None
         if span.loss is not None and answer_types is not None and sentence_labels is not None:
             mask = sentence_mask.float()

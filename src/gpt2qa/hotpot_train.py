@@ -1,6 +1,7 @@
 """Fine-tuning on HotpotQA: `gpt2qa train` hands over here when the train file is HotpotQA.
 
-The same `TrainConfig`, optimizer (`train.optimizer_for`), schedule (`train.linear_warmup_decay`),
+The same `TrainConfig` (``batch_size`` features per optimizer step, in ``grad_accum``
+micro-batches), optimizer (`train.optimizer_for`), schedule (`train.linear_warmup_decay`),
 seeding and batch order (`train.epoch_batches`) as SQuAD training; the run directory holds
 
   train_config.json, log.jsonl          as for SQuAD
@@ -50,6 +51,7 @@ from gpt2qa.train import (
     fused_adamw_for,
     linear_warmup_decay,
     load_backbone,
+    micro_batches,
     optimizer_for,
     seed_everything,
 )
@@ -150,7 +152,7 @@ def train_hotpot(config: TrainConfig) -> TrainResult:
     if eval_examples:
         log({"event": "selection", "step": 0, **selection_recall(eval_examples, eval_features)})
     lengths = [len(f.base.input_ids) for f in train_features]
-    steps_per_epoch = math.ceil(len(epoch_batches(lengths, config, 0)) / config.grad_accum)
+    steps_per_epoch = len(epoch_batches(lengths, config, 0))  # one global batch per step
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     warmup = int(config.warmup_ratio * total)
     eval_every = config.eval_every or steps_per_epoch
@@ -178,10 +180,10 @@ def train_hotpot(config: TrainConfig) -> TrainResult:
     model.train()
     while step < total:
         batches = epoch_batches(lengths, config, epoch)
-        for g in range(0, len(batches), config.grad_accum):
+        for batch_indices in batches:
             if step >= total:
                 break
-            group = batches[g: g + config.grad_accum]
+            group = micro_batches(batch_indices, 0, 1, config.grad_accum)
             loss_sum = 0.0
             for idx in group:
                 batch = collate_hotpot([train_features[i] for i in idx], special.pad)

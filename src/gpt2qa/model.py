@@ -77,26 +77,24 @@ class QAModel(nn.Module):
                 start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None) -> QAOutput:
         """`attention_mask` must be right padding (1s then 0s), as `collate` makes it."""
-        hidden = self.encode(input_ids, attention_mask)
-        return self.span_outputs(hidden, attention_mask, context_mask, null_index,
-                                 start_positions, end_positions)
-
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The backbone's last hidden states (batch, length, width)."""
         backbone_mask = None if self.skip_padding_mask else attention_mask
-        return self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
+        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
+        # The heads run in fp32 even under autocast: null-score differences are small numbers
+        # compared against a threshold, and bf16 keeps only about 3 significant digits.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._heads(hidden.float(), attention_mask, context_mask, null_index,
+                               start_positions, end_positions)
 
-    def span_outputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
-                     context_mask: torch.Tensor, null_index: torch.Tensor,
-                     start_positions: torch.Tensor | None = None,
-                     end_positions: torch.Tensor | None = None) -> QAOutput:
-        """Span logits, null score and loss from the hidden states (shared by HotpotQA)."""
+    def _heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+               context_mask: torch.Tensor, null_index: torch.Tensor,
+               start_positions: torch.Tensor | None,
+               end_positions: torch.Tensor | None) -> QAOutput:
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         if self.config.head == "bilstm":
             span_hidden = self._bilstm(hidden, attention_mask)
         else:
             span_hidden = hidden
-        logits = self.qa_outputs(span_hidden).float()
+        logits = self.qa_outputs(span_hidden)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
 
         allowed = context_mask.bool()
@@ -107,7 +105,7 @@ class QAModel(nn.Module):
         end_logits = end_logits.masked_fill(~allowed, MASK_VALUE)
 
         if self.config.null_position == "classifier":
-            null_score = self.na_classifier(hidden[rows, null_index]).float().squeeze(-1)
+            null_score = self.na_classifier(hidden[rows, null_index]).squeeze(-1)
         else:
             null_score = start_logits[rows, null_index] + end_logits[rows, null_index]
 

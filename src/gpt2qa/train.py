@@ -1,17 +1,29 @@
-"""Fine-tuning: AdamW with linear warm-up and decay, evaluation, atomic checkpoints and resume.
+"""Fine-tuning: setup -> fit -> evaluate_and_select, on one process or many (Accelerate).
 
 A run directory holds:
-  train_config.json        the TrainConfig used
-  log.jsonl                one JSON object per logged step ({"event": "train", ...}) and per
-                           evaluation ({"event": "eval", ...})
+  train_config.json        the TrainConfig used, plus the schedule resolved from it
+  log.jsonl                one JSON object per line: a setup record, each logged step
+                           ({"event": "train", ...}) and each evaluation ({"event": "eval", ...})
   checkpoints/step-N/      the newest checkpoints, for --resume
   model/                   the best model so far (by tuned F1), ready for `gpt2qa predict`
   predictions.json, na_probs.json, nbest.json, metrics.json   for the best evaluation
   learning_curve.png
 
-Resuming restores weights, optimizer, scheduler, RNG state and the position in the epoch's
-batch order (which is a pure function of seed and epoch), so a killed-and-resumed run ends
-with the same weights as an uninterrupted one.
+One global schedule. `batch_size` is the effective batch: features per optimizer step over all
+processes and accumulation steps. Each epoch is cut into global batches of exactly that size
+(a pure function of seed and epoch); the last one is filled up by repeating features from the
+start of the epoch's order, so every feature is used at least once per epoch and every process
+runs the same number of steps. Each global batch is split into processes x grad_accum equal
+micro-batches. Example: 116 features, batch_size 8, 2 processes, grad_accum 2: 15 steps per
+epoch, the 15th batch holds the last 4 features plus 4 repeated ones, and each process runs two
+micro-batches of 2 features per step.
+
+Randomness (dropout) is reseeded from (seed, step, rank) at every step, so a killed and
+resumed run ends with the same weights as an uninterrupted one, without saving RNG state.
+
+Only the main process writes files; the others wait at a barrier (`dist_timeout`). Evaluation
+is sharded: each process runs the model on every world-th batch of windows, the outputs are
+gathered, and the main process decodes, scores and saves.
 """
 
 from __future__ import annotations
@@ -21,10 +33,11 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +45,39 @@ import numpy as np
 import torch
 
 from gpt2qa.batching import collate, length_grouped_batches, pad_multiple
-from gpt2qa.config import TrainConfig
-from gpt2qa.data import SquadDataset, SquadExample
+from gpt2qa.checkpoint import (
+    CheckpointData,
+    list_checkpoints,
+    load_model,
+    newest_intact_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    save_model,
+)
+from gpt2qa.config import QA_CONFIG_NAME, TrainConfig
+from gpt2qa.data import SquadDataset, SquadExample, load_squad
 from gpt2qa.decode import predictions_to_json, threshold_from_na_prob, write_json_atomic
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.features import (
-    Feature,
-    convert_examples_to_features,
-    prepare_tokenizer,
-)
+from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features, prepare_tokenizer
+from gpt2qa.launch import check_joined, process_group_on_cpu
+from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
-from gpt2qa.pipeline import autocast_context
+from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
+from gpt2qa.plots import plot_learning_curve
+from gpt2qa.sharding import (
+    full_model_state,
+    full_optimizer_state,
+    is_sharded,
+    load_full_optimizer_state,
+    no_sync,
+    shard_model,
+)
+from gpt2qa.tokenizer import _load_failure, load_tokenizer
+
+MIN_ANSWER_RECALL = 0.9
+"""Below this share of answerable training questions whose gold span fits some window, training
+would mostly learn to abstain; train() stops instead."""
+RUN_MARKERS = ("train_config.json", "log.jsonl")
 
 
 @dataclass(frozen=True)
@@ -51,6 +86,77 @@ class TrainResult:
     steps: int
     metrics: dict[str, Any] | None
     model_dir: Path
+    main_process: bool = True
+    """False in the other processes of a multi-process run (they write nothing)."""
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint records of the loop (trainer_state.json)."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_score: float | None = None
+    best_step: int | None = None
+    examples_seen: int = 0
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> TrainState:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run's numbers, resolved once from the config and the number of processes."""
+
+    processes: int
+    batch_size: int
+    """Features per optimizer step, over all processes (the effective batch)."""
+    grad_accum: int
+    per_device_batch_size: int
+    """Features per micro-batch on one process."""
+    train_features: int
+    steps_per_epoch: int
+    repeated_per_epoch: int
+    """Features repeated to fill the epoch's last global batch."""
+    total_steps: int
+    warmup_steps: int
+    eval_every: int
+    save_every: int
+
+    def describe(self) -> str:
+        return (f"{self.processes} process(es) x {self.grad_accum} micro-batch(es) of "
+                f"{self.per_device_batch_size} = {self.batch_size} features per step; "
+                f"{self.train_features} training features, {self.steps_per_epoch} steps per epoch "
+                f"(the last batch repeats {self.repeated_per_epoch}); {self.total_steps} steps, "
+                f"warm-up {self.warmup_steps}, evaluate every {self.eval_every}, "
+                f"checkpoint every {self.save_every}")
+
+
+def resolve_schedule(n_features: int, config: TrainConfig, processes: int) -> Schedule:
+    """Per-device batch, steps, warm-up and boundaries, the same on every process.
+
+    With 116 features, batch_size 8, grad_accum 2 on 2 processes: per-device batch 2,
+    ceil(116 / 8) = 15 steps per epoch, 15 * 8 - 116 = 4 features repeated.
+    """
+    shards = processes * config.grad_accum
+    if config.batch_size % shards:
+        raise GPT2QAError(
+            f"batch_size {config.batch_size} does not split into {processes} process(es) x "
+            f"{config.grad_accum} micro-batch(es); pick a batch_size that is a multiple of "
+            f"{shards}, or another --grad-accum")
+    steps_per_epoch = math.ceil(n_features / config.batch_size)
+    total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    eval_every = config.eval_every or steps_per_epoch
+    return Schedule(
+        processes=processes, batch_size=config.batch_size, grad_accum=config.grad_accum,
+        per_device_batch_size=config.batch_size // shards, train_features=n_features,
+        steps_per_epoch=steps_per_epoch,
+        repeated_per_epoch=steps_per_epoch * config.batch_size - n_features,
+        total_steps=total, warmup_steps=int(config.warmup_ratio * total), eval_every=eval_every,
+        save_every=config.save_every or eval_every)
 
 
 def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -69,16 +175,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_batches(lengths: Sequence[int], config: TrainConfig, epoch: int,
-                  rank: int = 0, world: int = 1) -> list[list[int]]:
-    """The batch order of one epoch: a pure function of (seed, epoch), then this rank's share."""
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed for one process's optimizer step (dropout masks)."""
+    return (seed * 1_000_003 + step * 8191 + rank) % (2 ** 63)
+
+
+def epoch_batches(lengths: Sequence[int], config: TrainConfig, epoch: int) -> list[list[int]]:
+    """One epoch's global batches: a pure function of (seed, epoch), each exactly batch_size
+    features; the last is filled up with features from the start of the epoch's order."""
     gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
     if config.group_by_length:
         batches = length_grouped_batches(lengths, config.batch_size, gen)
     else:
         perm = torch.randperm(len(lengths), generator=gen).tolist()
         batches = [perm[i: i + config.batch_size] for i in range(0, len(perm), config.batch_size)]
-    return batches[rank::world]
+    order = [i for b in batches for i in b]
+    for k, batch in enumerate(batches):
+        if len(batch) < config.batch_size:
+            fill = [order[j % len(order)] for j in range(config.batch_size - len(batch))]
+            batches[k] = batch + fill
+    return batches
+
+
+def micro_batches(batch: Sequence[int], rank: int, processes: int,
+                  grad_accum: int) -> list[list[int]]:
+    """This process's share of one global batch: `grad_accum` contiguous micro-batches.
+
+    Batch [0..7], 2 processes, grad_accum 2: rank 0 gets [0, 1], [2, 3]; rank 1 [4, 5], [6, 7].
+    """
+    size = len(batch) // (processes * grad_accum)
+    first = rank * grad_accum
+    return [list(batch[(first + k) * size: (first + k + 1) * size]) for k in range(grad_accum)]
 
 
 def fused_adamw_for(device: torch.device) -> bool:
@@ -101,8 +228,6 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig, fused: bool) -> t
 
 def load_training_data(config: TrainConfig) -> tuple[SquadDataset, SquadDataset | None]:
     """Local files, or the hub's squad_v2 through the optional `datasets` extra."""
-    from gpt2qa.data import load_squad
-
     if config.dataset is not None:
         from gpt2qa.hub_data import load_hub_dataset
 
@@ -114,23 +239,18 @@ def load_training_data(config: TrainConfig) -> tuple[SquadDataset, SquadDataset 
 
 
 def load_backbone(name_or_dir: str) -> torch.nn.Module:
-    """`AutoModel.from_pretrained`, with a one-line message when it cannot be had."""
+    """`AutoModel.from_pretrained` in fp32 (transformers 5 would keep a bf16 checkpoint in bf16:
+    no fp32 master weights), with a one-line message when it cannot be had."""
     from transformers import AutoModel
 
-    from gpt2qa.tokenizer import _load_failure
-
     try:
-        return AutoModel.from_pretrained(name_or_dir)
+        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise GPT2QAError(_load_failure(name_or_dir, "model", exc)) from None
 
 
 def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
     """A fresh QA model around a pretrained (or saved random) backbone, or a gpt2qa model."""
-    from gpt2qa.checkpoint import load_model
-    from gpt2qa.config import QA_CONFIG_NAME
-    from gpt2qa.tokenizer import load_tokenizer
-
     qa = config.qa_config()
     if (Path(config.model) / QA_CONFIG_NAME).is_file():
         model, tokenizer, _ = load_model(config.model)
@@ -138,6 +258,7 @@ def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
             raise GPT2QAError(f"{config.model}: saved with head={model.config.head}, "
                               f"null_position={model.config.null_position}; the run asks for "
                               f"head={qa.head}, null_position={qa.null_position}")
+        check_fits(model.transformer, qa, len(tokenizer))
         model.config = qa
         model.train()
         return model, tokenizer
@@ -149,21 +270,73 @@ def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
     return QAModel(backbone, qa), tokenizer
 
 
+def check_launcher_precision(precision: str, environ: dict[str, str] | os._Environ[str] = os.environ,
+                             ) -> None:
+    """gpt2qa alone owns autocast and loss scaling. A launcher's mixed-precision setting
+    (`accelerate config`, `accelerate launch --mixed_precision`) that disagrees with
+    --precision is refused rather than silently overriding it or fighting our GradScaler."""
+    launcher = environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
+    if launcher not in ("", "no") and launcher != precision:
+        raise GPT2QAError(
+            f"the launcher asks for mixed precision {launcher} (ACCELERATE_MIXED_PRECISION, from "
+            f"`accelerate config` or --mixed_precision) but this run has --precision {precision}; "
+            f"gpt2qa sets precision itself: pass --precision {launcher} to gpt2qa, or launch "
+            "with --mixed_precision no")
+
+
+def check_output_dir(out: Path, resume: bool) -> None:
+    """Refuse a folder gpt2qa did not make, and a finished or running run without --resume."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise GPT2QAError(f"{out}: exists and is not a directory; choose another --output-dir")
+    entries = sorted(p.name for p in out.iterdir())
+    is_run = any(name in entries for name in RUN_MARKERS)
+    if entries and not is_run:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise GPT2QAError(f"{out}: holds files that are not a gpt2qa run ({shown}); gpt2qa will "
+                          "not write there: choose a new or empty --output-dir")
+    if is_run and not resume:
+        raise GPT2QAError(f"{out}: already holds a run; pass --resume to continue it, "
+                          "or choose a new --output-dir")
+
+
+def answer_recall(examples: Sequence[SquadExample], features: Sequence[Feature]) -> float:
+    """Share of answerable examples whose gold span lies whole inside at least one window."""
+    answerable = {ex.qas_id for ex in examples if ex.answers and not ex.is_impossible}
+    if not answerable:
+        return 1.0
+    found = {f.qas_id for f in features if not f.is_null and f.qas_id in answerable}
+    return len(found) / len(answerable)
+
+
 def _limit(examples: tuple[SquadExample, ...], n: int) -> tuple[SquadExample, ...]:
     return examples[:n] if n > 0 else examples
 
 
+def _warn(message: str) -> None:
+    print(f"gpt2qa train: {message}", file=sys.stderr, flush=True)
+
+
 class _Log:
-    """log.jsonl (and TensorBoard when asked): one JSON object per line, flushed at once."""
+    """log.jsonl (and TensorBoard when asked): one JSON object per line, flushed at once.
+    Only the main process makes one."""
 
     def __init__(self, output_dir: Path, resume_step: int | None, tensorboard: bool) -> None:
         self.path = output_dir / "log.jsonl"
         if resume_step is None:
             self.path.write_text("", encoding="utf-8")
         elif self.path.exists():
-            # Drop what was logged after the checkpoint we resume from: it will happen again.
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            # Drop what was logged after the checkpoint we resume from (it will happen again)
+            # and a line torn by a kill mid-write.
+            kept = []
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
+                    kept.append(line)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
             os.replace(tmp, self.path)
@@ -187,19 +360,22 @@ class _Log:
 
 def evaluate_model(model: QAModel, tokenizer: Any, examples: Sequence[SquadExample],
                    features: Sequence[Feature], is_v2: bool, batch_size: int,
-                   precision: str = "fp32") -> tuple[dict[str, Any], tuple[dict, dict, dict]]:
+                   precision: str = "fp32", sharded: bool = False,
+                   ) -> tuple[dict[str, Any], tuple[dict, dict, dict]] | None:
     """Official metrics at threshold 0, plus the threshold tuned on these examples.
 
     Tuning uses each question's best span and its na_prob (the official best_f1 search); the
-    tuned threshold is reported as a null_score_diff_threshold.
+    tuned threshold is reported as a null_score_diff_threshold. `sharded`: every process must
+    call this; each runs its share of the windows (see pipeline.run_model), and only the main
+    process decodes and scores (the others get None).
     """
-    from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
-    from gpt2qa.pipeline import predict_examples
-
     special = prepare_tokenizer(tokenizer)
+    if sharded and process_group()[0] != 0:
+        run_model(model, features, special.pad, batch_size, precision=precision, sharded=True)
+        return None
     preds = predict_examples(model, tokenizer, special, examples, batch_size,
                              null_score_diff_threshold=0.0, precision=precision,
-                             features=features)
+                             features=features, sharded=sharded)
     files = predictions_to_json(preds)
     texts, na_probs, _ = files
     if not is_v2:
@@ -223,7 +399,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
                scaler: torch.amp.GradScaler, accelerator: Any, features: Sequence[Feature],
                group: Sequence[Sequence[int]], pad_id: int, config: TrainConfig,
                pad_to_multiple_of: int = 1) -> torch.Tensor:
-    """One optimizer step over `group` (grad_accum micro-batches of feature indices).
+    """One optimizer step over `group` (this process's micro-batches of feature indices).
 
     Returns the step's loss as a detached device tensor (no host sync). Gradients are synced
     across processes only on the last micro-batch.
@@ -232,8 +408,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     for k, idx in enumerate(group):
         batch = collate([features[i] for i in idx], pad_id, pad_to_multiple_of=pad_to_multiple_of)
         batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
-        sync = k == len(group) - 1
-        with accelerator.no_sync(model) if not sync else nullcontext(), \
+        with no_sync(model, accelerator, sync=k == len(group) - 1), \
                 autocast_context(accelerator.device, config.precision):
             loss = model(**batch).loss / len(group)
         scaler.scale(loss).backward()
@@ -247,160 +422,300 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     return total
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run (or resume) one fine-tuning run; see the module docstring for what it writes."""
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
+@dataclass
+class Run:
+    """Everything `setup` builds and `fit` / `evaluate_and_select` use."""
 
-    from gpt2qa.checkpoint import (
-        list_checkpoints,
-        load_checkpoint_state,
-        save_checkpoint,
-        save_model,
-    )
-    from gpt2qa.plots import plot_learning_curve
+    config: TrainConfig
+    out: Path
+    accelerator: Any
+    model: torch.nn.Module
+    """What the optimizer steps: the QA model, wrapped for several processes."""
+    raw_model: QAModel
+    tokenizer: Any
+    special: SpecialIds
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    train_features: list[Feature]
+    eval_examples: tuple[SquadExample, ...]
+    eval_features: list[Feature]
+    eval_is_v2: bool
+    schedule: Schedule
+    log: _Log | None
+    resume_from: CheckpointData | None = None
+    lengths: list[int] = field(default_factory=list)
+
+    @property
+    def main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+    @property
+    def rank(self) -> int:
+        return int(self.accelerator.process_index)
+
+
+def setup(config: TrainConfig) -> Run:
+    """Check the folder, load data and model, resolve the schedule, prepare for processes.
+    Nothing is written before everything has loaded, so a failed start leaves no folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
 
     out = Path(config.output_dir)
-    checkpoints = list_checkpoints(out) if config.resume else []
-    if config.resume and not checkpoints:
-        raise GPT2QAError(f"{out}: --resume given but no checkpoint found under {out / 'checkpoints'}")
-    if not config.resume and (out / "log.jsonl").exists():
-        raise GPT2QAError(f"{out}: already holds a run; pass --resume to continue it, "
-                          "or choose a new --output-dir")
-    if config.precision != "fp32" and not torch.cuda.is_available():
-        raise GPT2QAError(f"--precision {config.precision} needs a CUDA device; use fp32 on CPU")
-    out.mkdir(parents=True, exist_ok=True)
+    check_launcher_precision(config.precision)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        # On CPU Accelerate quietly runs DDP instead; on GPUs the sharded weights would reach
+        # our evaluation and checkpoint code, which expects whole ones. Say so, do not guess.
+        raise GPT2QAError("FSDP is not supported yet: launch without the FSDP config "
+                          "(plain multi-GPU data parallel: `gpt2qa launch -n N train ...`)")
     seed_everything(config.seed)
-    # Accelerate is the distributed engine only; autocast and fp16 loss scaling are ours, so
-    # several runs with different precisions can share one process (the study, the tests).
-    accelerator = Accelerator()
-    main = accelerator.is_main_process
+    accelerator = Accelerator(
+        mixed_precision="no", cpu=process_group_on_cpu(),
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.dist_timeout))])
+    check_joined(accelerator.num_processes)
+    autocast_context(accelerator.device, config.precision)  # refuses an unsupported precision
+    check_output_dir(out, config.resume)
+    resume_from = None
+    if config.resume:
+        resume_from = newest_intact_checkpoint(out, warn=_warn if accelerator.is_main_process
+                                               else lambda _line: None)
+        if resume_from is None and accelerator.is_main_process:
+            _warn(f"--resume: no usable checkpoint under {out / 'checkpoints'}; "
+                  "starting from scratch in that folder")
+    accelerator.wait_for_everyone()  # every process has looked before the main one writes
     if accelerator.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
-    multiple = pad_multiple(accelerator.device)
 
     train_data, eval_data = load_training_data(config)
+    if not any(ex.is_impossible for ex in train_data.examples):
+        if accelerator.is_main_process:
+            _warn(f"{config.train_file or config.dataset}: no unanswerable questions, so the "
+                  "model cannot learn to abstain (SQuAD 2.0 files have them)")
     model, tokenizer = build_model(config)
     special = prepare_tokenizer(tokenizer)
     qa = model.config
     train_examples = _limit(train_data.examples, config.max_train_examples)
     train_features = convert_examples_to_features(train_examples, tokenizer, qa.features(), special)
+    if not train_features:
+        raise GPT2QAError(f"{config.train_file}: no training examples")
+    recall = answer_recall(train_examples, train_features)
+    if recall < MIN_ANSWER_RECALL:
+        raise GPT2QAError(
+            f"{config.train_file}: only {100 * recall:.1f}% of the answerable training questions "
+            f"keep their gold answer inside a window (max_seq_length {qa.max_seq_length}, "
+            f"doc_stride {qa.doc_stride}); check the tokenizer with `gpt2qa check-spans`")
     eval_examples = _limit(eval_data.examples, config.max_eval_examples) if eval_data else ()
     eval_features = (convert_examples_to_features(eval_examples, tokenizer, qa.features(), special)
                      if eval_examples else [])
-    lengths = [len(f.input_ids) for f in train_features]
-    if not train_features:
-        raise GPT2QAError(f"{config.train_file}: no training examples")
+    schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)
 
-    rank, world = accelerator.process_index, accelerator.num_processes
-    micro_per_epoch = len(epoch_batches(lengths, config, 0, rank, world))
-    steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
-    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    warmup = int(config.warmup_ratio * total_steps)
-    eval_every = config.eval_every or steps_per_epoch
-    save_every = config.save_every or eval_every
+    def restore(step: Any) -> None:
+        try:
+            step()
+        except (RuntimeError, ValueError, KeyError) as exc:
+            assert resume_from is not None
+            raise GPT2QAError(f"{resume_from.path}: does not fit this run's model or settings "
+                              f"({str(exc).splitlines()[0][:160]})") from None
 
-    optimizer = optimizer_for(model, config, fused=fused_adamw_for(accelerator.device))
+    if resume_from is not None:
+        restore(lambda: model.load_state_dict(resume_from.weights))
+    if config.fsdp:
+        # Sharded in place (the module keeps its class and attributes); Accelerate only
+        # provides the process group, so it does not wrap this model again.
+        shard_model(model.to(accelerator.device), model.transformer)
+    optimizer = optimizer_for(model, config, fused=fused_adamw_for(accelerator.device)
+                              and not config.fsdp)
     if config.compile:
         # In place: parameter names, checkpoints and the saved model stay as without compile.
         model.compile(dynamic=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: linear_warmup_decay(s, warmup, total_steps))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model: QAModel = accelerator.unwrap_model(model)
+        optimizer, lambda s: linear_warmup_decay(s, schedule.warmup_steps, schedule.total_steps))
+    if config.fsdp:
+        wrapped: torch.nn.Module = model
+        if resume_from is not None:
+            restore(lambda: load_full_optimizer_state(model, optimizer, resume_from.optimizer))
+    else:
+        wrapped, optimizer = accelerator.prepare(model, optimizer)
+        if resume_from is not None:
+            restore(lambda: optimizer.load_state_dict(resume_from.optimizer))
+    if resume_from is not None:
+        restore(lambda: scheduler.load_state_dict(resume_from.scheduler))
 
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "best_score": None,
-                             "best_step": None, "examples_seen": 0}
-    if checkpoints:
-        state = load_checkpoint_state(checkpoints[-1], raw_model, optimizer, scheduler)
-    if main:
-        write_json_atomic(out / "train_config.json", dataclasses.asdict(config))
-    log = _Log(out, state["step"] if checkpoints else None, config.tensorboard and main)
+    log = None
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        write_json_atomic(out / "train_config.json",
+                          {**dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule)})
+        log = _Log(out, resume_from.state["step"] if resume_from else None,
+                   config.tensorboard)
+        n_total = sum(p.numel() for p in model.parameters())
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if resume_from is None:
+            log.write({"event": "setup", "step": 0, **dataclasses.asdict(schedule),
+                       "answer_recall": recall, "trainable_parameters": n_trainable,
+                       "total_parameters": n_total})
+        print(f"gpt2qa train: {schedule.describe()}; {n_trainable:,} of {n_total:,} parameters "
+              "trainable", file=sys.stderr, flush=True)
+    return Run(config=config, out=out, accelerator=accelerator, model=wrapped,
+               raw_model=accelerator.unwrap_model(wrapped), tokenizer=tokenizer, special=special,
+               optimizer=optimizer, scheduler=scheduler,
+               scaler=torch.amp.GradScaler("cuda", enabled=config.precision == "fp16"),
+               train_features=train_features, eval_examples=eval_examples,
+               eval_features=eval_features, eval_is_v2=eval_data.is_v2 if eval_data else True,
+               schedule=schedule, log=log, resume_from=resume_from,
+               lengths=[len(f.input_ids) for f in train_features])
 
-    def do_eval(step: int) -> None:
-        if not eval_examples or not main:
-            return
-        metrics, files = evaluate_model(raw_model, tokenizer, eval_examples, eval_features,
-                                        eval_data.is_v2 if eval_data else True,
-                                        config.eval_batch_size, config.precision)
-        log.write({"event": "eval", "step": step, **metrics})
+
+def evaluate_and_select(run: Run, state: TrainState, step: int) -> None:
+    """Every process runs its share of the evaluation; the main one scores it and, when it is
+    the best so far, saves the model (with the tuned threshold) and the prediction files."""
+    if not run.eval_examples:
+        return
+    config = run.config
+    result = evaluate_model(run.raw_model, run.tokenizer, run.eval_examples, run.eval_features,
+                            run.eval_is_v2, config.eval_batch_size, config.precision,
+                            sharded=True)
+    improved = False
+    if result is not None and run.log is not None:
+        metrics, files = result
+        run.log.write({"event": "eval", "step": step, **metrics})
         score = selection_score(metrics)
-        if state["best_score"] is None or score > state["best_score"]:
-            state["best_score"], state["best_step"] = score, step
-            threshold = metrics.get("tuned_null_score_diff_threshold", 0.0)
-            raw_model.config = dataclasses.replace(qa, null_score_diff_threshold=threshold)
-            save_model(raw_model, tokenizer, out / "model")
-            raw_model.config = qa
-            for name, obj in zip(("predictions", "na_probs", "nbest"), files, strict=True):
-                write_json_atomic(out / f"{name}.json", obj)
-            write_json_atomic(out / "metrics.json", {**metrics, "step": step})
+        improved = state.best_score is None or score > state.best_score
+    if not is_sharded(run.raw_model):
+        if improved:
+            _save_best(run, state, step, metrics, files, None)
+        return
+    # Gathering a sharded model's weights takes every process: they must learn the verdict.
+    import torch.distributed as dist
 
-    bar = tqdm(total=total_steps, initial=state["step"], disable=not (config.progress and main),
-               desc="train", dynamic_ncols=True)
-    model.train()
-    running = torch.zeros((), device=accelerator.device)
-    running_n, window_start, window_examples = 0, time.perf_counter(), 0
+    verdict = [improved]
+    dist.broadcast_object_list(verdict, src=0)
+    if verdict[0]:
+        weights = full_model_state(run.raw_model)
+        if result is not None:
+            _save_best(run, state, step, metrics, files, weights)
+
+
+def _save_best(run: Run, state: TrainState, step: int, metrics: dict[str, Any],
+               files: tuple[dict, dict, dict], weights: dict[str, torch.Tensor] | None) -> None:
+    state.best_score, state.best_step = selection_score(metrics), step
+    threshold = metrics.get("tuned_null_score_diff_threshold", 0.0)
+    save_model(run.raw_model, run.tokenizer, run.out / "model",
+               qa=dataclasses.replace(run.raw_model.config, null_score_diff_threshold=threshold),
+               weights=weights)
+    for name, obj in zip(("predictions", "na_probs", "nbest"), files, strict=True):
+        write_json_atomic(run.out / f"{name}.json", obj)
+    write_json_atomic(run.out / "metrics.json", {**metrics, "step": step})
+
+
+def _save_checkpoint(run: Run, state: TrainState, step: int) -> None:
+    """Every process calls this; the main one writes (whole tensors, also when sharded)."""
+    weights = optimizer_state = None
+    if is_sharded(run.raw_model):
+        weights = full_model_state(run.raw_model)
+        optimizer_state = full_optimizer_state(run.raw_model, run.optimizer)
+    if run.main:
+        save_checkpoint(run.out, step, run.raw_model, run.tokenizer, run.optimizer,
+                        run.scheduler, dataclasses.asdict(state), keep=run.config.keep_checkpoints,
+                        weights=weights, optimizer_state=optimizer_state)
+
+
+def _all_processes_mean(value: torch.Tensor, processes: int) -> float:
+    if processes > 1:
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= processes
+    return float(value.item())
+
+
+def fit(run: Run, state: TrainState) -> TrainState:
+    """The training loop, from `state` to the schedule's last step."""
+    from tqdm.auto import tqdm
+
+    config, schedule, acc = run.config, run.schedule, run.accelerator
+    multiple = pad_multiple(acc.device)
+    bar = tqdm(total=schedule.total_steps, initial=state.step,
+               disable=not (config.progress and run.main), desc="train", dynamic_ncols=True)
+    run.model.train()
+    running = torch.zeros((), device=acc.device)
+    running_n, window_start, window_steps = 0, time.perf_counter(), 0
     try:
-        while state["step"] < total_steps:
-            batches = epoch_batches(lengths, config, state["epoch"], rank, world)
-            micro = state["micro_in_epoch"]
-            while micro < len(batches) and state["step"] < total_steps:
-                group = batches[micro: micro + config.grad_accum]
-                running += train_step(model, optimizer, scheduler, scaler, accelerator,
-                                      train_features, group, special.pad, config, multiple)
-                window_examples += sum(len(idx) for idx in group)
-                micro += len(group)
+        while state.step < schedule.total_steps:
+            batches = epoch_batches(run.lengths, config, state.epoch)
+            while state.step_in_epoch < len(batches) and state.step < schedule.total_steps:
+                group = micro_batches(batches[state.step_in_epoch], run.rank, schedule.processes,
+                                      schedule.grad_accum)
+                torch.manual_seed(step_seed(config.seed, state.step, run.rank))
+                running += train_step(run.model, run.optimizer, run.scheduler, run.scaler, acc,
+                                      run.train_features, group, run.special.pad, config,
+                                      multiple)
                 running_n += 1
-                state["step"] += 1
-                state["micro_in_epoch"] = micro
-                state["examples_seen"] += sum(len(i) for i in group) * world
-                step = state["step"]
+                window_steps += 1
+                state.step += 1
+                state.step_in_epoch += 1
+                state.examples_seen += schedule.batch_size
+                step = state.step
                 bar.update(1)
-                boundary_eval = step % eval_every == 0 or step == total_steps
-                boundary_save = step % save_every == 0 or step == total_steps
+                boundary_eval = step % schedule.eval_every == 0 or step == schedule.total_steps
+                boundary_save = step % schedule.save_every == 0 or step == schedule.total_steps
                 if step % config.log_every == 0 or boundary_eval or boundary_save:
-                    mean_loss = (running / running_n).item()
+                    mean_loss = _all_processes_mean(running / running_n, schedule.processes)
                     if not math.isfinite(mean_loss):
-                        last = list_checkpoints(out)
+                        last = list_checkpoints(run.out)
                         raise GPT2QAError(
                             f"loss became {mean_loss} at step {step}; stopped without saving. "
                             f"Last good checkpoint: {last[-1] if last else 'none'}. "
                             "Try a lower --lr or --precision fp32.")
                     elapsed = time.perf_counter() - window_start
-                    rate = window_examples * world / max(elapsed, 1e-9)
-                    lr = scheduler.get_last_lr()[0]
-                    if main:
-                        log.write({"event": "train", "step": step, "epoch": state["epoch"],
-                                   "loss": mean_loss, "lr": lr, "examples_per_s": rate})
+                    rate = window_steps * schedule.batch_size / max(elapsed, 1e-9)
+                    lr = run.scheduler.get_last_lr()[0]
+                    if run.log is not None:
+                        run.log.write({"event": "train", "step": step, "epoch": state.epoch,
+                                       "loss": mean_loss, "lr": lr, "examples_per_s": rate})
                     bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", ex_s=f"{rate:.1f}")
-                    running = torch.zeros((), device=accelerator.device)
-                    running_n, window_start, window_examples = 0, time.perf_counter(), 0
-                if micro >= len(batches):
-                    state["epoch"] += 1
-                    state["micro_in_epoch"] = 0
+                    running = torch.zeros((), device=acc.device)
+                    running_n, window_start, window_steps = 0, time.perf_counter(), 0
+                if state.step_in_epoch >= len(batches):
+                    state.epoch += 1
+                    state.step_in_epoch = 0
                 if boundary_eval:
-                    do_eval(step)
-                if boundary_save and main:
-                    save_checkpoint(out, step, raw_model, tokenizer, optimizer, scheduler,
-                                    dict(state), keep=config.keep_checkpoints)
-                accelerator.wait_for_everyone()
+                    evaluate_and_select(run, state, step)
+                if boundary_save:
+                    _save_checkpoint(run, state, step)
+                if boundary_eval or boundary_save:
+                    acc.wait_for_everyone()
     except torch.OutOfMemoryError:
-        last = list_checkpoints(out)
+        last = list_checkpoints(run.out)
         raise GPT2QAError(
-            f"out of memory at step {state['step']} (batch size {config.batch_size}, "
-            f"max_seq_length {config.max_seq_length}); lower --batch-size and raise --grad-accum "
-            f"to keep the effective batch. Last good checkpoint: {last[-1] if last else 'none'}"
+            f"out of memory at step {state.step} ({schedule.per_device_batch_size} features per "
+            f"micro-batch, max_seq_length {config.max_seq_length}); raise --grad-accum to keep "
+            f"the effective batch. Last good checkpoint: {last[-1] if last else 'none'}"
         ) from None
     finally:
         bar.close()
+    return state
 
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) one fine-tuning run; see the module docstring for what it writes."""
+    run = setup(config)
+    state = (TrainState.from_json(run.resume_from.state) if run.resume_from is not None
+             else TrainState())
+    state = fit(run, state)
     metrics = None
-    if main:
-        if not eval_examples:
-            save_model(raw_model, tokenizer, out / "model")
-        elif (out / "metrics.json").exists():
-            metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        plot_learning_curve(out / "log.jsonl", out / "learning_curve.png")
-    return TrainResult(output_dir=out, steps=state["step"], metrics=metrics, model_dir=out / "model")
+    weights = full_model_state(run.raw_model) if (
+        is_sharded(run.raw_model) and not run.eval_examples) else None
+    if run.main:
+        if not run.eval_examples:
+            save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
+        elif (run.out / "metrics.json").exists():
+            metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
+        plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
+    run.accelerator.wait_for_everyone()
+    return TrainResult(output_dir=run.out, steps=state.step, metrics=metrics,
+                       model_dir=run.out / "model", main_process=run.main)
+
