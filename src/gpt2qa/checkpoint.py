@@ -23,9 +23,7 @@ import json
 import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,33 +33,14 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
+from gpt2qa.io import atomic_dir
 from gpt2qa.model import QAModel
 from gpt2qa.tokenizer import load_tokenizer
 
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "trainer_state.json"
 CHECKPOINT_PREFIX = "step-"
-
-
-@contextmanager
-def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces `final` only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
 def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
@@ -116,11 +95,26 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
                                          dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
+    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise GPT2QAError(f"{model_dir}: no tokenizer files (expected one of "
+                          f"{', '.join(TOKENIZER_FILES)})")
     tokenizer = load_tokenizer(model_dir)
     special = prepare_tokenizer(tokenizer)
     backbone.resize_token_embeddings(len(tokenizer))
     model = QAModel(backbone, qa)
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise GPT2QAError(f"{weights}: not a readable safetensors file (truncated or damaged?): "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                          ) from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a shape mismatch, e.g. config.json's n_embd was changed
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).splitlines()[0])
+        raise GPT2QAError(f"{weights}: weights do not match {model_dir / 'config.json'}: "
+                          f"{detail}") from None
     if missing or unexpected:
         raise GPT2QAError(f"{weights}: weights do not match {QA_CONFIG_NAME} "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

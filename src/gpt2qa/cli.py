@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import inspect
 import json
@@ -24,6 +25,59 @@ from gpt2qa import __version__
 from gpt2qa.errors import GPT2QAError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, or says it is required (README: `--help`
+    lists each default)."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        text = action.help or ""
+        return not (not action.option_strings or action.required
+                    or action.default is argparse.SUPPRESS
+                    or "(default" in text or "%(default)" in text)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required and action.option_strings:
+            return f"{action.help or ''} (required)".lstrip()
+        if not self._shows_default(action):
+            return action.help
+        default = "not set" if action.default is None else "%(default)s"
+        return f"{action.help or ''} (default: {default})".lstrip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not (action.help or "").strip() and self._shows_default(action):
+            default = "not set" if action.default is None else "%(default)s"
+            action = copy.copy(action)  # argparse prints nothing for a flag without help
+            action.help = f"(default: {default})"
+        return super()._format_action(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """gpt2qa's parsers: no abbreviated flags (`--step` must not run as `--steps`), the
+    defaults in --help, and a "did you mean" for a mistyped flag. Sub-parsers made by
+    `add_subparsers` are of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def refuse_unknown(self, extras: Sequence[str]) -> typing.NoReturn:
+        """Exit 2 with this parser's usage, naming the unknown flags and the closest ones."""
+        import difflib
+
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for extra in extras:
+            flag = extra.split("=", 1)[0]
+            if flag.startswith("-"):
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"{flag} -> did you mean {close[0]}?")
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        self.error(message + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def _flag(name: str) -> str:
@@ -128,10 +182,14 @@ def _print_json(obj: Any) -> None:
 # -- evaluate ---------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpt2qa.decode import write_json_atomic
     from gpt2qa.hotpot_data import detect_format
+    from gpt2qa.io import check_output_dir, check_output_file, write_json_atomic
     from gpt2qa.metrics import evaluate_files
 
+    if args.out_file:
+        check_output_file(args.out_file, "--out-file")
+    if args.out_image_dir:
+        check_output_dir(args.out_image_dir, "--out-image-dir")
     if detect_format(args.data) == "hotpot":
         from gpt2qa.hotpot_cli import evaluate_hotpot_args
 
@@ -141,8 +199,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             with_breakdown=args.breakdown)
     if args.out_file:
         write_json_atomic(args.out_file, result)
+    _warn_on_id_mismatch(args, result)
     _print_json(result)
     return 0
+
+
+def _warn_on_id_mismatch(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """One stderr line when most questions have no prediction: probably the wrong file pair
+    (say SQuAD 1.1 dev against v2.0 predictions), which would otherwise score a quiet 0."""
+    total = int(result.get("total", 0))
+    matched = total - int(result.get("missing", 0))
+    if total and matched < total / 2:
+        print(f"gpt2qa evaluate: warning: only {matched} of the {total} questions in {args.data} "
+              f"have a prediction in {args.predictions} ({result.get('extra', 0)} predictions "
+              "are for other ids); are these the right files?", file=sys.stderr)
 
 
 # -- check-spans ------------------------------------------------------------------------------
@@ -252,6 +322,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GPT2QAError("--question needs --context")
     if args.data is not None and not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
+    if args.out_dir is not None:
+        from gpt2qa.io import check_output_dir
+
+        check_output_dir(args.out_dir, "--out-dir")
+    if args.question is not None:
+        from gpt2qa.data import check_text
+
+        check_text(args.question, "--question")
+        check_text(args.context, "--context")
     group = _process_group_from_launcher()
     device = str(group.device) if group is not None else args.device
     pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision)
@@ -322,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpt2qa.config import TrainConfig
     from gpt2qa.demo import DemoConfig
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gpt2qa",
         description="Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for "
                     "extractive question answering on SQuAD 2.0, with honest abstention.")
@@ -414,7 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # argparse would print the top-level usage; the sub-command's is the useful one.
+        subparsers = next(a for a in parser._actions
+                          if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].refuse_unknown(extras)
     handler: Handler = args.func
     try:
         return handler(args)

@@ -13,6 +13,7 @@ import codecs
 import gc
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +85,15 @@ V2_VERSIONS = frozenset({"v2.0", "2.0"})
 
 _MISSING = object()
 
+# A JSON escape of a lone UTF-16 surrogate: a high one (\uD800-\uDBFF) not followed by a
+# low one (\uDC00-\uDFFF), or a low one not after a high one. Text decoded from valid
+# UTF-8 can only hold a surrogate through such an escape, so the exact check (a walk over
+# every string) runs only for files where this finds one; paired escapes (an emoji in an
+# ensure_ascii file) do not trigger it.
+_LONE_SURROGATE_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
 _JSON_NAMES: dict[type, str] = {
     dict: "an object", list: "an array", str: "a string", int: "an integer", bool: "a boolean",
 }
@@ -122,6 +132,8 @@ def load_squad(path: str | os.PathLike[str], misaligned: Misaligned = "error",
                                   f"{exc.msg}") from exc
         except RecursionError as exc:
             raise DataError(name, "invalid JSON: nested too deeply") from exc
+        if _LONE_SURROGATE_ESCAPE.search(text):
+            _check_unicode(obj, name)
         del text
         return parse_squad(obj, name, misaligned=misaligned, check_offsets=check_offsets)
 
@@ -219,6 +231,53 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` cannot be encoded as UTF-8 (tokenizers refuse it), or None.
+
+    Only lone surrogates can be: a JSON escape such as ``"\\ud800"`` without its pair, or
+    an undecodable byte on the command line, which Python turns into U+DC80-U+DCFF.
+    Worked example: the argument bytes ``when\\xff?`` arrive as "when\\udcff?" and give
+    "undecodable byte 0xff at character 4".
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:
+            return f"undecodable byte 0x{code - 0xDC00:02x} at character {exc.start}"
+        return f"lone UTF-16 surrogate U+{code:04X} at character {exc.start} (not valid Unicode)"
+    return None
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` itself, or GPT2QAError naming ``what`` (e.g. "--question") and the problem."""
+    problem = unicode_problem(text)
+    if problem is not None:
+        raise GPT2QAError(f"{what}: {problem}")
+    return text
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_unicode(obj: Any, path: str, where: str = "", qas_id: str | None = None) -> None:
+    """Refuse the first string in a parsed file that holds a lone surrogate, by JSON path."""
+    if isinstance(obj, str):
+        problem = unicode_problem(obj)
+        if problem is not None:
+            raise DataError(path, problem, where or None,
+                            None if qas_id is None else _printable(qas_id))
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            _check_unicode(item, path, f"{where}[{i}]", qas_id)
+    elif isinstance(obj, dict):
+        if isinstance(obj.get("id"), str) and "question" in obj:
+            qas_id = obj["id"]
+        for key, value in obj.items():
+            _check_unicode(value, path, f"{where}.{key}" if where else str(key), qas_id)
 
 
 def _answer_json(answer: Answer) -> dict[str, Any]:

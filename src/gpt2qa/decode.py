@@ -12,10 +12,8 @@ evaluator on na_probs (p*) maps back to null_score_diff_threshold = logit(p*).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
+from gpt2qa.io import write_json_atomic
 
 NullScoring = Literal["span", "classifier"]
 
@@ -176,20 +175,6 @@ def decode(contexts: Mapping[str, str], features: Sequence[Feature],
         outs.append(output)
     return [decode_example(qid, contexts[qid], feats, outs, config)
             for qid, (feats, outs) in grouped.items()]
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: object) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, ensure_ascii=False, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def predictions_to_json(predictions: Sequence[Prediction]) -> tuple[dict, dict, dict]:

@@ -15,8 +15,8 @@ def _print_json(obj: Any) -> None:
 
 def evaluate_hotpot_args(args: argparse.Namespace) -> int:
     """`gpt2qa evaluate HOTPOT.json PREDS.json`: the official HotpotQA keys as JSON."""
-    from gpt2qa.decode import write_json_atomic
     from gpt2qa.hotpot_metrics import evaluate_hotpot_files
+    from gpt2qa.io import write_json_atomic
 
     for flag, value in (("--na-prob-file", args.na_prob_file),
                         ("--out-image-dir", args.out_image_dir),
@@ -94,10 +94,10 @@ def predict_hotpot_args(args: argparse.Namespace) -> int:
     """`gpt2qa predict --model HOTPOT_MODEL --data HOTPOT.json --out-dir D`."""
     from pathlib import Path
 
-    from gpt2qa.decode import write_json_atomic
     from gpt2qa.hotpot_data import detect_format, load_hotpot
     from gpt2qa.hotpot_metrics import predictions_json
     from gpt2qa.hotpot_model import is_hotpot_model, load_hotpot_model, predict_hotpot
+    from gpt2qa.io import write_json_atomic
     from gpt2qa.pipeline import pick_device
 
     if args.data is None or args.out_dir is None:

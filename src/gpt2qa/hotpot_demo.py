@@ -112,12 +112,12 @@ def format_hotpot_table(columns: Sequence[tuple[str, dict[str, Any]]]) -> str:
 def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     """Run the demo; returns what it writes to demo_metrics.json."""
     from gpt2qa.config import TrainConfig
-    from gpt2qa.decode import write_json_atomic
     from gpt2qa.hotpot_data import load_hotpot
     from gpt2qa.hotpot_metrics import evaluate_hotpot
     from gpt2qa.hotpot_model import load_hotpot_model, predict_hotpot
     from gpt2qa.hotpot_synthetic import write_hotpot_benchmark
     from gpt2qa.hotpot_train import train_hotpot
+    from gpt2qa.io import write_json_atomic
 
     t0 = time.perf_counter()
     out = Path(config.out_dir)

@@ -213,7 +213,8 @@ def predict_hotpot(model: HotpotModel, tokenizer: Any, special: SpecialIds,
 def save_hotpot_model(model: HotpotModel, tokenizer: Any, out_dir: str | os.PathLike[str],
                       sp_threshold: float) -> Path:
     """A gpt2qa model directory plus hotpot.json, written atomically."""
-    from gpt2qa.checkpoint import atomic_dir, write_model_files
+    from gpt2qa.checkpoint import write_model_files
+    from gpt2qa.io import atomic_dir
 
     with atomic_dir(out_dir) as tmp:
         write_model_files(tmp, model, tokenizer)

@@ -30,8 +30,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.decode import write_json_atomic
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import write_json_atomic
 
 SPLITS = ("train", "dev", "test")
 _SYLLABLES = ("ba", "be", "bo", "da", "de", "di", "do", "fa", "ga", "go", "ha", "ka", "ke",

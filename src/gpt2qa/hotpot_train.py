@@ -27,7 +27,6 @@ from typing import Any
 import torch
 
 from gpt2qa.config import TrainConfig
-from gpt2qa.decode import write_json_atomic
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.hotpot_data import HotpotDataset, HotpotExample, detect_format, load_hotpot
@@ -43,6 +42,7 @@ from gpt2qa.hotpot_model import (
     save_hotpot_model,
     tune_sp_threshold,
 )
+from gpt2qa.io import write_json_atomic
 from gpt2qa.model import check_fits
 from gpt2qa.pipeline import autocast_context, pick_device
 from gpt2qa.train import (

@@ -27,6 +27,7 @@ from typing import Any
 
 from gpt2qa.data import SquadExample
 from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.io import check_output_dir
 from gpt2qa.plots import save_figure
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
@@ -365,6 +366,7 @@ def _evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str
         result["best_f1_thresh"] = f1_thresh
         if out_image_dir is not None:
             image_dir = Path(out_image_dir)
+            check_output_dir(image_dir, "--out-image-dir")
             image_dir.mkdir(parents=True, exist_ok=True)
             result.update(_pr_analysis(ranked, sum(has_ans), image_dir))
             for name, keep in (("hasAns", has_ans), ("noAns", no_ans)):
@@ -533,7 +535,8 @@ class _Pairs(list):
 
 def _read_json_object(path: str | Path, what: str) -> list[tuple[str, Any]]:
     try:
-        with open(path, encoding="utf-8") as fh:
+        # utf-8-sig: a leading BOM is allowed, as in SQuAD files (data.load_squad).
+        with open(path, encoding="utf-8-sig") as fh:
             doc = json.load(fh, object_pairs_hook=_Pairs)
     except FileNotFoundError:
         raise GPT2QAError(f"{path}: {what} file not found") from None
@@ -542,6 +545,8 @@ def _read_json_object(path: str | Path, what: str) -> list[tuple[str, Any]]:
                           f"not valid JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise GPT2QAError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except RecursionError:
+        raise GPT2QAError(f"{path}: not valid JSON: nested too deeply") from None
     except OSError as exc:
         raise GPT2QAError(f"{path}: cannot read {what} file: {exc.strerror}") from None
     if not isinstance(doc, _Pairs):

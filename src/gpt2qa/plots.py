@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from gpt2qa.io import atomic_file
 
 
 def _pyplot() -> Any:
@@ -23,20 +23,10 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
     """Render a matplotlib Figure (no pyplot state) to a PNG, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    return Path(path)
 
 
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -48,7 +38,17 @@ def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def plot_learning_curve(log_path: str | os.PathLike[str], out_png: str | os.PathLike[str],
                         title: str = "") -> Path:
-    """Training loss and eval F1 (untuned and tuned) against optimizer steps."""
+    """Training loss and eval F1 (untuned and tuned) against optimizer steps, as a PNG."""
+    plt = _pyplot()
+    fig = learning_curve_figure(log_path, title)
+    try:
+        return save_figure(fig, out_png)
+    finally:
+        plt.close(fig)
+
+
+def learning_curve_figure(log_path: str | os.PathLike[str], title: str = "") -> Any:
+    """The learning-curve Figure (a pyplot figure: the caller closes it)."""
     plt = _pyplot()
     records = read_log(log_path)
     train = [r for r in records if r.get("event") == "train"]
@@ -70,10 +70,10 @@ def plot_learning_curve(log_path: str | os.PathLike[str], out_png: str | os.Path
                         label="all no-answer")
         ax2.set_ylabel("F1", color="tab:red")
         ax2.set_ylim(0, 100)
-        ax2.legend(loc="lower right", fontsize=8)
+    # One legend below the axes: inside, it sat where the falling loss curve ends.
+    handles = [h for a in fig.axes for h in a.get_legend_handles_labels()[0]]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=len(handles), fontsize=8, frameon=False)
     ax.set_title(title or "learning curve")
     fig.tight_layout()
-    try:
-        return save_figure(fig, out_png)
-    finally:
-        plt.close(fig)
+    return fig

@@ -1,6 +1,7 @@
-"""`gpt2qa report RUN_DIR... --out D`: one self-contained HTML page comparing training runs.
+"""`gpt2qa report RUN_DIR... --out D`: one HTML page comparing training runs.
 
-D/index.html (all CSS inline, images as relative PNG files beside it, no external URL) and
+D/index.html (all CSS inline, images as relative PNG files beside it, no external URL: copy
+the folder, not just the page) and
 D/summary.md, with these PNG plots:
 
   learning_curves.png    train loss and eval F1 against optimizer steps, one line per run
@@ -20,17 +21,16 @@ Every file is written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import check_output_dir, write_text_atomic
 from gpt2qa.plots import save_figure
 
 REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
@@ -39,27 +39,6 @@ TABLE_COLUMNS = (
     ("best F1", "best_f1"), ("tuned F1", "tuned_f1"), ("all-null baseline F1", "null_baseline_f1"),
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic output (shared with gpt2qa.study)
-# --------------------------------------------------------------------------------------------
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` beside `path` under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -136,15 +115,36 @@ def _eval_file_for(run_dir: Path, train_config: Mapping[str, Any],
     return path
 
 
+def _is_run(path: Path) -> bool:
+    return all((path / name).is_file() for name in REQUIRED_FILES)
+
+
+def find_run_dir(path: Path) -> Path:
+    """`path` itself, or the one finished run directly inside it.
+
+    `gpt2qa demo` writes its run to runs/demo/run beside the data, so `gpt2qa report
+    runs/demo` means runs/demo/run. Several runs inside is an error that names them.
+    """
+    if not path.is_dir():
+        raise GPT2QAError(f"{path}: no such run directory")
+    if _is_run(path):
+        return path
+    inside = sorted(child for child in path.iterdir() if child.is_dir() and _is_run(child))
+    if len(inside) == 1:
+        return inside[0]
+    if inside:
+        raise GPT2QAError(f"{path}: not a run directory itself, and it holds several runs; "
+                          f"name them: {' '.join(str(c) for c in inside[:5])}")
+    return path  # load_run names the first missing file
+
+
 def load_run(run_dir: str | os.PathLike[str], label: str,
              eval_file: str | os.PathLike[str] | None = None,
              gold_cache: dict[Path, Any] | None = None) -> RunData:
     """Read a run directory; a missing file is a one-line error naming the dir and the file."""
     from gpt2qa.data import load_squad
 
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise GPT2QAError(f"{path}: no such run directory")
+    path = find_run_dir(Path(run_dir))
     for name in REQUIRED_FILES:
         if not (path / name).is_file():
             raise GPT2QAError(f"{path}: missing {name} (not a finished gpt2qa training run)")
@@ -400,6 +400,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.P
     """Write D/index.html, D/summary.md and the PNG plots; return the HTML path."""
     if not run_dirs:
         raise GPT2QAError("report: give at least one run directory")
+    check_output_dir(out_dir, "--out")
     cache: dict[Path, Any] = {}
     runs = [load_run(d, label, eval_file, cache)
             for d, label in zip(run_dirs, run_labels(run_dirs), strict=True)]

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gpt2qa.data import SquadExample
+from gpt2qa.data import SquadExample, unicode_problem
 from gpt2qa.decode import Prediction
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.http_guard import BodySizeLimit, body_problem, http_protocol  # noqa: F401
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from gpt2qa.pipeline import QAPipeline
 
@@ -72,6 +72,16 @@ class ServeSettings:
     """Longest context accepted, in characters (413 beyond)."""
     max_body_bytes: int = 1_000_000
     """Largest request body accepted, checked before JSON parsing (413 beyond)."""
+    timeout_keep_alive: float = 5.0
+    """Seconds an idle kept-alive connection stays open after a response."""
+    timeout_headers: float = 10.0
+    """Seconds a client has to send a request's headers, counted from the moment it connects
+    (or its previous response ends); a slower or silent client is disconnected."""
+    timeout_body: float = 30.0
+    """Seconds a client has to send the whole request body once its headers arrived; a slower
+    one gets 408 and is disconnected."""
+    timeout_graceful_shutdown: float = 10.0
+    """Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in flight before cancelling them."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -85,6 +95,11 @@ class ServeSettings:
              f"max_context_chars must be >= 1; got {self.max_context_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
         ]
+        for name in ("timeout_keep_alive", "timeout_headers", "timeout_body",
+                     "timeout_graceful_shutdown"):
+            value = getattr(self, name)
+            checks.append((math.isfinite(value) and 0 < value <= 3600,
+                           f"{name} must be in (0, 3600] seconds; got {value}"))
         for ok, message in checks:
             if not ok:
                 raise GPT2QAError(f"bad serve setting: {message}")
@@ -110,6 +125,10 @@ class AnswerRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must contain a non-space character")
+        # Refused here, in the schema, so such an item never joins (and fails) a batch.
+        problem = unicode_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -338,73 +357,6 @@ def answer_from_prediction(pred: Prediction, threshold: float, top_k: int) -> An
                     for c in pred.nbest[:top_k]])
 
 
-# -- request body size ------------------------------------------------------------------------
-
-class BodySizeLimit:
-    """ASGI middleware: 413 for a body over `max_body_bytes`, before anything parses it.
-
-    A declared Content-Length is checked first; the body is then read (chunked uploads too),
-    counted, and handed on to the app only when it fits.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                await _error(scope, receive, send, 400, "Content-Length is not an integer")
-                return
-            if length > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
-                return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _error(scope, receive, send, 413,
-                     f"request body is over {self.max_body_bytes} bytes (--max-body-bytes)",
-                     close=True)
-
-
-async def _error(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
-                 close: bool = False) -> None:
-    from starlette.responses import JSONResponse
-
-    headers = {"Connection": "close"} if close else None
-    await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
-
-
 # -- the app ----------------------------------------------------------------------------------
 
 def _format_loc(loc: Sequence[Any]) -> str:
@@ -502,7 +454,8 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
                   description="Extractive question answering with abstention (SQuAD 2.0 style).")
     app.state.batcher = batcher
     app.state.settings = settings
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.timeout_body)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -581,14 +534,32 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
 
 # -- running it -------------------------------------------------------------------------------
 
+def uvicorn_config(app: Any, settings: ServeSettings, log_level: str = "info",
+                   **overrides: Any) -> Any:
+    """The uvicorn.Config for `settings`: address, timeouts and the header deadline."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "log_level": log_level, "lifespan": "on",
+        "http": http_protocol(settings.timeout_headers),
+        "timeout_keep_alive": settings.timeout_keep_alive,
+        "timeout_graceful_shutdown": settings.timeout_graceful_shutdown,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
 @contextmanager
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
                     log_level: str = "warning", startup_timeout: float = 30.0) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread; yield its base URL, then stop it."""
+    """Run `app` with uvicorn in a background thread; yield its base URL, then stop it.
+
+    The timeouts are those of the app's ServeSettings (`create_app` records them)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           lifespan="on", access_log=False))
+    settings = getattr(getattr(app, "state", None), "settings", None) or ServeSettings()
+    server = uvicorn.Server(uvicorn_config(app, settings, log_level, host=host, port=port,
+                                           access_log=False))
     thread = threading.Thread(target=server.run, name="gpt2qa-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -618,12 +589,13 @@ def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = 
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
                        "this address can use the model", settings.host)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.Server(uvicorn_config(app, settings, log_level)).run()
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The `gpt2qa serve` flags; defaults come from ServeSettings."""
     d = ServeSettings()
+    docs = _field_docs()
     parser.add_argument("--model", required=True, help="a gpt2qa model directory")
     parser.add_argument("--host", default=d.host,
                         help=f"interface to bind (default: {d.host}, loopback only)")
@@ -641,11 +613,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"longest context accepted (default: {d.max_context_chars})")
     parser.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
                         help=f"largest request body accepted (default: {d.max_body_bytes})")
+    for name in ("timeout_keep_alive", "timeout_headers", "timeout_body",
+                 "timeout_graceful_shutdown"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name),
+                            metavar="SECONDS",
+                            help=f"{docs[name]} (default: {getattr(d, name)})")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="(default: fp32)")
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
-                        default="info")
+                        default="info", help="(default: info)")
+
+
+def _field_docs() -> dict[str, str]:
+    from gpt2qa.cli import field_docs
+
+    return {k: v.replace("%", "%%") for k, v in field_docs(ServeSettings).items()}
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
@@ -669,9 +653,13 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m gpt2qa.serve ...`: the same flags as `gpt2qa serve`."""
-    parser = argparse.ArgumentParser(prog="gpt2qa serve", description=__doc__.splitlines()[0])
+    from gpt2qa.cli import Parser
+
+    parser = Parser(prog="gpt2qa serve", description=__doc__.splitlines()[0])
     add_serve_arguments(parser)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.refuse_unknown(extras)
     try:
         return cmd_serve(args)
     except GPT2QAError as exc:

@@ -387,8 +387,8 @@ def prepare_inputs(config: StudyConfig, out_dir: str | os.PathLike[str]) -> Stud
     """Write the data, train the one tokenizer and save one random init per seed (once)."""
     import torch
 
-    from gpt2qa.checkpoint import atomic_dir
     from gpt2qa.features import prepare_tokenizer
+    from gpt2qa.io import atomic_dir
     from gpt2qa.model import backbone_from_config, tiny_gpt2_config
     from gpt2qa.synthetic import corpus_texts, write_benchmark
     from gpt2qa.tokenizer import load_tokenizer, train_bpe_tokenizer
@@ -582,10 +582,12 @@ def run_study(config: StudyConfig, out_dir: str | os.PathLike[str],
     `max_cells` bounds the cells that need work in this call (skipped ones do not count).
     """
     from gpt2qa.data import load_squad
+    from gpt2qa.io import check_output_dir
 
     if max_cells is not None and max_cells < 0:
         raise GPT2QAError(f"--max-cells: must be >= 0; got {max_cells}")
     out = Path(out_dir)
+    check_output_dir(out, "--out-dir")
     out.mkdir(parents=True, exist_ok=True)
     _check_study_dir(config, out)
     inputs = prepare_inputs(config, out)
@@ -773,7 +775,7 @@ def summarize(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     (threshold 0, the model's own decision rule), best first.
     """
     from gpt2qa.decode import write_json_atomic
-    from gpt2qa.report import write_text_atomic
+    from gpt2qa.io import write_text_atomic
 
     out = Path(out_dir)
     per_cell = cell_scores(out)

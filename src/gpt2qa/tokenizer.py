@@ -40,13 +40,53 @@ def load_tokenizer(name_or_dir: str | os.PathLike[str]):
                 and (path / "vocab.json").exists() and (path / "merges.txt").exists():
             tok = GPT2Tokenizer.from_pretrained(str(path))
         else:
-            tok = AutoTokenizer.from_pretrained(str(name_or_dir))
+            tok = AutoTokenizer.from_pretrained(str(name_or_dir), **hub_kwargs(str(name_or_dir)))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(_load_failure(str(name_or_dir), "tokenizer", exc)) from None
     if not getattr(tok, "is_fast", False):
         raise GPT2QAError(f"{name_or_dir}: gpt2qa needs a fast tokenizer (offset mappings); "
                           f"got {type(tok).__name__}")
+    check_tokenizer(tok, str(name_or_dir))
     return tok
+
+
+PROBE_TEXT = "When was the tower completed? It was completed in 1889."
+
+
+def check_tokenizer(tokenizer, name: str) -> None:
+    """Refuse a tokenizer that maps non-empty text to no tokens.
+
+    transformers 5 builds such a tokenizer without a word, e.g. GPT2TokenizerFast from
+    vocab/merges paths that hold nothing; with it every context is empty and a model can
+    only ever learn to abstain.
+    """
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise GPT2QAError(f"{name}: the tokenizer maps text to no tokens (an empty vocabulary?); "
+                          f"{PROBE_TEXT!r} gave []")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the model hub (HF_ENDPOINT) opens within `timeout` s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_kwargs(name_or_dir: str) -> dict[str, bool]:
+    """``from_pretrained`` options for `name_or_dir`: ``local_files_only`` when it is a hub id
+    and the hub cannot be reached, so the load uses the local cache or fails at once
+    (otherwise huggingface_hub retries for about a minute before giving up)."""
+    if Path(name_or_dir).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return {}
+    return {} if hub_reachable() else {"local_files_only": True}
 
 
 def _load_failure(name: str, what: str, exc: BaseException) -> str:
@@ -54,7 +94,11 @@ def _load_failure(name: str, what: str, exc: BaseException) -> str:
     if Path(name).exists():
         return f"{name}: could not load the {what} from this directory: {str(exc).splitlines()[0]}"
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    hint = ("HF_HUB_OFFLINE=1 is set, so only the local cache was searched"
-            if offline else "the model hub could not be reached or has no such repository")
+    if offline:
+        hint = "HF_HUB_OFFLINE=1 is set, so only the local cache was searched"
+    elif not hub_reachable():
+        hint = "the model hub cannot be reached from here, and the local cache has no copy"
+    else:
+        hint = "the model hub has no such repository, or it is private"
     return (f"{name}: no such local directory, and loading the {what} from the Hugging Face hub "
             f"failed ({hint}). Pass a local directory, or run where the hub is reachable.")

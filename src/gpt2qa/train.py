@@ -59,6 +59,7 @@ from gpt2qa.data import SquadDataset, SquadExample, load_squad
 from gpt2qa.decode import predictions_to_json, threshold_from_na_prob, write_json_atomic
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features, prepare_tokenizer
+from gpt2qa.io import write_text_atomic
 from gpt2qa.launch import check_joined, process_group_on_cpu
 from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
@@ -72,7 +73,7 @@ from gpt2qa.sharding import (
     no_sync,
     shard_model,
 )
-from gpt2qa.tokenizer import _load_failure, load_tokenizer
+from gpt2qa.tokenizer import _load_failure, hub_kwargs, load_tokenizer
 
 MIN_ANSWER_RECALL = 0.9
 """Below this share of answerable training questions whose gold span fits some window, training
@@ -244,7 +245,8 @@ def load_backbone(name_or_dir: str) -> torch.nn.Module:
     from transformers import AutoModel
 
     try:
-        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32)
+        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
+                                         **hub_kwargs(name_or_dir))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(_load_failure(name_or_dir, "model", exc)) from None
 
@@ -284,7 +286,7 @@ def check_launcher_precision(precision: str, environ: dict[str, str] | os._Envir
             "with --mixed_precision no")
 
 
-def check_output_dir(out: Path, resume: bool) -> None:
+def check_run_dir(out: Path, resume: bool) -> None:
     """Refuse a folder gpt2qa did not make, and a finished or running run without --resume."""
     if not out.exists():
         return
@@ -337,9 +339,7 @@ class _Log:
                     continue
                 if isinstance(record, dict) and record.get("step", 0) <= resume_step:
                     kept.append(line)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(k + "\n" for k in kept))
         self.writer = None
         if tensorboard:
             try:
@@ -474,7 +474,7 @@ def setup(config: TrainConfig) -> Run:
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.dist_timeout))])
     check_joined(accelerator.num_processes)
     autocast_context(accelerator.device, config.precision)  # refuses an unsupported precision
-    check_output_dir(out, config.resume)
+    check_run_dir(out, config.resume)
     resume_from = None
     if config.resume:
         resume_from = newest_intact_checkpoint(out, warn=_warn if accelerator.is_main_process

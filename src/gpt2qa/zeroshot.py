@@ -579,9 +579,9 @@ def load_causal_lm(name_or_dir: str, device: Any = None, precision: str = "fp32"
     from transformers import AutoModelForCausalLM
 
     from gpt2qa.pipeline import autocast_context
-    from gpt2qa.tokenizer import _load_failure
+    from gpt2qa.tokenizer import _load_failure, hub_kwargs
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(hub_kwargs(name_or_dir))
     if precision != "fp32":
         autocast_context(torch.device(device or "cpu"), precision)  # refuses non-CUDA devices
         kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -640,8 +640,11 @@ def _unescape(template: str) -> str:
 
 def cmd_zero_shot(args: argparse.Namespace) -> int:
     """Handler of ``gpt2qa zero-shot``: prints the metrics as JSON."""
+    from gpt2qa.io import check_output_dir
+
     if not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
+    check_output_dir(args.out_dir, "--out-dir")
     values: dict[str, Any] = {}
     for name in ("shots", "shots_file", "max_new_tokens", "na_scoring", "batch_size", "seed",
                  "precision"):

@@ -1,0 +1,180 @@
+"""HTTP guards for `gpt2qa serve`, below the FastAPI app: body size, body-read deadline and
+undecodable or over-deep JSON (an ASGI middleware), and a deadline for request headers
+(a uvicorn protocol). Each turns a slow or malformed client into a 4xx or a closed socket
+instead of a held connection, a 400 in FastAPI's format or a shutdown that never ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+# -- request body size ------------------------------------------------------------------------
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over `max_body_bytes`, before anything parses it.
+
+    A declared Content-Length is checked first; the body is then read (chunked uploads too),
+    counted, and handed on to the app only when it fits. A body that does not arrive in
+    full within `body_timeout_s` gets 408 and the connection is closed (a client that
+    declares Content-Length: 100 and sends 3 bytes would otherwise hold it, and a graceful
+    shutdown, forever). A body that is not UTF-8, or JSON nested too deeply for the parser,
+    gets the same 422 format as any other malformed JSON (FastAPI would say 400).
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int,
+                 body_timeout_s: float | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _error(scope, receive, send, 400, "Content-Length is not an integer")
+                return
+            if length > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        total = 0
+        deadline = (None if self.body_timeout_s is None
+                    else time.monotonic() + self.body_timeout_s)
+        while True:
+            try:
+                if deadline is None:
+                    message = await receive()
+                else:
+                    message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                await _error(scope, receive, send, 408,
+                             f"request body not received within {self.body_timeout_s:g} s "
+                             "(--timeout-body)", close=True)
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = body_problem(body)
+        if problem is not None:
+            # The same 422 body as gpt2qa.serve gives any other malformed JSON.
+            from starlette.responses import JSONResponse
+
+            errors = [{"loc": "body", "msg": problem, "type": "json_invalid"}]
+            await JSONResponse({"detail": f"invalid request: body: {problem}", "errors": errors},
+                               status_code=422)(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _error(scope, receive, send, 413,
+                     f"request body is over {self.max_body_bytes} bytes (--max-body-bytes)",
+                     close=True)
+
+
+_MAX_JSON_DEPTH = 256
+"""Deeper nesting than any valid request needs, yet shallow enough for json's recursion."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def body_problem(body: bytes) -> str | None:
+    """Why a request body cannot be parsed as JSON text before FastAPI tries (it would
+    answer 400 for these), or None. Other JSON errors are left to FastAPI's own 422.
+
+    Worked example: b'{"a": "\\xff"}' is "not valid UTF-8 at byte 7"; 300 nested arrays
+    are "nested more than 256 levels deep" (brackets inside strings do not count).
+    """
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"malformed JSON: not valid UTF-8 at byte {exc.start}"
+    if text.count("[") + text.count("{") > _MAX_JSON_DEPTH:  # only then can it be too deep
+        brackets = _BRACKETS.findall(_JSON_STRING.sub("", text))
+        depth = itertools.accumulate(1 if b in "[{" else -1 for b in brackets)
+        if max(depth, default=0) > _MAX_JSON_DEPTH:
+            return f"malformed JSON: nested more than {_MAX_JSON_DEPTH} levels deep"
+    return None
+
+
+async def _error(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
+                 close: bool = False) -> None:
+    from starlette.responses import JSONResponse
+
+    headers = {"Connection": "close"} if close else None
+    await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
+
+
+def http_protocol(timeout_headers: float) -> type:
+    """uvicorn's HTTP protocol with a deadline for request headers.
+
+    uvicorn times out an idle connection only after a response (keep-alive); a client
+    that connects and sends nothing, or sends its headers a byte at a time, is never
+    dropped. This subclass starts a timer when the connection opens and again when each
+    response ends; if no new request's headers have been parsed when it fires (no request
+    cycle is in progress), the connection is closed.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+
+    class HeaderTimeoutProtocol(base):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._start_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._start_header_timer()
+
+        def _start_header_timer(self) -> None:
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(timeout_headers, self._headers_overdue)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_overdue(self) -> None:
+            self._header_timer = None
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol

@@ -1,0 +1,152 @@
+"""The one family of atomic writers: every output file and directory gpt2qa writes goes here.
+
+Each writer builds its output under a temporary name beside the final path and renames it
+into place, so a run killed at any moment leaves either the old file or the new one, never a
+half-written one. `tempfile` creates 0600 files and 0700 directories; these writers give the
+result the permissions an ordinary `open()`/`mkdir()` would have under the current umask
+(0644/0755 under umask 022), so outputs stay readable by whoever the user meant to share
+them with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from gpt2qa.errors import GPT2QAError
+
+
+def _check_parents(path: Path, what: str) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GPT2QAError(f"{what} {path}: {parent} is a file, not a directory")
+            return
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> None:
+    """GPT2QAError (one line, naming `what`, e.g. "--out-file") unless a file can go at `path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise GPT2QAError(f"{what} {path}: is a directory; give a file name")
+    _check_parents(path, what)
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:
+    """GPT2QAError (one line, naming `what`, e.g. "--out-dir") unless `path` is or can become
+    a directory."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GPT2QAError(f"{what} {path}: is a file, not a directory")
+    _check_parents(path, what)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else by a
+    set-and-restore of os.umask (a brief window another thread could observe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new regular file under the umask (0o644 under 022)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new directory under the umask (0o755 under 022)."""
+    return 0o777 & ~current_umask()
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "wb",
+                encoding: str | None = None) -> Iterator[IO]:
+    """Yield an open temporary file beside `path`; it replaces `path` only if the block
+    succeeds (with umask-honouring permissions), and is removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_file(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 `text` to `path` atomically."""
+    with atomic_file(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: object) -> Path:
+    """Write `obj` as indented UTF-8 JSON to `path` atomically."""
+    with atomic_file(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, ensure_ascii=False, indent=2)
+    return Path(path)
+
+
+def _set_modes(root: Path) -> None:
+    fmode, dmode = file_mode(), dir_mode()
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), dmode)
+        for name in files:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
+                os.chmod(path, fmode)
+    os.chmod(root, dmode)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces `final` only if the block succeeds.
+
+    Before the rename, the directory and everything in it get the umask's modes: mkdtemp
+    makes the directory 0700, and some writers (safetensors) create their files 0600.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        _set_modes(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
