@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,8 @@ def is_hotpot_run(config: TrainConfig) -> bool:
 def _check(config: TrainConfig) -> None:
     problems = [
         (config.resume, "--resume is not supported for HotpotQA runs"),
+        (int(os.environ.get("WORLD_SIZE", "1")) > 1,
+         "HotpotQA training runs in one process; start it without a multi-process launcher"),
         (config.dataset is not None, "--dataset is not supported for HotpotQA; pass the "
                                      "official JSON files with --train-file/--eval-file"),
         (config.null_position != "last", "HotpotQA needs --null-position last (the answer-type "
