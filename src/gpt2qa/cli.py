@@ -182,6 +182,7 @@ def _print_json(obj: Any) -> None:
 # -- evaluate ---------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gpt2qa.hotpot_data import detect_format
     from gpt2qa.io import check_output_dir, check_output_file, write_json_atomic
     from gpt2qa.metrics import evaluate_files
 
@@ -189,6 +190,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_output_file(args.out_file, "--out-file")
     if args.out_image_dir:
         check_output_dir(args.out_image_dir, "--out-image-dir")
+    if detect_format(args.data) == "hotpot":
+        from gpt2qa.hotpot_cli import evaluate_hotpot_args
+
+        return evaluate_hotpot_args(args)
     result = evaluate_files(args.data, args.predictions, na_prob_file=args.na_prob_file,
                             na_prob_thresh=args.na_prob_thresh, out_image_dir=args.out_image_dir,
                             with_breakdown=args.breakdown)
@@ -223,9 +228,14 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
         prepare_tokenizer,
         span_failure_kind,
     )
+    from gpt2qa.hotpot_data import detect_format
     from gpt2qa.metrics import evaluate_v2
     from gpt2qa.tokenizer import load_tokenizer
 
+    if detect_format(args.data) == "hotpot":
+        from gpt2qa.hotpot_cli import check_spans_hotpot
+
+        return check_spans_hotpot(args)
     t0 = time.perf_counter()
     dataset = load_squad(args.data, args.misaligned)
     tokenizer = load_tokenizer(args.tokenizer)
@@ -279,6 +289,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gpt2qa.train import train
 
     config = config_from_sources(TrainConfig, args, args.config)
+    from gpt2qa.hotpot_train import is_hotpot_run
+
+    if is_hotpot_run(config):
+        from gpt2qa.hotpot_cli import train_hotpot_config
+
+        return train_hotpot_config(config)
     result = train(config)
     if not result.main_process:
         return 0
@@ -297,8 +313,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from gpt2qa.data import load_squad
     from gpt2qa.decode import write_predictions
+    from gpt2qa.hotpot_data import detect_format
+    from gpt2qa.hotpot_model import is_hotpot_model
     from gpt2qa.pipeline import QAPipeline
 
+    if is_hotpot_model(args.model) or (args.data is not None and Path(args.data).is_file()
+                                       and detect_format(args.data) == "hotpot"):
+        from gpt2qa.hotpot_cli import predict_hotpot_args
+
+        return predict_hotpot_args(args)
     if (args.data is None) == (args.question is None):
         raise GPT2QAError("give either --data FILE --out-dir DIR, or --question Q --context C")
     if args.data is not None and args.out_dir is None:
@@ -371,6 +394,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gpt2qa.demo import DemoConfig, run_demo
 
+    if args.task == "hotpot":
+        from gpt2qa.hotpot_demo import HotpotDemoConfig, run_hotpot_demo
+
+        run_hotpot_demo(config_from_sources(HotpotDemoConfig, args, None))
+        return 0
     config = config_from_sources(DemoConfig, args, None)
     run_demo(config)
     return 0
@@ -393,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
                                     "SQuAD 2.0 data (no network, ~3 minutes on 2 CPU cores)")
     add_dataclass_flags(p, DemoConfig)
+    p.add_argument("--task", choices=("squad", "hotpot"), default="squad",
+                   help="squad: SQuAD 2.0 with abstention; hotpot: multi-hop HotpotQA-style "
+                        "questions with yes/no answers and supporting facts (default: squad)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="fine-tune a decoder-only model for SQuAD-style QA")

@@ -1,0 +1,242 @@
+"""Stage 2 for HotpotQA: paragraph selection, rendering with titles, one window per question.
+
+Ten paragraphs rarely fit one window and the two gold ones must be seen together, so the
+paragraphs are ranked by a lexical relevance score and the best are packed into the window:
+
+1. score(p) = sum of idf(w) over the question's content words w found in p's title or text
+   (idf over this question's paragraphs), plus `TITLE_WEIGHT` x idf for those in the title;
+2. the top paragraph is taken; for the rest, a paragraph whose title is named in the text of
+   the top paragraph gets `HOP_WEIGHT` more (the bridge entity: "founded by Quell Mebbit"
+   points at the paragraph titled "Quell Mebbit");
+3. paragraphs are added in rank order while they fit, skipping one that does not.
+
+The window is the SQuAD layout with the selected paragraphs as the context, each rendered as
+
+    "Tavrik: Tavrik was founded by Quell Mebbit. It has 31,000 people.\\nQuell Mebbit: ..."
+
+and every sentence's character span in that text is kept. The model reads:
+  - the span from the span head (the `<|null|>` slot is the target for yes/no answers and for
+    spans the selection lost);
+  - the answer type (span / yes / no) from the `<|null|>` token, which has seen everything;
+  - one supporting-fact score per sentence from the sentence's last token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import (
+    Feature,
+    FeatureConfig,
+    SpecialIds,
+    _assemble,
+    _encode,
+    char_span_to_token_span,
+    feature_answer_text,
+    prepare_tokenizer,
+    trim_span,
+)
+from gpt2qa.hotpot_data import ANSWER_TYPES, HotpotExample, Paragraph
+
+TITLE_WEIGHT = 1.0
+HOP_WEIGHT = 3.0
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset("""a an the of in on at to for by with from and or is was were are be been
+what which who whom whose where when why how did do does that this these those it its as
+same both than first more less his her their he she they also not""".split())
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of the rendered context: its key and trimmed character span."""
+
+    title: str
+    index: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class HotpotFeature:
+    """The one window of one question.
+
+    ``base`` is an ordinary `Feature` (so batching and span decoding are shared);
+    ``sentence_positions[k]`` is the index in ``base.input_ids`` of the last token of
+    ``sentence_keys[k]``, whose label is ``sentence_labels[k]``. Sentences cut off by the
+    window are not listed. ``answer_type`` indexes `ANSWER_TYPES`.
+    """
+
+    base: Feature
+    context: str
+    titles: tuple[str, ...]
+    answer_type: int
+    sentence_positions: tuple[int, ...]
+    sentence_keys: tuple[tuple[str, int], ...]
+    sentence_labels: tuple[int, ...]
+
+    @property
+    def qas_id(self) -> str:
+        return self.base.qas_id
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def rank_paragraphs(question: str, paragraphs: Sequence[Paragraph],
+                    hop: bool = True) -> list[int]:
+    """Paragraph indices, most relevant first (see the module docstring); ties keep order."""
+    q = content_words(question)
+    titles = [content_words(p.title) for p in paragraphs]
+    words = [t | content_words("".join(p.sentences)) for t, p in zip(titles, paragraphs,
+                                                                     strict=True)]
+    n = len(paragraphs)
+    idf = {w: math.log((1 + n) / (1 + sum(w in d for d in words))) + 1.0 for w in q}
+    scores = [sum(idf[w] for w in q & d) + TITLE_WEIGHT * sum(idf[w] for w in q & t)
+              for d, t in zip(words, titles, strict=True)]
+    order = sorted(range(n), key=lambda i: -scores[i])
+    if not hop or n < 2:
+        return order
+    top = order[0]
+    top_text = "".join(paragraphs[top].sentences).lower()
+    bonus = [HOP_WEIGHT if i != top and p.title.strip() and p.title.lower() in top_text
+             else 0.0 for i, p in enumerate(paragraphs)]
+    rest = sorted(order[1:], key=lambda i: -(scores[i] + bonus[i]))
+    return [top, *rest]
+
+
+def render(paragraphs: Sequence[Paragraph]) -> tuple[str, list[Sentence]]:
+    """The context text and every sentence's trimmed span in it.
+
+    Worked example: [("Tavrik", ["Tavrik was founded.", " It grew."])] renders as
+    "Tavrik: Tavrik was founded. It grew." with sentences (8, 27) and (28, 36).
+    """
+    parts: list[str] = []
+    sentences: list[Sentence] = []
+    pos = 0
+    for k, para in enumerate(paragraphs):
+        head = ("\n" if k else "") + f"{para.title}:"
+        parts.append(head)
+        pos += len(head)
+        for i, text in enumerate(para.sentences):
+            piece = text if text[:1].isspace() else " " + text
+            parts.append(piece)
+            start, end = trim_span(piece, 0, len(piece))
+            sentences.append(Sentence(para.title, i, pos + start, pos + end))
+            pos += len(piece)
+    return "".join(parts), sentences
+
+
+def _answer_chars(example: HotpotExample, context: str,
+                  sentences: Sequence[Sentence]) -> tuple[int, int] | None:
+    """Where the span answer sits in the rendered context: the first occurrence inside a
+    supporting sentence, else the first anywhere (case-insensitive as a fallback)."""
+    answer = example.answer.strip()
+    if not answer:
+        return None
+    facts = set(example.supporting_facts)
+    for haystack, needle in ((context, answer), (context.lower(), answer.lower())):
+        found = haystack.find(needle)
+        first = found
+        while found != -1:
+            if any((s.title, s.index) in facts and s.start <= found < s.end for s in sentences):
+                return found, found + len(needle)
+            found = haystack.find(needle, found + 1)
+        if first != -1:
+            return first, first + len(needle)
+    return None
+
+
+def convert_hotpot_examples(examples: Sequence[HotpotExample], tokenizer: Any,
+                            config: FeatureConfig, special_ids: SpecialIds | None = None,
+                            hop: bool = True) -> list[HotpotFeature]:
+    """One `HotpotFeature` per example, with the selected paragraphs packed into the window."""
+    if config.null_position != "last":
+        raise GPT2QAError("HotpotQA needs null_position 'last': the answer-type head reads the "
+                          "<|null|> token after the whole input")
+    ids = special_ids or prepare_tokenizer(tokenizer)
+    questions = _encode(tokenizer, [ex.question.strip() for ex in examples], offsets=False)
+    features = []
+    for ex_index, (ex, q_ids) in enumerate(zip(examples, questions["input_ids"], strict=True)):
+        question = q_ids[: config.max_query_length]
+        budget = config.max_seq_length - len(question) - 2
+        order = rank_paragraphs(ex.question, ex.paragraphs, hop)
+        pieces = [render([ex.paragraphs[i]])[0] for i in order]
+        lengths = [len(t) for t in _encode(tokenizer, pieces, offsets=False)["input_ids"]]
+        chosen, used = [], 0
+        for i, n_tok in zip(order, lengths, strict=True):
+            if used + n_tok + 1 <= budget or not chosen:  # +1: the newline between paragraphs
+                chosen.append(i)
+                used += n_tok + 1
+        features.append(_feature(ex, ex_index, [ex.paragraphs[i] for i in chosen], question,
+                                 budget, tokenizer, config, ids))
+    return features
+
+
+def _feature(ex: HotpotExample, ex_index: int, paragraphs: list[Paragraph],
+             question: list[int], budget: int, tokenizer: Any, config: FeatureConfig,
+             ids: SpecialIds) -> HotpotFeature:
+    context, sentences = render(paragraphs)
+    enc = _encode(tokenizer, [context], offsets=True)
+    tok_ids = enc["input_ids"][0][:budget]  # a first paragraph longer than the window is cut
+    spans = [trim_span(context, s, e) for s, e in enc["offset_mapping"][0][: len(tok_ids)]]
+    input_ids, offset, null_index = _assemble(config, ids, question, tok_ids)
+    kept_end = spans[-1][1] if spans else 0
+    answer_type = ANSWER_TYPES.index(ex.answer_type) if ex.answer else 0
+    start = end = null_index
+    chars = _answer_chars(ex, context, sentences) if answer_type == 0 else None
+    if chars is not None and chars[1] <= kept_end:
+        tokens = char_span_to_token_span(spans, *chars)
+        if tokens is not None:
+            start, end = tokens[0] + offset, tokens[1] + offset
+    facts = set(ex.supporting_facts)
+    positions, keys, labels = [], [], []
+    for s in sentences:
+        if s.end > kept_end:
+            break
+        tokens = char_span_to_token_span(spans, s.start, s.end)
+        if tokens is None:
+            continue
+        positions.append(tokens[1] + offset)
+        keys.append((s.title, s.index))
+        labels.append(int((s.title, s.index) in facts))
+    base = Feature(qas_id=ex.qas_id, example_index=ex_index, window_index=0,
+                   input_ids=tuple(input_ids), context_offset=offset, token_spans=tuple(spans),
+                   null_index=null_index, start_position=start, end_position=end)
+    return HotpotFeature(base=base, context=context, titles=tuple(p.title for p in paragraphs),
+                         answer_type=answer_type, sentence_positions=tuple(positions),
+                         sentence_keys=tuple(keys), sentence_labels=tuple(labels))
+
+
+def selection_recall(examples: Sequence[HotpotExample],
+                     features: Sequence[HotpotFeature]) -> dict[str, float]:
+    """Gold-paragraph recall of the selection: the share of gold titles kept, and the share
+    of questions with every gold paragraph kept."""
+    kept = total = both = 0
+    for ex, f in zip(examples, features, strict=True):
+        gold = ex.gold_titles()
+        hit = len(gold & set(f.titles))
+        kept, total = kept + hit, total + len(gold)
+        both += hit == len(gold)
+    return {"gold_paragraph_recall": kept / max(total, 1),
+            "all_gold_paragraphs": both / max(len(examples), 1)}
+
+
+def oracle_predictions(examples: Sequence[HotpotExample], features: Sequence[HotpotFeature]
+                       ) -> tuple[dict[str, str], dict[str, list[tuple[str, int]]]]:
+    """The best any model can output from these features: the labelled answer decoded back
+    through the offsets (or yes/no), and the gold facts among the sentences in the window."""
+    answers, facts = {}, {}
+    for ex, f in zip(examples, features, strict=True):
+        if f.answer_type:
+            answers[ex.qas_id] = ANSWER_TYPES[f.answer_type]
+        else:
+            answers[ex.qas_id] = feature_answer_text(f.base, f.context)
+        facts[ex.qas_id] = [k for k, y in zip(f.sentence_keys, f.sentence_labels,
+                                              strict=True) if y]
+    return answers, facts
