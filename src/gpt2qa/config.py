@@ -146,8 +146,8 @@ class TrainConfig:
     seed: int = 42
     precision: Precision = "fp32"
     """fp32, or bf16/fp16 autocast on CUDA (bf16 also on a CPU with bf16 instructions). Weights
-    stay fp32 (master weights) and the span
-    head computes in fp32; gpt2qa alone owns precision, whatever the launcher says."""
+    stay fp32 (master weights) and the span head computes in fp32; gpt2qa alone owns
+    precision, whatever the launcher says."""
     eval_every: int = 0
     """Evaluate every N optimizer steps; 0 means at the end of each epoch."""
     save_every: int = 0
