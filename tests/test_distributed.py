@@ -234,7 +234,7 @@ def test_a_launcher_setting_gpt2qa_does_not_follow_is_refused_before_anything_is
     assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-    assert ("mixed precision bf16" if value == "bf16" else "FSDP is not supported") in err
+    assert ("mixed precision bf16" if value == "bf16" else "pass --fsdp") in err
     assert not (tmp_path / "out").exists()
 
 

@@ -21,7 +21,9 @@ micro-batches of 2 features per step.
 Randomness (dropout) is reseeded from (seed, step, rank) at every step, so a killed and
 resumed run ends with the same weights as an uninterrupted one, without saving RNG state.
 
-Only the main process writes files; the others wait at a barrier (`dist_timeout`). Evaluation
+With `--fsdp` the weights, gradients and optimizer state are sharded (sharding.py); what is
+written stays whole. Only the main process writes files; the others wait at a barrier
+(`dist_timeout`). Evaluation
 is sharded: each process runs the model on every world-th batch of windows, the outputs are
 gathered, and the main process decodes, scores and saves.
 """
@@ -375,8 +377,8 @@ def setup(config: TrainConfig) -> Run:
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
         # On CPU Accelerate quietly runs DDP instead; on GPUs the sharded weights would reach
         # our evaluation and checkpoint code, which expects whole ones. Say so, do not guess.
-        raise GPT2QAError("FSDP is not supported yet: launch without the FSDP config "
-                          "(plain multi-GPU data parallel: `gpt2qa launch -n N train ...`)")
+        raise GPT2QAError("Accelerate's FSDP config is not used by gpt2qa: launch without it "
+                          "and pass --fsdp (`gpt2qa launch -n N train ... --fsdp`)")
     seed_everything(config.seed)
     accelerator = Accelerator(
         mixed_precision="no", cpu=process_group_on_cpu(),
