@@ -36,7 +36,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -47,7 +47,6 @@ import torch
 from gpt2qa.batching import collate, pad_multiple
 from gpt2qa.checkpoint import (
     WEIGHTS_NAME,
-    CheckpointData,
     apply_weights,
     list_checkpoints,
     load_model,
@@ -354,7 +353,8 @@ class Run:
     eval_is_v2: bool
     schedule: Schedule
     log: _Log | None
-    resume_from: CheckpointData | None = None
+    resume_state: dict[str, Any] | None = None
+    """The trainer state of the checkpoint this run resumes from (its tensors are loaded)."""
     lengths: list[int] = field(default_factory=list)
 
     @property
@@ -423,9 +423,9 @@ def setup(config: TrainConfig) -> Run:
                      if eval_examples else [])
     schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)
 
-    def restore(step: Any) -> None:
+    def restore(action: Callable[[], object]) -> None:
         try:
-            step()
+            action()
         except (RuntimeError, ValueError, KeyError) as exc:
             assert resume_from is not None
             raise GPT2QAError(f"{resume_from.path}: does not fit this run's model or settings "
@@ -477,7 +477,8 @@ def setup(config: TrainConfig) -> Run:
                scaler=torch.amp.GradScaler("cuda", enabled=config.precision == "fp16"),
                train_features=train_features, eval_examples=eval_examples,
                eval_features=eval_features, eval_is_v2=eval_data.is_v2 if eval_data else True,
-               schedule=schedule, log=log, resume_from=resume_from,
+               schedule=schedule, log=log,
+               resume_state=resume_from.state if resume_from is not None else None,
                lengths=[len(f.input_ids) for f in train_features])
 
 
@@ -617,7 +618,7 @@ def fit(run: Run, state: TrainState) -> TrainState:
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) one fine-tuning run; see the module docstring for what it writes."""
     run = setup(config)
-    state = (TrainState.from_json(run.resume_from.state) if run.resume_from is not None
+    state = (TrainState.from_json(run.resume_state) if run.resume_state is not None
              else TrainState())
     state = fit(run, state)
     metrics = None
