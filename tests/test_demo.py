@@ -13,7 +13,7 @@ from gpt2qa.synthetic import EASY_OVERRIDES, write_benchmark
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out-dir", str(out), "--steps", "4", "--n-train", "12", "--n-dev", "6",
+    code = main(["demo", "--out-dir", str(out), "--steps", "6", "--n-train", "12", "--n-dev", "6",
                  "--n-layer", "2", "--n-embd", "32", "--n-head", "2", "--vocab-size", "300",
                  "--batch-size", "8", "--max-seq-length", "128", "--no-progress"])
     printed = capsys.readouterr().out
@@ -25,6 +25,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert metrics["total"] == 18  # 6 dev paragraphs x 3 questions at the easy level
     assert metrics["null_baseline_f1"] == pytest.approx(100 * metrics["NoAns_total"] / 18)
     assert (out / "run" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    log = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["event"] == "eval"] == [2, 4, 6]  # no doubled last eval
     demo = json.loads((out / "demo_metrics.json").read_text())
     assert demo["test"]["total"] == 18 and "f1" in demo["test"]
     assert (out / "run" / "model" / "gpt2qa.json").exists()

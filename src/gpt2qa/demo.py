@@ -135,7 +135,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         null_position=config.null_position, max_seq_length=config.max_seq_length,
         doc_stride=config.doc_stride, max_query_length=32, max_steps=config.steps,
         batch_size=config.batch_size, lr=config.lr, warmup_ratio=0.05, weight_decay=0.01,
-        eval_every=max(config.steps // 4, 1), log_every=10, seed=config.seed,
+        # Four evaluations, the last at the final step (ceil: 750 steps must not also eval at 748).
+        eval_every=max(-(-config.steps // 4), 1), log_every=10, seed=config.seed,
         progress=config.progress, keep_checkpoints=1, precision=config.precision)
     result = train(train_config)
     if result.metrics is None:
