@@ -560,6 +560,9 @@ def fit(run: Run, state: TrainState) -> TrainState:
     try:
         while state.step < schedule.total_steps:
             batches = epoch_batches(run.lengths, config, state.epoch)
+            if state.step_in_epoch >= len(batches):  # resumed with a larger --batch-size
+                state.epoch, state.step_in_epoch = state.epoch + 1, 0
+                continue
             epoch = state.epoch
             while state.epoch == epoch and state.step < schedule.total_steps:
                 group = micro_batches(batches[state.step_in_epoch], run.rank, schedule.processes,
