@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from gpt2qa.hotpot_model import (
     tune_sp_threshold,
 )
 from gpt2qa.io import write_json_atomic
+from gpt2qa.launch import launched_processes
 from gpt2qa.model import check_fits
 from gpt2qa.pipeline import autocast_context, pick_device
 from gpt2qa.train import (
@@ -66,7 +66,7 @@ def is_hotpot_run(config: TrainConfig) -> bool:
 def _check(config: TrainConfig) -> None:
     problems = [
         (config.resume, "--resume is not supported for HotpotQA runs"),
-        (int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        (launched_processes() > 1,
          "HotpotQA training runs in one process; start it without a multi-process launcher"),
         (config.dataset is not None, "--dataset is not supported for HotpotQA; pass the "
                                      "official JSON files with --train-file/--eval-file"),
