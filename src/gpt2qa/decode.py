@@ -90,6 +90,16 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+def decide(best_span: str, score_diff: float, threshold: float) -> str:
+    """The abstain rule, the one place it is written: no answer ("") when score_diff >
+    threshold, else the best span.
+
+    Worked example: score_diff=-1.2, best_span="1889" -> "1889" at threshold 0.0, but "" at
+    threshold -2.0. A higher threshold answers more often.
+    """
+    return "" if score_diff > threshold else best_span
+
+
 def threshold_from_na_prob(p: float) -> float:
     """Invert `na_prob = sigmoid(score_diff)`: an na-prob threshold as a score-diff threshold."""
     p = min(max(p, 1e-15), 1.0 - 1e-15)
@@ -157,7 +167,7 @@ def decode_example(qas_id: str, context: str, features: Sequence[Feature],
     else:
         diff = math.inf
     best_span = nbest[0].text if nbest else ""
-    text = "" if diff > config.null_score_diff_threshold else best_span
+    text = decide(best_span, diff, config.null_score_diff_threshold)
     return Prediction(qas_id=qas_id, text=text, best_span=best_span,
                       score_diff=diff, na_prob=sigmoid(diff) if math.isfinite(diff) else 1.0,
                       nbest=tuple(nbest))

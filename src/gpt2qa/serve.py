@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gpt2qa.data import SquadExample, unicode_problem
-from gpt2qa.decode import Prediction
+from gpt2qa.decode import Prediction, decide
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.http_guard import BodySizeLimit, body_problem, http_protocol  # noqa: F401
 
@@ -348,12 +348,8 @@ def _resolve(future: asyncio.Future[Prediction], pred: Prediction | None = None,
 
 
 def answer_from_prediction(pred: Prediction, threshold: float, top_k: int) -> AnswerResponse:
-    """Apply a per-request threshold to a Prediction, as decode_example does.
-
-    Worked example: score_diff=-1.2 and best_span="1889" give "1889" at threshold 0.0 but
-    "" at threshold -2.0 (abstain whenever score_diff > threshold).
-    """
-    text = "" if pred.score_diff > threshold else pred.best_span
+    """Apply a per-request threshold to a Prediction (`decode.decide`, as decode_example does)."""
+    text = decide(pred.best_span, pred.score_diff, threshold)
     return AnswerResponse(
         answer=text, is_impossible=text == "", no_answer_probability=pred.na_prob,
         null_score_diff_threshold=threshold,

@@ -480,27 +480,18 @@ def evaluate_split(model_dir: Path, examples: Sequence[Any], batch_size: int
     ``dev_threshold_exact``/``dev_threshold_f1``: answers under the threshold saved with the
     model (tuned on dev), the number a user of `gpt2qa predict` would get.
     """
-    from gpt2qa.decode import predictions_to_json, threshold_from_na_prob
-    from gpt2qa.metrics import evaluate_v2, null_baseline
+    from gpt2qa.decode import predictions_to_json
+    from gpt2qa.evaluation import score_at_threshold, score_predictions
     from gpt2qa.pipeline import QAPipeline
 
     pipe = QAPipeline.from_pretrained(model_dir)
     preds = pipe.predict(examples, batch_size=batch_size, null_score_diff_threshold=0.0)
     texts, na_probs, _ = predictions_to_json(preds)
-    metrics = evaluate_v2(examples, texts, na_probs)
-    tuned = evaluate_v2(examples, {p.qas_id: p.best_span for p in preds}, na_probs)
+    metrics = score_predictions(examples, preds)
     saved = pipe.model.config.null_score_diff_threshold
-    # The decode rule: "" when score_diff > threshold, else the best span.
-    at_saved = evaluate_v2(examples, {p.qas_id: "" if p.score_diff > saved else p.best_span
-                                      for p in preds})
-    baseline = null_baseline(examples)
-    metrics.update({
-        "tuned_exact": tuned["best_exact"], "tuned_f1": tuned["best_f1"],
-        "tuned_null_score_diff_threshold": threshold_from_na_prob(tuned["best_f1_thresh"]),
-        "dev_threshold_exact": at_saved["exact"], "dev_threshold_f1": at_saved["f1"],
-        "dev_null_score_diff_threshold": saved,
-        "null_baseline_exact": baseline["exact"], "null_baseline_f1": baseline["f1"],
-    })
+    at_saved = score_at_threshold(examples, preds, saved)
+    metrics.update({"dev_threshold_exact": at_saved["exact"], "dev_threshold_f1": at_saved["f1"],
+                    "dev_null_score_diff_threshold": saved})
     return metrics, texts, na_probs
 
 

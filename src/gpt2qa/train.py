@@ -57,13 +57,13 @@ from gpt2qa.checkpoint import (
 )
 from gpt2qa.config import QA_CONFIG_NAME, TrainConfig
 from gpt2qa.data import SquadDataset, SquadExample, load_squad
-from gpt2qa.decode import predictions_to_json, threshold_from_na_prob, write_json_atomic
+from gpt2qa.decode import predictions_to_json
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.evaluation import score_predictions
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features, prepare_tokenizer
-from gpt2qa.io import write_text_atomic
+from gpt2qa.io import write_json_atomic, write_text_atomic
 from gpt2qa.launch import check_joined, process_group_on_cpu
 from gpt2qa.lora import merge_model_dir, parameter_counts, prepare_for_training
-from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.model import QAModel, check_fits
 from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
 from gpt2qa.plots import plot_learning_curve
@@ -286,19 +286,7 @@ def evaluate_model(model: QAModel, tokenizer: Any, examples: Sequence[SquadExamp
     preds = predict_examples(model, tokenizer, special, examples, batch_size,
                              null_score_diff_threshold=0.0, precision=precision,
                              features=features, sharded=sharded)
-    files = predictions_to_json(preds)
-    texts, na_probs, _ = files
-    if not is_v2:
-        return evaluate_v1(examples, texts), files
-    metrics = evaluate_v2(examples, texts, na_probs)
-    tuned = evaluate_v2(examples, {p.qas_id: p.best_span for p in preds}, na_probs)
-    baseline = null_baseline(examples)
-    metrics.update({
-        "tuned_exact": tuned["best_exact"], "tuned_f1": tuned["best_f1"],
-        "tuned_null_score_diff_threshold": threshold_from_na_prob(tuned["best_f1_thresh"]),
-        "null_baseline_exact": baseline["exact"], "null_baseline_f1": baseline["f1"],
-    })
-    return metrics, files
+    return score_predictions(examples, preds, is_v2), predictions_to_json(preds)
 
 
 def selection_score(metrics: dict[str, Any]) -> float:
