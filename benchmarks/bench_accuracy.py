@@ -117,14 +117,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def demo_config(seed: int, out_dir: Path, tiny: bool, steps: int = 0) -> Any:
     """The demo's DemoConfig for this seed (its own defaults; `--tiny` shrinks everything)."""
-    from gpt2qa.demo import DemoConfig
+    from gpt2qa.config import DemoConfig
 
     config = DemoConfig(out_dir=str(out_dir), seed=seed, progress=False)
+    training: dict[str, Any] = {}
     if tiny:
-        config = dataclasses.replace(config, steps=4, n_train=12, n_dev=6, n_layer=2, n_embd=32,
-                                     n_head=2, vocab_size=300, batch_size=8, max_seq_length=128)
+        config = dataclasses.replace(config, n_train=12, n_dev=6, n_layer=2, n_embd=32,
+                                     n_head=2, vocab_size=300)
+        training = {"max_steps": 4, "batch_size": 8, "max_seq_length": 128}
     if steps:
-        config = dataclasses.replace(config, steps=steps)
+        training["max_steps"] = steps
+    config = dataclasses.replace(config, training=training)
     return config
 
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from gpt2qa.config import DecodeConfig
 from gpt2qa.decode import (
-    DecodeConfig,
     WindowOutput,
     decode,
     decode_example,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from gpt2qa.config import FeatureConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import (
     NULL_TOKEN,
     SEP_TOKEN,
-    FeatureConfig,
     char_span_to_token_span,
     convert_examples_to_features,
     feature_answer_text,

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from conftest import shared_file
-from gpt2qa.features import FeatureConfig, prepare_tokenizer
+from gpt2qa.config import FeatureConfig
+from gpt2qa.features import prepare_tokenizer
 from gpt2qa.hotpot_data import Paragraph, parse_hotpot
 from gpt2qa.hotpot_features import (
     convert_hotpot_examples,

@@ -10,10 +10,10 @@ import pytest
 
 from conftest import CORPUS, shared_file, squad_v2_dict
 from gpt2qa.cli import main
+from gpt2qa.config import FeatureConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import (
-    FeatureConfig,
     convert_examples_to_features,
     feature_answer_text,
     oracle_answers,

@@ -117,9 +117,10 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (),
+                        shown_defaults: dict[str, Any] | None = None) -> None:
     """One flag per field of a config dataclass, defaulting to 'not given' (None); the help
-    text is the field's docstring."""
+    text is the field's docstring and the default it shows is `shown_defaults` or the field's."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for field in dataclasses.fields(cls):
@@ -127,7 +128,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequen
             continue
         tp = hints[field.name]
         doc = docs.get(field.name, "").replace("%", "%%")
-        help_text = f"{doc} (default: {field.default})" if doc else f"(default: {field.default})"
+        default = (shown_defaults or {}).get(field.name, field.default)
+        help_text = f"{doc} (default: {default})" if doc else f"(default: {default})"
         if tp is bool:
             parser.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
@@ -220,9 +222,9 @@ def _warn_on_id_mismatch(args: argparse.Namespace, result: dict[str, Any]) -> No
 def cmd_check_spans(args: argparse.Namespace) -> int:
     import time
 
+    from gpt2qa.config import FeatureConfig
     from gpt2qa.data import load_squad
     from gpt2qa.features import (
-        FeatureConfig,
         convert_examples_to_features,
         oracle_answers,
         prepare_tokenizer,
@@ -272,7 +274,7 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
 
 
 def _add_feature_flags(p: argparse.ArgumentParser) -> None:
-    from gpt2qa.features import LAYOUTS, NULL_POSITIONS, FeatureConfig
+    from gpt2qa.config import LAYOUTS, NULL_POSITIONS, FeatureConfig
 
     d = FeatureConfig()
     p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
@@ -392,23 +394,29 @@ def cmd_launch(args: argparse.Namespace) -> int:
 # -- demo -----------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gpt2qa.demo import DemoConfig, run_demo
+    from gpt2qa.config import DEMO_FIXED, DemoConfig, HotpotDemoConfig, TrainConfig
 
+    training = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                if f.name not in DEMO_FIXED and getattr(args, f.name, None) is not None}
+    cls = HotpotDemoConfig if args.task == "hotpot" else DemoConfig
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if getattr(args, f.name, None) is not None}
+    config = cls(**values, training=training)
     if args.task == "hotpot":
-        from gpt2qa.hotpot_demo import HotpotDemoConfig, run_hotpot_demo
+        from gpt2qa.hotpot_demo import run_hotpot_demo
 
-        run_hotpot_demo(config_from_sources(HotpotDemoConfig, args, None))
-        return 0
-    config = config_from_sources(DemoConfig, args, None)
-    run_demo(config)
+        run_hotpot_demo(config)
+    else:
+        from gpt2qa.demo import run_demo
+
+        run_demo(config)
     return 0
 
 
 # -- parser ---------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpt2qa.config import TrainConfig
-    from gpt2qa.demo import DemoConfig
+    from gpt2qa.config import DEMO_FIXED, SQUAD_DEMO_TRAINING, DemoConfig, TrainConfig
     from gpt2qa.quantize import PRECISION_HELP, QUANTIZE_HELP, QUANTIZE_MODES
 
     parser = Parser(
@@ -420,7 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
                                     "SQuAD 2.0 data (no network, ~3 minutes on 2 CPU cores)")
-    add_dataclass_flags(p, DemoConfig)
+    add_dataclass_flags(p, DemoConfig, skip=("training",))
+    p.add_argument("--steps", dest="max_steps", type=int, default=None,
+                   help=f"Optimizer steps (default: {SQUAD_DEMO_TRAINING['max_steps']}; "
+                        "300 with --task hotpot)")
+    add_dataclass_flags(p, TrainConfig, skip=(*DEMO_FIXED, "max_steps"),
+                        shown_defaults=SQUAD_DEMO_TRAINING)
     p.add_argument("--task", choices=("squad", "hotpot"), default="squad",
                    help="squad: SQuAD 2.0 with abstention; hotpot: multi-hop HotpotQA-style "
                         "questions with yes/no answers and supporting facts (default: squad)")

@@ -7,20 +7,75 @@ and doubles as the `gpt2qa train` flags and the YAML config keys.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from gpt2qa.data import Misaligned
-from gpt2qa.decode import DecodeConfig
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.features import FeatureConfig, Layout, NullPosition
 
+# Literal types every stage shares; they live here so that no stage imports another for them.
+Layout = Literal["question-first", "context-first"]
+NullPosition = Literal["first", "last", "classifier"]
+LAYOUTS: tuple[str, ...] = ("question-first", "context-first")
+NULL_POSITIONS: tuple[str, ...] = ("first", "last", "classifier")
+NullScoring = Literal["span", "classifier"]
+Misaligned = Literal["error", "skip", "fix-by-search"]
+MISALIGNED_MODES: tuple[Misaligned, ...] = ("error", "skip", "fix-by-search")
+"""The accepted values of ``misaligned``."""
 Head = Literal["linear", "bilstm"]
 HEADS: tuple[str, ...] = ("linear", "bilstm")
 QA_CONFIG_NAME = "gpt2qa.json"
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How examples become windows of token ids.
+
+    `doc_stride` is the step between the starts of consecutive windows (BERT's meaning), so
+    consecutive windows overlap by `window_length - doc_stride` tokens.
+    """
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    layout: Layout = "question-first"
+    null_position: NullPosition = "last"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise GPT2QAError(f"layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}")
+        if self.null_position not in NULL_POSITIONS:
+            raise GPT2QAError(f"null_position must be one of {', '.join(NULL_POSITIONS)}; "
+                              f"got {self.null_position!r}")
+        if self.max_query_length < 1 or self.doc_stride < 1:
+            raise GPT2QAError("max_query_length and doc_stride must be at least 1")
+        # Two special tokens plus at least one context token must fit beside the question.
+        if self.max_seq_length < self.max_query_length + 3:
+            raise GPT2QAError(f"max_seq_length ({self.max_seq_length}) must be at least "
+                              f"max_query_length ({self.max_query_length}) + 3")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How logits become answers."""
+
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+    null_scoring: NullScoring = "span"
+
+    def __post_init__(self) -> None:
+        if self.n_best_size < 1:
+            raise GPT2QAError(f"n_best_size must be at least 1; got {self.n_best_size}")
+        if self.max_answer_length < 1:
+            raise GPT2QAError(f"max_answer_length must be at least 1; got {self.max_answer_length}")
+        if not math.isfinite(self.null_score_diff_threshold):
+            raise GPT2QAError("null_score_diff_threshold must be a finite number")
+        if self.null_scoring not in ("span", "classifier"):
+            raise GPT2QAError(f"null_scoring must be 'span' or 'classifier'; got {self.null_scoring!r}")
 
 
 @dataclass(frozen=True)
@@ -231,3 +286,115 @@ class TrainConfig:
                         max_answer_length=self.max_answer_length,
                         null_score_diff_threshold=null_score_diff_threshold,
                         lstm_hidden_size=self.lstm_hidden_size)
+
+
+# -- the demos: their own data and model shape; training settings are TrainConfig overrides --------
+
+SQUAD_DEMO_TRAINING: dict[str, Any] = {
+    "head": "bilstm",  # measured to learn the synthetic task much faster than linear from scratch
+    "max_steps": 600, "batch_size": 32, "lr": 2e-3, "warmup_ratio": 0.05, "weight_decay": 0.01,
+    "max_seq_length": 192, "doc_stride": 64, "max_query_length": 32, "log_every": 10,
+    "keep_checkpoints": 1,
+}
+"""`gpt2qa demo`'s training settings (TrainConfig fields), before the user's flags."""
+
+HOTPOT_DEMO_TRAINING: dict[str, Any] = {
+    "head": "bilstm", "max_steps": 300, "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.05,
+    "weight_decay": 0.01,
+    # Small enough that the paragraph selection has to drop some of the 6 paragraphs.
+    "max_seq_length": 128, "max_query_length": 32, "log_every": 10,
+}
+"""`gpt2qa demo --task hotpot`'s training settings (TrainConfig fields)."""
+
+DEMO_FIXED = ("model", "output_dir", "train_file", "eval_file", "dataset", "seed", "progress",
+              "eval_every", "resume")
+"""TrainConfig fields a demo sets itself (paths, seed, the evaluation schedule)."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """`gpt2qa demo`: built-in synthetic SQuAD 2.0 data, a byte-level BPE tokenizer trained on it
+    and a tiny GPT-2 from a config, trained and scored offline. Training settings are
+    `TrainConfig` overrides: SQUAD_DEMO_TRAINING, then `training` (the flags)."""
+
+    out_dir: str = "runs/demo"
+    """Where the data, the initial model and the run go."""
+    seed: int = 0
+    """Seed of the data, the initial weights and training."""
+    n_layer: int = 2
+    n_embd: int = 128
+    n_head: int = 4
+    vocab_size: int = 1500
+    """Byte-level BPE vocabulary, trained on the synthetic training split."""
+    level: str = "easy"
+    """Synthetic train/dev level: easy (learnable in CPU minutes) or standard (the study's)."""
+    n_train: int = 1500
+    """Synthetic training passages (3 questions each at the easy level, 4 at standard)."""
+    n_dev: int = 200
+    eval_split: str = "dev"
+    """Which held-out split to evaluate on: dev (same distribution) or hard."""
+    progress: bool = True
+    training: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig overrides on top of the demo's own (flags such as --lr and --steps)."""
+
+    defaults: ClassVar[dict[str, Any]] = SQUAD_DEMO_TRAINING
+
+    def __post_init__(self) -> None:
+        _check_demo(self, [(self.level in ("easy", "standard"), "--level must be easy or standard"),
+                           (self.eval_split in ("dev", "hard"), "--eval-split must be dev or hard")])
+
+    def train_config(self, model: str, train_file: str, eval_file: str,
+                     output_dir: str) -> TrainConfig:
+        """The run's TrainConfig: the demo's settings, the user's overrides, these paths, and
+        four evaluations, the last at the final step (ceil: 750 steps must not also eval at 748)."""
+        settings = {**self.defaults, **self.training}
+        return TrainConfig(**settings, model=model, train_file=train_file, eval_file=eval_file,
+                           output_dir=output_dir, seed=self.seed, progress=self.progress,
+                           eval_every=max(-(-settings["max_steps"] // 4), 1))
+
+    @property
+    def steps(self) -> int:
+        return int({**self.defaults, **self.training}["max_steps"])
+
+
+@dataclass(frozen=True)
+class HotpotDemoConfig(DemoConfig):
+    """`gpt2qa demo --task hotpot`: synthetic multi-hop questions (HotpotQA's layout) with yes/no
+    answers and supporting facts; the same model shape and overrides as DemoConfig."""
+
+    out_dir: str = "runs/demo-hotpot"
+    n_train: int = 3000
+    """Synthetic training questions."""
+    n_dev: int = 300
+    n_test: int = 300
+    n_companies: int = 3
+    """Companies per question; each brings a company and a founder paragraph."""
+
+    defaults: ClassVar[dict[str, Any]] = HOTPOT_DEMO_TRAINING
+
+    def __post_init__(self) -> None:
+        _check_demo(self, [(self.n_test >= 1, "--n-test must be at least 1"),
+                           (self.n_companies >= 2, "--n-companies must be at least 2")])
+
+    def train_config(self, model: str, train_file: str, eval_file: str,
+                     output_dir: str) -> TrainConfig:
+        config = super().train_config(model, train_file, eval_file, output_dir)
+        return replace(config, eval_every=max(config.max_steps // 4, 1))
+
+
+def _check_demo(config: DemoConfig, extra: list[tuple[bool, str]]) -> None:
+    unknown = sorted(set(config.training) - {f.name for f in fields(TrainConfig)}
+                     - set(DEMO_FIXED))
+    fixed = sorted(set(config.training) & set(DEMO_FIXED))
+    checks = [
+        (not unknown, f"unknown training setting(s) {', '.join(unknown)}"),
+        (not fixed, f"the demo sets {', '.join(fixed)} itself"),
+        (config.steps >= 1, "--steps must be at least 1"),
+        (config.n_train >= 1 and config.n_dev >= 1, "--n-train and --n-dev must be at least 1"),
+        (config.n_embd % config.n_head == 0, "--n-embd must be a multiple of --n-head"),
+        *extra,
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise GPT2QAError(message)
+    config.train_config("model", "train.json", "dev.json", "run")  # checks the training settings

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from gpt2qa.config import MISALIGNED_MODES, Misaligned
 from gpt2qa.errors import DataError, GPT2QAError
-
-Misaligned = Literal["error", "skip", "fix-by-search"]
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,6 @@ class SquadDataset:
 
 _T = TypeVar("_T")
 
-MISALIGNED_MODES: tuple[Misaligned, ...] = ("error", "skip", "fix-by-search")
-"""The accepted values of ``misaligned``."""
 
 V2_VERSIONS = frozenset({"v2.0", "2.0"})
 """Version strings that mark a SQuAD 2.0 file (one with unanswerable questions)."""

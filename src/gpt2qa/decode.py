@@ -17,35 +17,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from gpt2qa.config import DecodeConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
 from gpt2qa.io import write_json_atomic
-
-NullScoring = Literal["span", "classifier"]
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How logits become answers."""
-
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    null_score_diff_threshold: float = 0.0
-    null_scoring: NullScoring = "span"
-
-    def __post_init__(self) -> None:
-        if self.n_best_size < 1:
-            raise GPT2QAError(f"n_best_size must be at least 1; got {self.n_best_size}")
-        if self.max_answer_length < 1:
-            raise GPT2QAError(f"max_answer_length must be at least 1; got {self.max_answer_length}")
-        if not math.isfinite(self.null_score_diff_threshold):
-            raise GPT2QAError("null_score_diff_threshold must be a finite number")
-        if self.null_scoring not in ("span", "classifier"):
-            raise GPT2QAError(f"null_scoring must be 'span' or 'classifier'; got {self.null_scoring!r}")
 
 
 @dataclass(frozen=True)

@@ -2,82 +2,56 @@
 
 synthetic SQuAD 2.0 data -> byte-level BPE tokenizer trained on it -> tiny GPT-2 from a config
 -> fine-tune -> evaluate on a held-out split -> table, metrics.json and a learning curve.
+The settings are `config.DemoConfig`; `prepare_tiny_model` and `start_demo` also serve the
+HotpotQA demo.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.config import HEADS, Head, Precision, TrainConfig
+import torch
+
+from gpt2qa.config import DemoConfig
+from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.features import Layout, NullPosition
+from gpt2qa.evaluation import score_predictions
+from gpt2qa.features import prepare_tokenizer
+from gpt2qa.io import write_json_atomic
+from gpt2qa.model import backbone_from_config, tiny_gpt2_config
+from gpt2qa.pipeline import QAPipeline
+from gpt2qa.synthetic import (
+    EASY_OVERRIDES,
+    SyntheticConfig,
+    corpus_texts,
+    generate,
+    write_benchmark,
+)
+from gpt2qa.tokenizer import train_bpe_tokenizer
+from gpt2qa.train import train
 
 
-@dataclass(frozen=True)
-class DemoConfig:
-    """The demo's settings; every field is a `gpt2qa demo` flag."""
-
-    out_dir: str = "runs/demo"
-    steps: int = 600
-    seed: int = 0
-    head: Head = "bilstm"
-    """bilstm: measured to learn the synthetic task much faster than linear from scratch."""
-    layout: Layout = "question-first"
-    null_position: NullPosition = "last"
-    n_layer: int = 2
-    n_embd: int = 128
-    n_head: int = 4
-    vocab_size: int = 1500
-    batch_size: int = 32
-    lr: float = 2e-3
-    max_seq_length: int = 192
-    doc_stride: int = 64
-    level: str = "easy"
-    """Synthetic train/dev level: easy (learnable in CPU minutes) or standard (the study's)."""
-    n_train: int = 1500
-    """Synthetic training passages (3 questions each at the easy level, 4 at standard)."""
-    n_dev: int = 200
-    eval_split: str = "dev"
-    """Which held-out split to evaluate on: dev (same distribution) or hard."""
-    precision: Precision = "fp32"
-    """bf16 or fp16 need CUDA."""
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise GPT2QAError("--steps must be at least 1")
-        if self.head not in HEADS:
-            raise GPT2QAError(f"--head must be one of {', '.join(HEADS)}")
-        if self.level not in ("easy", "standard"):
-            raise GPT2QAError("--level must be easy or standard")
-        if self.n_train < 1 or self.n_dev < 1:
-            raise GPT2QAError("--n-train and --n-dev must be at least 1")
-        if self.eval_split not in ("dev", "hard"):
-            raise GPT2QAError("--eval-split must be dev or hard")
-        if self.n_embd % self.n_head:
-            raise GPT2QAError("--n-embd must be a multiple of --n-head")
+def start_demo(config: DemoConfig) -> tuple[Path, float]:
+    """The demo's folder (refusing one that holds a run) and its start time."""
+    out = Path(config.out_dir)
+    if (out / "run" / "log.jsonl").exists():
+        raise GPT2QAError(f"{out}: already holds a demo run; choose another --out-dir")
+    return out, time.perf_counter()
 
 
-def prepare_demo_model(config: DemoConfig, data_paths: dict[str, Path], init_dir: Path) -> Path:
-    """Train the tokenizer on the synthetic train split and save a random tiny GPT-2 beside it."""
-    import torch
-
-    from gpt2qa.features import prepare_tokenizer
-    from gpt2qa.model import backbone_from_config, tiny_gpt2_config
-    from gpt2qa.synthetic import corpus_texts
-    from gpt2qa.tokenizer import train_bpe_tokenizer
-
-    train_json = json.loads(data_paths["train"].read_text(encoding="utf-8"))
-    tokenizer = train_bpe_tokenizer(corpus_texts(train_json), vocab_size=config.vocab_size)
+def prepare_tiny_model(config: DemoConfig, texts: Iterable[str], init_dir: Path) -> Path:
+    """Train the tokenizer on `texts` and save a random tiny GPT-2 beside it."""
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=config.vocab_size)
     prepare_tokenizer(tokenizer)
     torch.manual_seed(config.seed)
+    max_seq_length = config.train_config("", "", "", "").max_seq_length
     backbone = backbone_from_config(tiny_gpt2_config(
         len(tokenizer), n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head,
-        n_positions=max(256, config.max_seq_length), dropout=0.0))
+        n_positions=max(256, max_seq_length), dropout=0.0))
     backbone.save_pretrained(init_dir)
     tokenizer.save_pretrained(init_dir)
     return init_dir
@@ -98,59 +72,38 @@ def format_table(dev: dict[str, Any], test: dict[str, Any]) -> str:
 
 def evaluate_on_fresh_sample(config: DemoConfig, model_dir: Path, data_dir: Path) -> dict[str, Any]:
     """Score the saved model (with its dev-tuned threshold) on a new dev-distribution sample."""
-    from gpt2qa.data import load_squad
-    from gpt2qa.decode import predictions_to_json, write_json_atomic
-    from gpt2qa.metrics import evaluate_v2, null_baseline
-    from gpt2qa.pipeline import QAPipeline
-    from gpt2qa.synthetic import EASY_OVERRIDES, SyntheticConfig, generate
-
     extra = dict(EASY_OVERRIDES) if config.level == "easy" else {}
     path = data_dir / "test.json"
     write_json_atomic(path, generate(SyntheticConfig(seed=config.seed + 1, n_passages=config.n_dev,
                                                      split="dev", **extra)))
     examples = load_squad(path).examples
-    pipe = QAPipeline.from_pretrained(model_dir, device="cpu" if config.precision == "fp32" else None)
-    texts, na_probs, _ = predictions_to_json(pipe.predict(examples))
-    metrics = evaluate_v2(examples, texts, na_probs)
-    metrics["null_baseline_f1"] = null_baseline(examples)["f1"]
-    return metrics
+    precision = config.train_config("", "", "", "").precision
+    pipe = QAPipeline.from_pretrained(model_dir, device="cpu" if precision == "fp32" else None)
+    return score_predictions(examples, pipe.predict(examples))  # at the model's own threshold
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo; returns metrics.json's content (with wall time)."""
-    from gpt2qa.synthetic import write_benchmark
-    from gpt2qa.train import train
-
-    t0 = time.perf_counter()
-    out = Path(config.out_dir)
-    if (out / "run" / "log.jsonl").exists():
-        raise GPT2QAError(f"{out}: already holds a demo run; choose another --out-dir")
+    out, t0 = start_demo(config)
     paths = write_benchmark(out / "data", seed=config.seed, n_train=config.n_train,
-                            n_dev=config.n_dev, level=config.level)  # type: ignore[arg-type]
-    init = prepare_demo_model(config, paths, out / "init")
+                            n_dev=config.n_dev, level=config.level)
+    train_json = json.loads(paths["train"].read_text(encoding="utf-8"))
+    init = prepare_tiny_model(config, corpus_texts(train_json), out / "init")
     print(f"data: {out / 'data'}  (train, dev, hard); tiny GPT-2 + tokenizer: {init}")
-    train_config = TrainConfig(
-        model=str(init), train_file=str(paths["train"]), eval_file=str(paths[config.eval_split]),
-        output_dir=str(out / "run"), head=config.head, layout=config.layout,
-        null_position=config.null_position, max_seq_length=config.max_seq_length,
-        doc_stride=config.doc_stride, max_query_length=32, max_steps=config.steps,
-        batch_size=config.batch_size, lr=config.lr, warmup_ratio=0.05, weight_decay=0.01,
-        # Four evaluations, the last at the final step (ceil: 750 steps must not also eval at 748).
-        eval_every=max(-(-config.steps // 4), 1), log_every=10, seed=config.seed,
-        progress=config.progress, keep_checkpoints=1, precision=config.precision)
+    train_config = config.train_config(str(init), str(paths["train"]),
+                                       str(paths[config.eval_split]), str(out / "run"))
     result = train(train_config)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
     test = evaluate_on_fresh_sample(config, result.model_dir, out / "data")
     metrics = {**result.metrics, "test": test, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    from gpt2qa.decode import write_json_atomic
-
     write_json_atomic(out / "demo_metrics.json", metrics)
     print(f"\ngpt2qa demo: tiny GPT-2 ({config.n_layer} layers, {config.n_embd} wide, "
-          f"{config.head} head), {config.steps} steps; {config.eval_split} split "
+          f"{train_config.head} head), {train_config.max_steps} steps; {config.eval_split} split "
           f"({metrics['total']} questions) and a fresh test sample ({test['total']})")
     print(format_table(metrics, test))
     print(f"  {'wall time (s)':<28}{metrics['wall_seconds']:8.1f}")
     print(f"\nrun directory: {result.output_dir}  (model/, metrics.json, predictions.json, "
           "learning_curve.png)")
     return metrics
+

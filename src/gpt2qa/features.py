@@ -27,47 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from gpt2qa.config import FeatureConfig
 from gpt2qa.data import SquadExample
 from gpt2qa.errors import GPT2QAError
-
-Layout = Literal["question-first", "context-first"]
-NullPosition = Literal["first", "last", "classifier"]
-LAYOUTS: tuple[str, ...] = ("question-first", "context-first")
-NULL_POSITIONS: tuple[str, ...] = ("first", "last", "classifier")
 
 SEP_TOKEN = "<|sep|>"
 NULL_TOKEN = "<|null|>"
 PAD_TOKEN = "<|endoftext|>"
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How examples become windows of token ids.
-
-    `doc_stride` is the step between the starts of consecutive windows (BERT's meaning), so
-    consecutive windows overlap by `window_length - doc_stride` tokens.
-    """
-
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    layout: Layout = "question-first"
-    null_position: NullPosition = "last"
-
-    def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise GPT2QAError(f"layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}")
-        if self.null_position not in NULL_POSITIONS:
-            raise GPT2QAError(f"null_position must be one of {', '.join(NULL_POSITIONS)}; "
-                              f"got {self.null_position!r}")
-        if self.max_query_length < 1 or self.doc_stride < 1:
-            raise GPT2QAError("max_query_length and doc_stride must be at least 1")
-        # Two special tokens plus at least one context token must fit beside the question.
-        if self.max_seq_length < self.max_query_length + 3:
-            raise GPT2QAError(f"max_seq_length ({self.max_seq_length}) must be at least "
-                              f"max_query_length ({self.max_query_length}) + 3")
 
 
 @dataclass(frozen=True)

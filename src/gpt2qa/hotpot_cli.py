@@ -39,7 +39,8 @@ def check_spans_hotpot(args: argparse.Namespace) -> int:
     """
     import time
 
-    from gpt2qa.features import FeatureConfig, prepare_tokenizer
+    from gpt2qa.config import FeatureConfig
+    from gpt2qa.features import prepare_tokenizer
     from gpt2qa.hotpot_data import load_hotpot
     from gpt2qa.hotpot_features import (
         convert_hotpot_examples,

@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gpt2qa.config import FeatureConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import (
     Feature,
-    FeatureConfig,
     SpecialIds,
     _assemble,
     _encode,

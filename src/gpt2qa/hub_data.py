@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gpt2qa.data import Misaligned, SquadDataset, parse_squad
+from gpt2qa.config import Misaligned
+from gpt2qa.data import SquadDataset, parse_squad
 from gpt2qa.errors import GPT2QAError
 
 HUB_DATASETS = {"squad_v2": ("rajpurkar/squad_v2", "v2.0"), "squad": ("rajpurkar/squad", "1.1")}

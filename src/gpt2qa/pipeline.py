@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -165,8 +166,79 @@ class QAPipeline:
     def answer(self, question: str, context: str,
                null_score_diff_threshold: float | None = None) -> Prediction:
         """Answer one question about one context."""
-        if not question.strip() or not context.strip():
-            raise GPT2QAError("question and context must both be non-empty")
-        example = SquadExample(qas_id="q", question=question, context=context, answers=(),
-                               is_impossible=False)
-        return self.predict([example], null_score_diff_threshold=null_score_diff_threshold)[0]
+        return self.predict([_example("q", question, context)],
+                            null_score_diff_threshold=null_score_diff_threshold)[0]
+
+    def __call__(self, question: str | Sequence[str], context: str | Sequence[str], *,
+                 top_k: int = 1, null_score_diff_threshold: float | None = None,
+                 batch_size: int = 0) -> AnswerDict | list[AnswerDict] | list[list[AnswerDict]]:
+        """Answer like transformers v4's question-answering pipeline.
+
+        `qa(question="Who?", context="...")` returns one dict: ``answer``, ``score``,
+        ``start``/``end`` (character offsets, end exclusive) and ``is_impossible``. Lists of
+        questions and contexts (one context may serve every question) return a list, one entry
+        per question. With ``top_k`` > 1 each entry is a list of up to top_k dicts: the
+        decision first, then the other candidates by score (see `answer_dicts`).
+        ``null_score_diff_threshold`` overrides the model's tuned one.
+        """
+        if top_k < 1:
+            raise GPT2QAError(f"top_k must be >= 1; got {top_k}")
+        single = isinstance(question, str)
+        questions = [question] if isinstance(question, str) else list(question)
+        contexts = [context] if isinstance(context, str) else list(context)
+        if len(contexts) == 1 and len(questions) > 1:
+            contexts = contexts * len(questions)
+        if len(contexts) != len(questions):
+            raise GPT2QAError(f"{len(questions)} questions but {len(contexts)} contexts")
+        examples = [_example("q" if single else str(i), q, c)
+                    for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
+        preds = self.predict(examples, batch_size, null_score_diff_threshold)
+        results: list[Any] = [answer_dicts(p, top_k) for p in preds]
+        if top_k == 1:
+            results = [r[0] for r in results]
+        return results[0] if single else results
+
+
+class AnswerDict(TypedDict):
+    """One answer as `QAPipeline.__call__` returns it (transformers v4's keys, plus
+    ``is_impossible``)."""
+
+    answer: str
+    score: float
+    start: int
+    end: int
+    is_impossible: bool
+
+
+def _example(qas_id: str, question: str, context: str) -> SquadExample:
+    where = "" if qas_id == "q" else f"question {qas_id}: "
+    if not isinstance(question, str) or not isinstance(context, str):
+        raise GPT2QAError(f"{where}question and context must be strings")
+    if not question.strip() or not context.strip():
+        raise GPT2QAError(f"{where}question and context must both be non-empty")
+    return SquadExample(qas_id=qas_id, question=question, context=context, answers=(),
+                        is_impossible=False)
+
+
+def answer_dicts(pred: Prediction, top_k: int) -> list[AnswerDict]:
+    """A Prediction as ranked dicts whose scores form one distribution over "no answer" and the
+    n-best spans: no answer gets na_prob; the spans share 1 - na_prob by softmax of their scores.
+
+    Worked example: na_prob 0.2, spans "1889" (score 3.0) and "in 1889" (score 2.0): the spans'
+    softmax is 0.73 / 0.27, so scores are 0.8 x 0.73 = 0.58 and 0.22, and no answer 0.2. The
+    decision (the threshold rule, `decode.decide`) comes first: "1889" here if the model answers,
+    else "" with 0.2, then the rest by score.
+    """
+    null: AnswerDict = {"answer": "", "score": pred.na_prob, "start": 0, "end": 0,
+                        "is_impossible": True}
+    spans: list[AnswerDict] = []
+    if pred.nbest:
+        top = max(c.score for c in pred.nbest)
+        weights = [math.exp(c.score - top) for c in pred.nbest]
+        total = sum(weights)
+        spans = [{"answer": c.text, "score": (1.0 - pred.na_prob) * w / total, "start": c.start,
+                  "end": c.end, "is_impossible": False} for c, w in zip(pred.nbest, weights, strict=True)]
+    # nbest is ranked by score and the prediction answers with its best span, so spans[0] is it.
+    first, rest = (null, spans) if pred.is_impossible or not spans else (spans[0], [null, *spans[1:]])
+    rest.sort(key=lambda d: -d["score"])
+    return [first, *rest][:top_k]

@@ -56,9 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gpt2qa.config import HEADS
+from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.features import LAYOUTS, NULL_POSITIONS
 
 SPLITS = ("dev", "hard")
 SELECTION_SPLIT = "dev"
