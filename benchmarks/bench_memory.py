@@ -96,7 +96,7 @@ def run_cell(args: argparse.Namespace) -> dict[str, Any]:
     from gpt2qa.lora import parameter_counts, prepare_for_training
     from gpt2qa.model import QAModel
     from gpt2qa.pipeline import autocast_context
-    from gpt2qa.train import optimizer_for
+    from gpt2qa.schedule import optimizer_for
 
     shape, mode = SHAPES[args.cell[0]], args.cell[1]
     device = torch.device(args.device)

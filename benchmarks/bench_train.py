@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from gpt2qa.config import QAConfig
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
     from gpt2qa.model import QAModel, backbone_from_config
-    from gpt2qa.train import epoch_batches
+    from gpt2qa.schedule import epoch_batches
 
     shape = common.shape_from_flag(args.tiny)
     config = common.train_config(args.data, args.batch_size, args.seed)

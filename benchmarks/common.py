@@ -253,7 +253,7 @@ class Gpt2qaTrainer:
         from accelerate import Accelerator
 
         from gpt2qa.batching import pad_multiple
-        from gpt2qa.train import fused_adamw_for, linear_warmup_decay, optimizer_for
+        from gpt2qa.schedule import fused_adamw_for, linear_warmup_decay, optimizer_for
 
         self.step_fn, self.step_source = gpt2qa_step_fn()
         self.accelerator = Accelerator(mixed_precision="no")  # precision is gpt2qa's

@@ -19,7 +19,7 @@ from gpt2qa.decode import decode
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
 from gpt2qa.model import QAModel
 from gpt2qa.pipeline import predict_examples, run_model
-from gpt2qa.train import fused_adamw_for, optimizer_for
+from gpt2qa.schedule import fused_adamw_for, optimizer_for
 from helpers import tiny_model
 
 SENTENCES = list(dict.fromkeys(CORPUS))

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2qa.config import QA_CONFIG_NAME, QAConfig
+from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
 from gpt2qa.io import atomic_dir
@@ -41,10 +41,12 @@ from gpt2qa.lora import (
     build_adapter_model,
     frozen_keys,
     is_adapter_dir,
+    is_lora,
+    prepare_for_training,
     weights_to_save,
     write_adapter_config,
 )
-from gpt2qa.model import QAModel
+from gpt2qa.model import QAModel, check_fits, load_backbone
 from gpt2qa.tokenizer import load_tokenizer
 
 WEIGHTS_NAME = "model.safetensors"
@@ -228,3 +230,34 @@ def remove_stale_temporaries(output_dir: str | os.PathLike[str]) -> list[Path]:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     return removed
+
+
+def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir."""
+    model, tokenizer, _ = load_model(adapter_dir)
+    if not is_lora(model):
+        raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
+    model.transformer = model.transformer.merge_and_unload()
+    return save_model(model, tokenizer, out_dir)
+
+
+def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
+    """A fresh QA model around a pretrained (or saved random) backbone, or a gpt2qa model."""
+    qa = config.qa_config()
+    if (Path(config.model) / QA_CONFIG_NAME).is_file():
+        model, tokenizer, _ = load_model(config.model)
+        if model.config.head != qa.head or model.config.null_position != qa.null_position:
+            raise GPT2QAError(f"{config.model}: saved with head={model.config.head}, "
+                              f"null_position={model.config.null_position}; the run asks for "
+                              f"head={qa.head}, null_position={qa.null_position}")
+        check_fits(model.transformer, qa, len(tokenizer))
+        model.config = qa
+        model.train()
+        return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
+    tokenizer = load_tokenizer(config.model)
+    prepare_tokenizer(tokenizer)
+    backbone = load_backbone(config.model)
+    backbone.resize_token_embeddings(len(tokenizer))
+    check_fits(backbone, qa, len(tokenizer))
+    model = QAModel(backbone, qa)
+    return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer

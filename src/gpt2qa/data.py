@@ -121,7 +121,7 @@ def load_squad(path: str | os.PathLike[str], misaligned: Misaligned = "error",
         raise DataError(name, f"not valid UTF-8 at byte {pos} "
                               f"(byte 0x{raw[pos]:02x}: {exc.reason})") from exc
     del raw  # keep only one copy of a large file alive while parsing
-    with _gc_paused():
+    with gc_paused():
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -156,26 +156,26 @@ def parse_squad(obj: Any, path: str, misaligned: Misaligned = "error",
     """
     _check_mode(misaligned)
     if not isinstance(obj, dict):
-        raise DataError(path, f"top level is {_describe(obj)}, expected an object with "
+        raise DataError(path, f"top level is {describe_json(obj)}, expected an object with "
                               f"'version' and 'data'")
-    version = _expect(obj.get("version", ""), str, path, "version")
-    articles = _field(obj, "data", list, path, "")
+    version = expect_type(obj.get("version", ""), str, path, "version")
+    articles = json_field(obj, "data", list, path, "")
     is_v2 = version.strip() in V2_VERSIONS or _declares_is_impossible(articles)
     examples: list[SquadExample] = []
     repairs: list[Repair] = []
     seen: dict[str, str] = {}  # qas_id -> JSON path of its first use
     for a, article in enumerate(articles):
         where_a = f"data[{a}]"
-        _expect(article, dict, path, where_a)
-        title = _expect(article.get("title", ""), str, path, f"{where_a}.title")
-        paragraphs = _field(article, "paragraphs", list, path, where_a)
+        expect_type(article, dict, path, where_a)
+        title = expect_type(article.get("title", ""), str, path, f"{where_a}.title")
+        paragraphs = json_field(article, "paragraphs", list, path, where_a)
         for p, paragraph in enumerate(paragraphs):
             where_p = f"{where_a}.paragraphs[{p}]"
-            _expect(paragraph, dict, path, where_p)
-            context = _field(paragraph, "context", str, path, where_p)
+            expect_type(paragraph, dict, path, where_p)
+            context = json_field(paragraph, "context", str, path, where_p)
             if not context.strip():
                 raise DataError(path, "context is empty or whitespace only", f"{where_p}.context")
-            qas = _field(paragraph, "qas", list, path, where_p)
+            qas = json_field(paragraph, "qas", list, path, where_p)
             for q, qa in enumerate(qas):
                 example = _parse_qa(qa, f"{where_p}.qas[{q}]", context, title, path, is_v2,
                                     misaligned, check_offsets, seen, repairs)
@@ -214,7 +214,7 @@ def examples_to_squad_json(examples: Iterable[SquadExample],
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while millions of acyclic objects are built.
 
     Otherwise every burst of allocations starts a collection that walks the growing
@@ -304,24 +304,16 @@ def _parse_qa(qa: Any, where: str, context: str, title: str, path: str, is_v2: b
               misaligned: Misaligned, check_offsets: bool, seen: dict[str, str],
               repairs: list[Repair]) -> SquadExample | None:
     """One ``qas[]`` entry -> an example, or None when skipped (with a Repair)."""
-    _expect(qa, dict, path, where)
-    qas_id = _field(qa, "id", str, path, where)
-    if not qas_id.strip():
-        raise DataError(path, "id is empty or whitespace only", f"{where}.id")
-    if qas_id in seen:
-        raise DataError(path, f"duplicate id, first used at {seen[qas_id]}", where, qas_id)
-    seen[qas_id] = where
-    question = _field(qa, "question", str, path, where, qas_id)
-    if not question.strip():
-        raise DataError(path, "question is empty or whitespace only", f"{where}.question", qas_id)
-    declared = (_expect(qa["is_impossible"], bool, path, f"{where}.is_impossible", qas_id)
+    expect_type(qa, dict, path, where)
+    qas_id, question = read_id_and_question(qa, "id", path, where, seen)
+    declared = (expect_type(qa["is_impossible"], bool, path, f"{where}.is_impossible", qas_id)
                 if "is_impossible" in qa else None)
-    answers = _parse_answers(_field(qa, "answers", list, path, where, qas_id),
+    answers = _parse_answers(json_field(qa, "answers", list, path, where, qas_id),
                              f"{where}.answers", path, qas_id)
     plausible: tuple[Answer, ...] = ()
     if "plausible_answers" in qa:
         plausible = _parse_answers(
-            _expect(qa["plausible_answers"], list, path, f"{where}.plausible_answers", qas_id),
+            expect_type(qa["plausible_answers"], list, path, f"{where}.plausible_answers", qas_id),
             f"{where}.plausible_answers", path, qas_id)
 
     if declared is None:
@@ -358,11 +350,11 @@ def _parse_answers(items: list[Any], where: str, path: str, qas_id: str) -> tupl
     answers = []
     for i, item in enumerate(items):
         where_i = f"{where}[{i}]"
-        _expect(item, dict, path, where_i, qas_id)
-        text = _field(item, "text", str, path, where_i, qas_id)
+        expect_type(item, dict, path, where_i, qas_id)
+        text = json_field(item, "text", str, path, where_i, qas_id)
         if not text:
             raise DataError(path, "answer text is empty", f"{where_i}.text", qas_id)
-        start = _field(item, "answer_start", int, path, where_i, qas_id)
+        start = json_field(item, "answer_start", int, path, where_i, qas_id)
         answers.append(Answer(text=text, answer_start=start))
     return tuple(answers)
 
@@ -423,7 +415,23 @@ def _nearest_occurrence(context: str, text: str, start: int) -> int | None:
     return best
 
 
-def _field(obj: dict[str, Any], key: str, typ: type[_T], path: str, where: str,
+def read_id_and_question(item: dict[str, Any], id_key: str, path: str, where: str,
+                         seen: dict[str, str]) -> tuple[str, str]:
+    """A question's id (non-empty, unique: `seen` maps each id to where it was first used) and
+    its text (non-empty), for SQuAD's ``id`` and HotpotQA's ``_id`` alike."""
+    qas_id = json_field(item, id_key, str, path, where)
+    if not qas_id.strip():
+        raise DataError(path, f"{id_key} is empty or whitespace only", f"{where}.{id_key}")
+    if qas_id in seen:
+        raise DataError(path, f"duplicate {id_key}, first used at {seen[qas_id]}", where, qas_id)
+    seen[qas_id] = where
+    question = json_field(item, "question", str, path, where, qas_id)
+    if not question.strip():
+        raise DataError(path, "question is empty or whitespace only", f"{where}.question", qas_id)
+    return qas_id, question
+
+
+def json_field(obj: dict[str, Any], key: str, typ: type[_T], path: str, where: str,
            qas_id: str | None = None) -> _T:
     """``obj[key]``, which must exist and have JSON type ``typ``."""
     value = obj.get(key, _MISSING)
@@ -431,21 +439,21 @@ def _field(obj: dict[str, Any], key: str, typ: type[_T], path: str, where: str,
         return value  # type: ignore[no-any-return]
     if value is _MISSING:
         raise DataError(path, f"missing field {key!r}", where or None, qas_id)
-    return _expect(value, typ, path, f"{where}.{key}" if where else key, qas_id)
+    return expect_type(value, typ, path, f"{where}.{key}" if where else key, qas_id)
 
 
-def _expect(value: Any, typ: type[_T], path: str, where: str,
+def expect_type(value: Any, typ: type[_T], path: str, where: str,
             qas_id: str | None = None) -> _T:
     """``value`` itself when it has JSON type ``typ`` (a boolean is not an integer)."""
     if type(value) is typ:
         return value  # type: ignore[no-any-return]
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise DataError(path, f"expected {_JSON_NAMES[typ]}, got {_describe(value)}", where,
+        raise DataError(path, f"expected {_JSON_NAMES[typ]}, got {describe_json(value)}", where,
                         qas_id)
     return value
 
 
-def _describe(value: Any) -> str:
+def describe_json(value: Any) -> str:
     """A JSON value's type and, for scalars, the value itself, on one line."""
     if isinstance(value, dict):
         return "an object"

@@ -272,3 +272,30 @@ def span_failure_kind(spans: Sequence[tuple[int, int]], char_start: int, char_en
     if any(s < char_start < e or s < char_end < e for s, e in spans):
         return "sub-token"
     return "other"
+
+
+MIN_ANSWER_RECALL = 0.9
+"""Below this share of answerable training questions whose gold span fits some window, training
+would mostly learn to abstain; `gpt2qa train` stops instead."""
+
+
+def answer_recall(examples: Sequence[SquadExample], features: Sequence[Feature]) -> float:
+    """Share of answerable examples whose gold span lies whole inside at least one window."""
+    answerable = {ex.qas_id for ex in examples if ex.answers and not ex.is_impossible}
+    if not answerable:
+        return 1.0
+    found = {f.qas_id for f in features if not f.is_null and f.qas_id in answerable}
+    return len(found) / len(answerable)
+
+
+def check_answer_recall(examples: Sequence[SquadExample], features: Sequence[Feature],
+                        config: FeatureConfig, source: str) -> float:
+    """`answer_recall`, refused in one line below MIN_ANSWER_RECALL (a tokenizer that loses
+    text, or windows too short for the answers)."""
+    recall = answer_recall(examples, features)
+    if recall < MIN_ANSWER_RECALL:
+        raise GPT2QAError(
+            f"{source}: only {100 * recall:.1f}% of the answerable training questions keep their "
+            f"gold answer inside a window (max_seq_length {config.max_seq_length}, doc_stride "
+            f"{config.doc_stride}); check the tokenizer with `gpt2qa check-spans`")
+    return recall

@@ -21,10 +21,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from gpt2qa.data import _describe, _expect, _field, _gc_paused
+from gpt2qa.data import describe_json, expect_type, gc_paused, json_field, read_id_and_question
 from gpt2qa.errors import DataError, GPT2QAError
+
+_T = TypeVar("_T")
 
 DataFormat = Literal["squad", "hotpot"]
 AnswerType = Literal["span", "yes", "no"]
@@ -97,7 +99,7 @@ def load_hotpot(path: str | os.PathLike[str], require_gold: bool = True,
         raise DataError(name, f"cannot read file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise DataError(name, f"not valid UTF-8 at byte {exc.start} ({exc.reason})") from None
-    with _gc_paused():
+    with gc_paused():
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -120,42 +122,44 @@ def parse_hotpot(obj: Any, path: str, require_gold: bool = True,
     if bad_facts not in ("error", "skip"):
         raise GPT2QAError(f"bad_facts must be error or skip, got {bad_facts!r}")
     if not isinstance(obj, list):
-        raise DataError(path, f"top level is {_describe(obj)}, expected a HotpotQA list of "
+        raise DataError(path, f"top level is {describe_json(obj)}, expected a HotpotQA list of "
                               "questions")
     if not obj:
         raise DataError(path, "the file holds no questions")
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     examples: list[HotpotExample] = []
     repairs: list[str] = []
     for i, item in enumerate(obj):
         where = f"[{i}]"
-        _expect(item, dict, path, where)
-        qid = _field(item, "_id", str, path, where)
-        if not qid.strip():
-            raise DataError(path, "_id is empty or whitespace only", f"{where}._id")
-        if qid in seen:
-            raise DataError(path, f"duplicate _id, first used at [{seen[qid]}]", where, qid)
-        seen[qid] = i
-        question = _field(item, "question", str, path, where, qid)
-        if not question.strip():
-            raise DataError(path, "question is empty or whitespace only", f"{where}.question", qid)
-        paragraphs = _parse_context(_field(item, "context", list, path, where, qid),
+        expect_type(item, dict, path, where)
+        qid, question = read_id_and_question(item, "_id", path, where, seen)
+        paragraphs = _parse_context(json_field(item, "context", list, path, where, qid),
                                     f"{where}.context", path, qid)
         gold = require_gold or "answer" in item or "supporting_facts" in item
-        answer = _field(item, "answer", str, path, where, qid) if gold else ""
+        answer = json_field(item, "answer", str, path, where, qid) if gold else ""
         if gold and not answer.strip():
             raise DataError(path, "answer is empty or whitespace only", f"{where}.answer", qid)
         facts: tuple[tuple[str, int], ...] = ()
         if gold:
-            facts = _parse_facts(_field(item, "supporting_facts", list, path, where, qid),
+            facts = _parse_facts(json_field(item, "supporting_facts", list, path, where, qid),
                                  f"{where}.supporting_facts", path, qid, paragraphs, bad_facts,
                                  repairs)
-        qtype = _expect(item.get("type", ""), str, path, f"{where}.type", qid)
-        level = _expect(item.get("level", ""), str, path, f"{where}.level", qid)
+        qtype = expect_type(item.get("type", ""), str, path, f"{where}.type", qid)
+        level = expect_type(item.get("level", ""), str, path, f"{where}.level", qid)
         examples.append(HotpotExample(qas_id=qid, question=question, answer=answer, type=qtype,
                                       level=level, supporting_facts=facts,
                                       paragraphs=paragraphs))
     return HotpotDataset(path=path, examples=tuple(examples), repairs=tuple(repairs))
+
+
+def _titled_pair(pair: Any, typ: type[_T], shape: str, path: str, where: str,
+                 qid: str) -> tuple[str, _T]:
+    """A ``[title, value]`` list (a context paragraph or a supporting fact), checked."""
+    pair = expect_type(pair, list, path, where, qid)
+    if len(pair) != 2:
+        raise DataError(path, f"expected {shape}, got {len(pair)} items", where, qid)
+    return (expect_type(pair[0], str, path, f"{where}[0]", qid),
+            expect_type(pair[1], typ, path, f"{where}[1]", qid))
 
 
 def _parse_context(items: list[Any], where: str, path: str, qid: str) -> tuple[Paragraph, ...]:
@@ -164,17 +168,12 @@ def _parse_context(items: list[Any], where: str, path: str, qid: str) -> tuple[P
     out = []
     for p, pair in enumerate(items):
         where_p = f"{where}[{p}]"
-        pair = _expect(pair, list, path, where_p, qid)
-        if len(pair) != 2:
-            raise DataError(path, f"expected [title, [sentences]], got {len(pair)} items",
-                            where_p, qid)
-        title = _expect(pair[0], str, path, f"{where_p}[0]", qid)
-        sentences = _expect(pair[1], list, path, f"{where_p}[1]", qid)
+        title, sentences = _titled_pair(pair, list, "[title, [sentences]]", path, where_p, qid)
         if not sentences:
             raise DataError(path, f"paragraph {json.dumps(title)} has no sentences",
                             f"{where_p}[1]", qid)
         for s, sentence in enumerate(sentences):
-            _expect(sentence, str, path, f"{where_p}[1][{s}]", qid)
+            expect_type(sentence, str, path, f"{where_p}[1][{s}]", qid)
         out.append(Paragraph(title=title, sentences=tuple(sentences)))
     if not any(s.strip() for para in out for s in para.sentences):
         raise DataError(path, "context is empty (every sentence is blank)", where, qid)
@@ -190,12 +189,7 @@ def _parse_facts(items: list[Any], where: str, path: str, qid: str,
     out: list[tuple[str, int]] = []
     for f, pair in enumerate(items):
         where_f = f"{where}[{f}]"
-        pair = _expect(pair, list, path, where_f, qid)
-        if len(pair) != 2:
-            raise DataError(path, f"expected [title, sentence_index], got {len(pair)} items",
-                            where_f, qid)
-        title = _expect(pair[0], str, path, f"{where_f}[0]", qid)
-        idx = _expect(pair[1], int, path, f"{where_f}[1]", qid)
+        title, idx = _titled_pair(pair, int, "[title, sentence_index]", path, where_f, qid)
         problem = None
         if title not in lengths:
             problem = f"supporting fact names title {json.dumps(title)}, which is not in context"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.hotpot_data import HotpotExample
+from gpt2qa.hotpot_data import HotpotExample, load_hotpot
 from gpt2qa.metrics import normalize_answer
 
 METRIC_KEYS = ("em", "f1", "prec", "recall", "sp_em", "sp_f1", "sp_prec", "sp_recall",
@@ -73,23 +73,22 @@ def evaluate_hotpot(examples: Sequence[HotpotExample], answers: Mapping[str, str
     if not examples:
         raise GPT2QAError("examples: there are no questions to score")
     sums = dict.fromkeys(METRIC_KEYS, 0.0)
-    missing_answer = missing_sp = 0
+    missing = {"answer": 0, "sp": 0}
     for ex in examples:
-        a = s = None
-        if ex.qas_id in answers:
-            a = answer_scores(answers[ex.qas_id], ex.answer)
-            for key, value in zip(("em", "f1", "prec", "recall"), a, strict=True):
-                sums[key] += value
-        else:
-            missing_answer += 1
-        if ex.qas_id in facts:
-            s = sp_scores(facts[ex.qas_id], ex.supporting_facts)
-            for key, value in zip(("sp_em", "sp_f1", "sp_prec", "sp_recall"), s, strict=True):
-                sums[key] += value
-        else:
-            missing_sp += 1
-        if a is None or s is None:
+        parts: list[tuple[float, float, float, float]] = []
+        for name, prefix, preds, scorer, gold in (
+                ("answer", "", answers, answer_scores, ex.answer),
+                ("sp", "sp_", facts, sp_scores, ex.supporting_facts)):
+            if ex.qas_id not in preds:
+                missing[name] += 1
+                continue
+            scores = scorer(preds[ex.qas_id], gold)  # type: ignore[operator]
+            for key, value in zip(("em", "f1", "prec", "recall"), scores, strict=True):
+                sums[prefix + key] += value
+            parts.append(scores)
+        if len(parts) < 2:
             continue
+        a, s = parts
         prec, recall = a[2] * s[2], a[3] * s[3]
         sums["joint_prec"] += prec
         sums["joint_recall"] += recall
@@ -100,7 +99,7 @@ def evaluate_hotpot(examples: Sequence[HotpotExample], answers: Mapping[str, str
     result["total"] = n
     ids = {ex.qas_id for ex in examples}
     extra = len((set(answers) | set(facts)) - ids)
-    for key, value in (("missing_answer", missing_answer), ("missing_sp", missing_sp),
+    for key, value in (("missing_answer", missing["answer"]), ("missing_sp", missing["sp"]),
                        ("extra", extra)):
         if value:
             result[key] = value
@@ -153,8 +152,6 @@ def predictions_json(answers: Mapping[str, str],
 
 def evaluate_hotpot_files(data_path: str | Path, preds_path: str | Path) -> dict[str, Any]:
     """Backs ``gpt2qa evaluate HOTPOT.json PREDS.json``."""
-    from gpt2qa.hotpot_data import load_hotpot
-
     dataset = load_hotpot(data_path)
     answers, facts = read_hotpot_predictions(preds_path)
     return evaluate_hotpot(dataset.examples, answers, facts)

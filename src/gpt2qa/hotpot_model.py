@@ -31,13 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt2qa.batching import collate, inference_batch_size, length_grouped_batches
+from gpt2qa.checkpoint import WEIGHTS_NAME, write_model_files
 from gpt2qa.config import QAConfig
 from gpt2qa.decode import WindowOutput, window_candidates
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.features import SpecialIds
+from gpt2qa.features import SpecialIds, prepare_tokenizer
 from gpt2qa.hotpot_data import ANSWER_TYPES, HotpotExample
 from gpt2qa.hotpot_features import HotpotFeature, convert_hotpot_examples
+from gpt2qa.hotpot_metrics import sp_scores
+from gpt2qa.io import atomic_dir
 from gpt2qa.model import QAModel
+from gpt2qa.tokenizer import load_tokenizer
 
 HOTPOT_CONFIG_NAME = "hotpot.json"
 Fact = tuple[str, int]
@@ -46,7 +50,6 @@ Fact = tuple[str, int]
 @dataclass
 class HotpotOutput:
     """Masked span logits and null score as in `QAOutput`, plus the two new heads."""
-
     start_logits: torch.Tensor
     end_logits: torch.Tensor
     null_score: torch.Tensor
@@ -57,7 +60,6 @@ class HotpotOutput:
 
 class HotpotModel(QAModel):
     """See the module docstring."""
-
     def __init__(self, backbone: nn.Module, config: QAConfig) -> None:
         if config.null_position != "last":
             raise GPT2QAError("a HotpotQA model needs null_position 'last'")
@@ -127,7 +129,6 @@ def collate_hotpot(features: Sequence[HotpotFeature], pad_id: int,
 @dataclass(frozen=True)
 class HotpotRaw:
     """A model's outputs for one feature, before any threshold."""
-
     window: WindowOutput
     type_probs: np.ndarray
     sp_probs: np.ndarray
@@ -186,8 +187,6 @@ def decode_hotpot(features: Sequence[HotpotFeature], raws: Sequence[HotpotRaw],
 def tune_sp_threshold(examples: Sequence[HotpotExample], features: Sequence[HotpotFeature],
                       raws: Sequence[HotpotRaw]) -> tuple[float, float]:
     """The threshold (0.05 ... 0.95) with the best mean supporting-fact F1, and that F1."""
-    from gpt2qa.hotpot_metrics import sp_scores
-
     gold = {ex.qas_id: ex.supporting_facts for ex in examples}
     best = (0.5, -1.0)
     for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
@@ -213,9 +212,6 @@ def predict_hotpot(model: HotpotModel, tokenizer: Any, special: SpecialIds,
 def save_hotpot_model(model: HotpotModel, tokenizer: Any, out_dir: str | os.PathLike[str],
                       sp_threshold: float) -> Path:
     """A gpt2qa model directory plus hotpot.json, written atomically."""
-    from gpt2qa.checkpoint import write_model_files
-    from gpt2qa.io import atomic_dir
-
     with atomic_dir(out_dir) as tmp:
         write_model_files(tmp, model, tokenizer)
         (tmp / HOTPOT_CONFIG_NAME).write_text(
@@ -234,9 +230,6 @@ def load_hotpot_model(model_dir: str | os.PathLike[str], device: str | torch.dev
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
 
-    from gpt2qa.checkpoint import WEIGHTS_NAME
-    from gpt2qa.features import prepare_tokenizer
-    from gpt2qa.tokenizer import load_tokenizer
 
     model_dir = Path(model_dir)
     try:

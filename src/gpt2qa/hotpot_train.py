@@ -44,18 +44,18 @@ from gpt2qa.hotpot_model import (
 )
 from gpt2qa.io import write_json_atomic
 from gpt2qa.launch import launched_processes
-from gpt2qa.model import check_fits
+from gpt2qa.model import check_fits, load_backbone
 from gpt2qa.pipeline import autocast_context, pick_device
-from gpt2qa.train import (
-    TrainResult,
+from gpt2qa.schedule import (
     epoch_batches,
     fused_adamw_for,
     linear_warmup_decay,
-    load_backbone,
     micro_batches,
     optimizer_for,
     seed_everything,
 )
+from gpt2qa.tokenizer import load_tokenizer
+from gpt2qa.train import TrainResult
 
 
 def is_hotpot_run(config: TrainConfig) -> bool:
@@ -84,8 +84,6 @@ def _check(config: TrainConfig) -> None:
 
 def build_hotpot_model(config: TrainConfig) -> tuple[HotpotModel, Any]:
     """A fresh HotpotQA model around a backbone, or a saved HotpotQA model to continue."""
-    from gpt2qa.tokenizer import load_tokenizer
-
     if is_hotpot_model(config.model):
         model, tokenizer, _, _ = load_hotpot_model(config.model)
         model.train()

@@ -60,3 +60,17 @@ def check_joined(num_processes: int) -> None:
     if num_processes != expected:
         raise GPT2QAError(f"the launcher started {expected} processes but they did not join one "
                           f"process group (this one sees {num_processes})")
+
+
+def check_launcher_precision(precision: str, environ: dict[str, str] | os._Environ[str] = os.environ,
+                             ) -> None:
+    """gpt2qa alone owns autocast and loss scaling. A launcher's mixed-precision setting
+    (`accelerate config`, `accelerate launch --mixed_precision`) that disagrees with
+    --precision is refused rather than silently overriding it or fighting our GradScaler."""
+    launcher = environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
+    if launcher not in ("", "no") and launcher != precision:
+        raise GPT2QAError(
+            f"the launcher asks for mixed precision {launcher} (ACCELERATE_MIXED_PRECISION, from "
+            f"`accelerate config` or --mixed_precision) but this run has --precision {precision}; "
+            f"gpt2qa sets precision itself: pass --precision {launcher} to gpt2qa, or launch "
+            "with --mixed_precision no")

@@ -16,7 +16,6 @@ from there, so the base (a hub id or a local directory) must still be reachable;
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds
-from gpt2qa.model import QAModel
+from gpt2qa.model import QAModel, load_backbone
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 
@@ -134,7 +133,6 @@ def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int) -> QAMod
     """The base backbone (from adapter_config.json's base_model_name_or_path) wrapped with
     untrained adapters of the saved shape; `load_model` then loads the saved weights into it."""
     peft = _peft()
-    from gpt2qa.train import load_backbone
 
     path = model_dir / ADAPTER_CONFIG_NAME
     try:
@@ -149,17 +147,6 @@ def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int) -> QAMod
     model = QAModel(backbone, qa)
     model.transformer = peft.get_peft_model(model.transformer, lora)
     return model
-
-
-def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
-    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir."""
-    from gpt2qa.checkpoint import load_model, save_model
-
-    model, tokenizer, _ = load_model(adapter_dir)
-    if not is_lora(model):
-        raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
-    model.transformer = model.transformer.merge_and_unload()
-    return save_model(model, tokenizer, out_dir)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, Any]:

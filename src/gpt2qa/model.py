@@ -31,9 +31,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModel
 
 from gpt2qa.config import QAConfig
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.tokenizer import hub_kwargs, load_failure
 
 MASK_VALUE = -1e4
 
@@ -195,3 +197,12 @@ def check_fits(backbone: nn.Module, config: QAConfig, vocab_size: int) -> None:
     if emb < vocab_size:
         raise GPT2QAError(f"the model has {emb} token embeddings but the tokenizer needs {vocab_size}")
 
+
+def load_backbone(name_or_dir: str) -> torch.nn.Module:
+    """`AutoModel.from_pretrained` in fp32 (transformers 5 would keep a bf16 checkpoint in bf16:
+    no fp32 master weights), with a one-line message when it cannot be had."""
+    try:
+        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
+                                         **hub_kwargs(name_or_dir))
+    except (OSError, ValueError) as exc:
+        raise GPT2QAError(load_failure(name_or_dir, "model", exc)) from None

@@ -12,11 +12,13 @@ from typing import Any, TypedDict
 import torch
 
 from gpt2qa.batching import collate, inference_batch_size, length_grouped_batches, pad_multiple
+from gpt2qa.checkpoint import load_model
 from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction, WindowOutput, decode
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features
 from gpt2qa.model import QAModel
+from gpt2qa.quantize import QUANTIZE_MODES, check_cpu_bf16, quantize_backbone_int8
 from gpt2qa.sharding import is_sharded
 
 
@@ -137,9 +139,6 @@ class QAPipeline:
                         precision: str = "fp32", quantize: str = "none") -> QAPipeline:
         """`precision` bf16 on CPU needs bf16 instructions (`quantize.check_cpu_bf16`);
         `quantize` int8 quantises the backbone's matmuls for CPU inference (quantize.py)."""
-        from gpt2qa.checkpoint import load_model
-        from gpt2qa.quantize import QUANTIZE_MODES, check_cpu_bf16, quantize_backbone_int8
-
         if quantize not in QUANTIZE_MODES:
             raise GPT2QAError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}; "
                               f"got {quantize!r}")

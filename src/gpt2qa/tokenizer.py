@@ -84,7 +84,7 @@ def load_tokenizer(name_or_dir: str | os.PathLike[str]):
         else:
             tok = AutoTokenizer.from_pretrained(str(name_or_dir), **hub_kwargs(str(name_or_dir)))
     except (OSError, ValueError) as exc:
-        raise GPT2QAError(_load_failure(str(name_or_dir), "tokenizer", exc)) from None
+        raise GPT2QAError(load_failure(str(name_or_dir), "tokenizer", exc)) from None
     if not getattr(tok, "is_fast", False):
         raise GPT2QAError(f"{name_or_dir}: gpt2qa needs a fast tokenizer (offset mappings); "
                           f"got {type(tok).__name__}")
@@ -131,7 +131,7 @@ def hub_kwargs(name_or_dir: str) -> dict[str, bool]:
     return {} if hub_reachable() else {"local_files_only": True}
 
 
-def _load_failure(name: str, what: str, exc: BaseException) -> str:
+def load_failure(name: str, what: str, exc: BaseException) -> str:
     """One line for a failed hub or directory load."""
     if Path(name).exists():
         return f"{name}: could not load the {what} from this directory: {str(exc).splitlines()[0]}"

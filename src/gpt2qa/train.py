@@ -48,32 +48,43 @@ from gpt2qa.batching import collate, pad_multiple
 from gpt2qa.checkpoint import (
     WEIGHTS_NAME,
     apply_weights,
+    build_model,
     list_checkpoints,
-    load_model,
+    merge_model_dir,
     newest_intact_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
     save_model,
 )
-from gpt2qa.config import QA_CONFIG_NAME, TrainConfig
+from gpt2qa.config import TrainConfig
 from gpt2qa.data import SquadDataset, SquadExample, load_squad
 from gpt2qa.decode import predictions_to_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import score_predictions
-from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features, prepare_tokenizer
-from gpt2qa.io import write_json_atomic, write_text_atomic
-from gpt2qa.launch import check_joined, process_group_on_cpu
-from gpt2qa.lora import merge_model_dir, parameter_counts, prepare_for_training
-from gpt2qa.model import QAModel, check_fits
+from gpt2qa.features import (
+    Feature,
+    SpecialIds,
+    check_answer_recall,
+    convert_examples_to_features,
+    prepare_tokenizer,
+)
+from gpt2qa.hub_data import load_hub_dataset
+from gpt2qa.io import write_json_atomic
+from gpt2qa.launch import check_joined, check_launcher_precision, process_group_on_cpu
+from gpt2qa.lora import parameter_counts
+from gpt2qa.model import QAModel
 from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
 from gpt2qa.plots import plot_learning_curve
 from gpt2qa.quantize import check_cpu_bf16
+from gpt2qa.rundir import RunLog, check_run_dir
 from gpt2qa.schedule import (
     Schedule,
     TrainState,
     epoch_batches,
+    fused_adamw_for,
     linear_warmup_decay,
     micro_batches,
+    optimizer_for,
     resolve_schedule,
     seed_everything,
     step_seed,
@@ -86,12 +97,6 @@ from gpt2qa.sharding import (
     no_sync,
     shard_model,
 )
-from gpt2qa.tokenizer import _load_failure, hub_kwargs, load_tokenizer
-
-MIN_ANSWER_RECALL = 0.9
-"""Below this share of answerable training questions whose gold span fits some window, training
-would mostly learn to abstain; train() stops instead."""
-RUN_MARKERS = ("train_config.json", "log.jsonl")
 
 
 @dataclass(frozen=True)
@@ -104,108 +109,14 @@ class TrainResult:
     """False in the other processes of a multi-process run (they write nothing)."""
 
 
-def fused_adamw_for(device: torch.device) -> bool:
-    """Fused AdamW (one kernel per step instead of ~10 foreach passes over the weights) where
-    torch has it: CUDA and, since torch 2.4, CPU."""
-    return device.type in ("cuda", "cpu")
-
-
-def optimizer_for(model: torch.nn.Module, config: TrainConfig, fused: bool) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and norm weights."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "ln" in name or "norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, fused=fused or None)
-
-
 def load_training_data(config: TrainConfig) -> tuple[SquadDataset, SquadDataset | None]:
     """Local files, or the hub's squad_v2 through the optional `datasets` extra."""
     if config.dataset is not None:
-        from gpt2qa.hub_data import load_hub_dataset
-
         return load_hub_dataset(config.dataset, config.misaligned)
     assert config.train_file is not None
     train = load_squad(config.train_file, config.misaligned)
     evaluation = load_squad(config.eval_file, config.misaligned) if config.eval_file else None
     return train, evaluation
-
-
-def load_backbone(name_or_dir: str) -> torch.nn.Module:
-    """`AutoModel.from_pretrained` in fp32 (transformers 5 would keep a bf16 checkpoint in bf16:
-    no fp32 master weights), with a one-line message when it cannot be had."""
-    from transformers import AutoModel
-
-    try:
-        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
-                                         **hub_kwargs(name_or_dir))
-    except (OSError, ValueError) as exc:
-        raise GPT2QAError(_load_failure(name_or_dir, "model", exc)) from None
-
-
-def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
-    """A fresh QA model around a pretrained (or saved random) backbone, or a gpt2qa model."""
-    qa = config.qa_config()
-    if (Path(config.model) / QA_CONFIG_NAME).is_file():
-        model, tokenizer, _ = load_model(config.model)
-        if model.config.head != qa.head or model.config.null_position != qa.null_position:
-            raise GPT2QAError(f"{config.model}: saved with head={model.config.head}, "
-                              f"null_position={model.config.null_position}; the run asks for "
-                              f"head={qa.head}, null_position={qa.null_position}")
-        check_fits(model.transformer, qa, len(tokenizer))
-        model.config = qa
-        model.train()
-        return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
-    tokenizer = load_tokenizer(config.model)
-    prepare_tokenizer(tokenizer)
-    backbone = load_backbone(config.model)
-    backbone.resize_token_embeddings(len(tokenizer))
-    check_fits(backbone, qa, len(tokenizer))
-    model = QAModel(backbone, qa)
-    return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
-
-
-def check_launcher_precision(precision: str, environ: dict[str, str] | os._Environ[str] = os.environ,
-                             ) -> None:
-    """gpt2qa alone owns autocast and loss scaling. A launcher's mixed-precision setting
-    (`accelerate config`, `accelerate launch --mixed_precision`) that disagrees with
-    --precision is refused rather than silently overriding it or fighting our GradScaler."""
-    launcher = environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
-    if launcher not in ("", "no") and launcher != precision:
-        raise GPT2QAError(
-            f"the launcher asks for mixed precision {launcher} (ACCELERATE_MIXED_PRECISION, from "
-            f"`accelerate config` or --mixed_precision) but this run has --precision {precision}; "
-            f"gpt2qa sets precision itself: pass --precision {launcher} to gpt2qa, or launch "
-            "with --mixed_precision no")
-
-
-def check_run_dir(out: Path, resume: bool) -> None:
-    """Refuse a folder gpt2qa did not make, and a finished or running run without --resume."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise GPT2QAError(f"{out}: exists and is not a directory; choose another --output-dir")
-    entries = sorted(p.name for p in out.iterdir())
-    is_run = any(name in entries for name in RUN_MARKERS)
-    if entries and not is_run:
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise GPT2QAError(f"{out}: holds files that are not a gpt2qa run ({shown}); gpt2qa will "
-                          "not write there: choose a new or empty --output-dir")
-    if is_run and not resume:
-        raise GPT2QAError(f"{out}: already holds a run; pass --resume to continue it, "
-                          "or choose a new --output-dir")
-
-
-def answer_recall(examples: Sequence[SquadExample], features: Sequence[Feature]) -> float:
-    """Share of answerable examples whose gold span lies whole inside at least one window."""
-    answerable = {ex.qas_id for ex in examples if ex.answers and not ex.is_impossible}
-    if not answerable:
-        return 1.0
-    found = {f.qas_id for f in features if not f.is_null and f.qas_id in answerable}
-    return len(found) / len(answerable)
 
 
 def _limit(examples: tuple[SquadExample, ...], n: int) -> tuple[SquadExample, ...]:
@@ -214,58 +125,6 @@ def _limit(examples: tuple[SquadExample, ...], n: int) -> tuple[SquadExample, ..
 
 def _warn(message: str) -> None:
     print(f"gpt2qa train: {message}", file=sys.stderr, flush=True)
-
-
-class _Log:
-    """log.jsonl (and TensorBoard when asked): one JSON object per line, flushed at once.
-    Only the main process makes one."""
-
-    def __init__(self, output_dir: Path, resume_step: int | None, tensorboard: bool) -> None:
-        self.path = output_dir / "log.jsonl"
-        if resume_step is None:
-            self.path.write_text("", encoding="utf-8")
-        elif self.path.exists():
-            # Drop what was logged after the checkpoint we resume from (it will happen again)
-            # and a line torn by a kill mid-write.
-            kept = []
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
-                    kept.append(line)
-            write_text_atomic(self.path, "".join(k + "\n" for k in kept))
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise GPT2QAError("--tensorboard needs the tensorboard package: "
-                                  "pip install 'gpt2qa[tensorboard]'") from None
-            self.writer = SummaryWriter(str(output_dir / "tensorboard"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(f"{record['event']}/{key}", value, record["step"])
-
-
-def log_setup(log: _Log, model: torch.nn.Module, config: TrainConfig, fresh: bool) -> None:
-    """The setup record (first line of log.jsonl) and its parameter counts on stderr."""
-    import sys
-
-    from gpt2qa.lora import parameter_counts
-
-    counts = parameter_counts(model)
-    if fresh:
-        log.write({"event": "setup", "step": 0, **counts, "lora_r": config.lora_r,
-                   "gradient_checkpointing": config.gradient_checkpointing})
-    print(f"gpt2qa train: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} "
-          f"parameters trainable ({counts['trainable_percent']}%)", file=sys.stderr)
 
 
 def evaluate_model(model: QAModel, tokenizer: Any, examples: Sequence[SquadExample],
@@ -340,7 +199,7 @@ class Run:
     eval_features: list[Feature]
     eval_is_v2: bool
     schedule: Schedule
-    log: _Log | None
+    log: RunLog | None
     resume_state: dict[str, Any] | None = None
     """The trainer state of the checkpoint this run resumes from (its tensors are loaded)."""
     lengths: list[int] = field(default_factory=list)
@@ -400,12 +259,8 @@ def setup(config: TrainConfig) -> Run:
     train_features = convert_examples_to_features(train_examples, tokenizer, qa.features(), special)
     if not train_features:
         raise GPT2QAError(f"{config.train_file}: no training examples")
-    recall = answer_recall(train_examples, train_features)
-    if recall < MIN_ANSWER_RECALL:
-        raise GPT2QAError(
-            f"{config.train_file}: only {100 * recall:.1f}% of the answerable training questions "
-            f"keep their gold answer inside a window (max_seq_length {qa.max_seq_length}, "
-            f"doc_stride {qa.doc_stride}); check the tokenizer with `gpt2qa check-spans`")
+    recall = check_answer_recall(train_examples, train_features, qa.features(),
+                                 str(config.train_file or config.dataset))
     eval_examples = _limit(eval_data.examples, config.max_eval_examples) if eval_data else ()
     eval_features = (convert_examples_to_features(eval_examples, tokenizer, qa.features(), special)
                      if eval_examples else [])
@@ -449,7 +304,7 @@ def setup(config: TrainConfig) -> Run:
         remove_stale_temporaries(out)
         write_json_atomic(out / "train_config.json",
                           {**dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule)})
-        log = _Log(out, resume_from.state["step"] if resume_from else None,
+        log = RunLog(out, resume_from.state["step"] if resume_from else None,
                    config.tensorboard)
         counts = parameter_counts(model)
         if resume_from is None:

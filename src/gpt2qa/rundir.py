@@ -1,0 +1,69 @@
+"""A run directory's guard and its log: what `gpt2qa train` refuses to write into, and
+log.jsonl (plus TensorBoard when asked), whose torn or stale lines a resume drops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import write_text_atomic
+
+RUN_MARKERS = ("train_config.json", "log.jsonl")
+"""Files whose presence marks a folder as a gpt2qa run."""
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """Refuse a folder gpt2qa did not make, and a finished or running run without --resume."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise GPT2QAError(f"{out}: exists and is not a directory; choose another --output-dir")
+    entries = sorted(p.name for p in out.iterdir())
+    is_run = any(name in entries for name in RUN_MARKERS)
+    if entries and not is_run:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise GPT2QAError(f"{out}: holds files that are not a gpt2qa run ({shown}); gpt2qa will "
+                          "not write there: choose a new or empty --output-dir")
+    if is_run and not resume:
+        raise GPT2QAError(f"{out}: already holds a run; pass --resume to continue it, "
+                          "or choose a new --output-dir")
+
+
+class RunLog:
+    """log.jsonl (and TensorBoard when asked): one JSON object per line, flushed at once.
+    Only the main process makes one."""
+
+    def __init__(self, output_dir: Path, resume_step: int | None, tensorboard: bool) -> None:
+        self.path = output_dir / "log.jsonl"
+        if resume_step is None:
+            self.path.write_text("", encoding="utf-8")
+        elif self.path.exists():
+            # Drop what was logged after the checkpoint we resume from (it will happen again)
+            # and a line torn by a kill mid-write.
+            kept = []
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
+                    kept.append(line)
+            write_text_atomic(self.path, "".join(k + "\n" for k in kept))
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise GPT2QAError("--tensorboard needs the tensorboard package: "
+                                  "pip install 'gpt2qa[tensorboard]'") from None
+            self.writer = SummaryWriter(str(output_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.writer.add_scalar(f"{record['event']}/{key}", value, record["step"])
