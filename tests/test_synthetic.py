@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from gpt2qa import synthetic
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.synthetic import (
     QUESTION_KINDS,
@@ -21,6 +20,7 @@ from gpt2qa.synthetic import (
     generate,
     question_kind,
     template_vocabulary,
+    templates,
     write_benchmark,
 )
 
@@ -55,9 +55,9 @@ def test_templates_are_consistent() -> None:
 
 
 def test_template_check_catches_a_prefix_that_differs_before_the_value(monkeypatch) -> None:
-    bad = synthetic._two_way("In {y}, {p} was born in {c}.", "By {y}, {p} had left {c}.",
+    bad = templates._two_way("In {y}, {p} was born in {c}.", "By {y}, {p} had left {c}.",
                              pivots=["p.birth_year=y"])
-    monkeypatch.setattr(synthetic, "_TWO_WAY_TEMPLATES", (bad,))
+    monkeypatch.setattr(templates, "_TWO_WAY_TEMPLATES", (bad,))
     with pytest.raises(RuntimeError, match="differ before the end"):
         check_templates()
 

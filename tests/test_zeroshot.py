@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import GPT2LMHeadModel
 
 from conftest import squad_v2_dict
 from gpt2qa.data import Answer, SquadExample
@@ -16,19 +17,20 @@ from gpt2qa.decode import sigmoid
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.metrics import evaluate_files
 from gpt2qa.zeroshot import (
-    Generation,
     ZeroShotConfig,
     add_zero_shot_parser,
     build_prompt,
-    continuation_logprobs,
-    greedy_generate,
     is_abstention,
     render_prompt,
-    run_zero_shot,
     select_shots,
-    stop_token_ids,
-    zero_shot_predict,
 )
+from gpt2qa.zeroshot.decoding import (
+    Generation,
+    continuation_logprobs,
+    greedy_generate,
+    stop_token_ids,
+)
+from gpt2qa.zeroshot.run import run_zero_shot, zero_shot_predict
 
 CTX = "The Eiffel Tower was completed in 1889 in Paris, France."
 EX = SquadExample("q1", "When was the Eiffel Tower completed?", CTX,
@@ -76,27 +78,26 @@ def tiny_lm_dir(tiny_tokenizer, tmp_path_factory) -> Path:
     return path
 
 
-class ScriptedLM(torch.nn.Module):
-    """A real causal LM whose generation step s is pushed (+1000) towards ``script[s]``.
+class ScriptedLM(GPT2LMHeadModel):
+    """A real causal LM (``base``'s weights) whose generation step s is pushed (+1000) towards
+    ``script[s]``.
 
-    The step is the number of positions added since the last call without a cache.
+    The step is the number of positions added since the prompt (the call with an empty cache).
     """
 
     def __init__(self, base, script: list[int]) -> None:
-        super().__init__()
-        self.base = base
-        self.config = base.config
+        super().__init__(base.config)
+        self.load_state_dict(base.state_dict())
+        self.eval()
         self.script = script
         self.start = 0
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
-                use_cache=True, logits_to_keep=0):
-        if cache is None:
+    def forward(self, input_ids=None, cache=None, **kwargs):
+        seen = 0 if cache is None else cache.get_seq_length()
+        if seen == 0:
             self.start = input_ids.shape[1]
-        out = self.base(input_ids=input_ids, attention_mask=attention_mask,
-                        position_ids=position_ids, cache=cache, use_cache=use_cache,
-                        logits_to_keep=logits_to_keep)
-        step = attention_mask.shape[1] - self.start
+        out = super().forward(input_ids=input_ids, cache=cache, **kwargs)
+        step = seen + input_ids.shape[1] - self.start
         if step < len(self.script):
             out.logits[:, -1, self.script[step]] += 1000.0
         return out
@@ -261,6 +262,24 @@ def test_batched_greedy_matches_unbatched_reference(tiny_tokenizer, tiny_lm, bat
         assert gen.token_logprobs == pytest.approx(ref.token_logprobs, abs=1e-4)
         assert (gen.stop_logprob is None) == (ref.stop_logprob is None)
     assert sum(len(g.token_ids) for g in got) >= 6  # the comparison covered real decoding
+
+
+def test_greedy_ignores_the_models_generation_defaults(tiny_tokenizer):
+    """A hub generation_config.json may ask for a repetition penalty (Qwen2's does); greedy
+    decoding must stay plain greedy on the raw logits, and the model's config is put back."""
+    model = _tiny_lm(tiny_tokenizer)
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.no_repeat_ngram_size = 1
+    prompt = _ids(tiny_tokenizer, CTX)
+    stops = set(stop_token_ids(tiny_tokenizer))
+    ref = _reference_greedy(model, prompt, stops, 8)
+    assert len(set(ref.token_ids)) < len(ref.token_ids)  # a repeat: the penalties would bite
+    (gen,) = greedy_generate(model, [prompt], sorted(stops), tiny_tokenizer.eos_token_id,
+                             max_new_tokens=8)
+    assert gen.token_ids == ref.token_ids and gen.stop_token == ref.stop_token
+    assert gen.token_logprobs == pytest.approx(ref.token_logprobs, abs=1e-4)
+    assert model.generation_config.repetition_penalty == 5.0
+    assert model.generation_config.no_repeat_ngram_size == 1
 
 
 def test_greedy_stops_at_newline_and_at_max_new_tokens(tiny_tokenizer, tiny_lm):

@@ -32,6 +32,8 @@ from typing import Any
 
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import write_json_atomic
+from gpt2qa.synthetic.names import syllable_word
+from gpt2qa.synthetic.templates import COMPANY_SUFFIXES
 
 SPLITS = ("train", "dev", "test")
 _SYLLABLES = ("ba", "be", "bo", "da", "de", "di", "do", "fa", "ga", "go", "ha", "ka", "ke",
@@ -43,7 +45,6 @@ _PRODUCTS = ("rope", "glass", "clocks", "paper", "soap", "lamps", "maps", "tea",
              "boats")
 _OCCUPATIONS = ("sailor", "painter", "printer", "teacher", "doctor", "poet", "merchant",
                 "baker", "miner", "weaver")
-_SUFFIXES = ("Works", "Mills", "Company", "Foundry", "Traders")
 _TYPES = (("bridge-born", 0.3), ("bridge-job", 0.2), ("which-first", 0.2),
           ("before-yn", 0.15), ("same-city-yn", 0.15))
 
@@ -62,8 +63,7 @@ class _Names:
     def word(self, used: set[str]) -> str:
         for _ in range(10_000):
             n = self.rng.choice((2, 2, 3))
-            w = "".join(self.rng.choice(_SYLLABLES) for _ in range(n)) + self.rng.choice(_CODAS)
-            w = w.capitalize()
+            w = syllable_word(self.rng, n, _SYLLABLES, _CODAS).capitalize()
             if _split_of(w) == self.split and w not in used:
                 used.add(w)
                 return w
@@ -79,7 +79,7 @@ def _world(rng: random.Random, names: _Names, n_companies: int) -> list[dict[str
     for k in range(n_companies):
         founder = f"{names.word(used)} {names.word(used)}"
         companies.append({
-            "name": f"{names.word(used)} {rng.choice(_SUFFIXES)}", "year": str(years[k]),
+            "name": f"{names.word(used)} {rng.choice(COMPANY_SUFFIXES)}", "year": str(years[k]),
             "city": rng.choice(cities), "product": rng.choice(_PRODUCTS), "founder": founder,
             "birthplace": names.word(used), "job": rng.choice(_OCCUPATIONS),
         })
