@@ -17,7 +17,7 @@ from gpt2qa.errors import GPT2QAError
 from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.pipeline import autocast_context, pick_device
 from gpt2qa.quantize import check_cpu_bf16
-from gpt2qa.tokenizer import _load_failure, hub_kwargs, load_tokenizer
+from gpt2qa.tokenizer import hub_kwargs, load_failure, load_tokenizer
 from gpt2qa.zeroshot.decoding import (
     Generation,
     continuation_logprobs,
@@ -114,7 +114,7 @@ def load_causal_lm(name_or_dir: str, device: Any = None, precision: str = "fp32"
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_dir, **kwargs)
     except (OSError, ValueError) as exc:
-        raise GPT2QAError(_load_failure(name_or_dir, "causal language model", exc)) from None
+        raise GPT2QAError(load_failure(name_or_dir, "causal language model", exc)) from None
     if device is not None:
         model = model.to(device)
     return model.eval()
