@@ -61,18 +61,19 @@ ERRORS_DOC: dict[int | str, dict[str, Any]] = {
 
 # -- dependencies -----------------------------------------------------------------------------
 
-def get_pipeline(request: Request) -> QAPipeline:
+# async: FastAPI would run a plain `def` dependency in its thread pool, a thread hop per request.
+async def get_pipeline(request: Request) -> QAPipeline:
     """The pipeline that answers (create_app's); override it in `app.dependency_overrides`."""
     pipeline: QAPipeline = request.app.state.pipeline
     return pipeline
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     settings: ServeSettings = request.app.state.settings
     return settings
 
 
-def get_batcher(request: Request) -> MicroBatcher:
+async def get_batcher(request: Request) -> MicroBatcher:
     batcher: MicroBatcher = request.app.state.batcher
     return batcher
 
