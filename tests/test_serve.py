@@ -33,6 +33,7 @@ from gpt2qa.serve import (  # noqa: E402
     add_serve_parser,
     answer_from_prediction,
     create_app,
+    get_pipeline,
     serve_in_thread,
     settings_from_args,
 )
@@ -493,6 +494,52 @@ def test_answer_from_prediction(score_diff: float, threshold: float, answer: str
     assert out.is_impossible == (answer == "")
     assert [c.text for c in out.candidates] == ["1889"]
     assert out.no_answer_probability == 0.3
+
+
+# -- the pipeline is a dependency --------------------------------------------------------------
+
+@dataclass
+class FirstWordPipeline(QAPipeline):
+    """Answers every question with its context's first word (score_diff -3.0, na_prob 0.25),
+    as real Prediction records, and records the questions it was asked."""
+
+    asked: list[str] = field(default_factory=list)
+
+    def predict(self, examples, batch_size=0, null_score_diff_threshold=None):  # type: ignore[override]
+        preds = []
+        for ex in examples:
+            self.asked.append(ex.question)
+            word = ex.context.split()[0]
+            start = ex.context.index(word)
+            preds.append(Prediction(ex.qas_id, word, word, -3.0, 0.25,
+                                    (Candidate(word, 7.5, start, start + len(word)),)))
+        return preds
+
+
+def test_dependency_override_replaces_the_pipeline(pipeline: QAPipeline) -> None:
+    own = recording(pipeline)
+    other = FirstWordPipeline(pipeline.model, pipeline.tokenizer, pipeline.special_ids)
+    app = create_app(own, ServeSettings(batch_wait_ms=0))
+    app.dependency_overrides[get_pipeline] = lambda: other
+    context = "  Zorbel flows 412 kilometres to the sea."
+    with TestClient(app) as c:
+        r = c.post("/v1/answer", json={"question": "Which river?", "context": context})
+        assert r.status_code == 200
+        assert r.json() == {"answer": "Zorbel", "is_impossible": False,
+                            "no_answer_probability": 0.25,
+                            "null_score_diff_threshold": pipeline.model.config.null_score_diff_threshold,
+                            "candidates": [{"text": "Zorbel", "score": 7.5, "start": 2, "end": 8}]}
+        # The request's own threshold still decides: score_diff -3.0 > -5.0, so it abstains.
+        r = c.post("/v1/answer/batch", json={"items": [
+            {"question": "Which river?", "context": context, "null_score_diff_threshold": -5.0},
+            {"question": "First?", "context": "Tavrik is a city."}]})
+        assert [(x["answer"], x["is_impossible"]) for x in r.json()["results"]] == \
+            [("", True), ("Tavrik", False)]
+        assert other.asked == ["Which river?", "Which river?", "First?"]
+        assert own.calls == []  # the app's own pipeline was never asked
+        app.dependency_overrides.clear()
+        r = c.post("/v1/answer", json={"question": "Which river?", "context": context})
+        assert r.status_code == 200 and own.calls == [1] and len(other.asked) == 3
 
 
 # -- other routes -----------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 undecodable or over-deep JSON (an ASGI middleware), and a deadline for request headers
 (a uvicorn protocol). Each turns a slow or malformed client into a 4xx or a closed socket
 instead of a held connection, a 400 in FastAPI's format or a shutdown that never ends.
+
+Above them, `invalid_request` turns FastAPI's validation errors into the same one-line 422
+("invalid request: items[2].top_k: Input should be a valid integer").
 """
 
 from __future__ import annotations
@@ -10,7 +13,13 @@ import asyncio
 import itertools
 import re
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,9 +86,7 @@ class BodySizeLimit:
         body = b"".join(chunks)
         problem = body_problem(body)
         if problem is not None:
-            # The same 422 body as gpt2qa.serve gives any other malformed JSON.
-            from starlette.responses import JSONResponse
-
+            # The same 422 body as `invalid_request` gives any other malformed JSON.
             errors = [{"loc": "body", "msg": problem, "type": "json_invalid"}]
             await JSONResponse({"detail": f"invalid request: body: {problem}", "errors": errors},
                                status_code=422)(scope, receive, send)
@@ -128,8 +135,6 @@ def body_problem(body: bytes) -> str | None:
 
 async def _error(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
                  close: bool = False) -> None:
-    from starlette.responses import JSONResponse
-
     headers = {"Connection": "close"} if close else None
     await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
 
@@ -143,8 +148,6 @@ def http_protocol(timeout_headers: float) -> type:
     response ends; if no new request's headers have been parsed when it fires (no request
     cycle is in progress), the connection is closed.
     """
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
     base: Any = AutoHTTPProtocol
 
     class HeaderTimeoutProtocol(base):  # type: ignore[misc, valid-type]
@@ -178,3 +181,50 @@ def http_protocol(timeout_headers: float) -> type:
                 self.transport.close()
 
     return HeaderTimeoutProtocol
+
+
+# -- 422 for invalid requests -----------------------------------------------------------------
+
+def _format_loc(loc: Sequence[Any]) -> str:
+    """("body", "items", 2, "context") -> "items[2].context"."""
+    parts = list(loc[1:]) if loc and loc[0] == "body" else list(loc)
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def readable_errors(errors: Sequence[dict[str, Any]], is_json: bool = True) -> list[dict[str, str]]:
+    """FastAPI/pydantic validation errors as {"loc", "msg", "type"} with readable messages.
+
+    Worked example: {"loc": ("body", "items", 2, "top_k"), "msg": "Input should be a valid
+    integer"} becomes {"loc": "items[2].top_k", "msg": "Input should be a valid integer"}.
+    """
+    out = []
+    for err in errors:
+        kind = str(err.get("type", ""))
+        loc = tuple(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        if kind == "json_invalid":
+            pos = loc[-1] if loc else "?"
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            loc, msg = ("body",), f"malformed JSON at character {pos}: {reason}"
+        elif loc == ("body",) and not is_json:
+            msg = "send a JSON object with Content-Type: application/json"
+        elif loc == ("body",) and kind in ("missing", "model_attributes_type", "dict_type"):
+            msg = "expected a JSON object"
+        out.append({"loc": _format_loc(loc), "msg": msg, "type": kind})
+    return out
+
+
+def validation_message(errors: Sequence[dict[str, str]]) -> str:
+    """One line: "invalid request: question: Field required; top_k: ..."."""
+    return "invalid request: " + "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """The app's RequestValidationError handler: 422 {"detail": one line, "errors": [...]}."""
+    content_type = request.headers.get("content-type", "")
+    errors = readable_errors(exc.errors(), is_json="json" in content_type.lower())
+    return JSONResponse({"detail": validation_message(errors), "errors": errors},
+                        status_code=422)

@@ -1,0 +1,7 @@
+"""`python -m gpt2qa.serve ...`: the same flags as `gpt2qa serve`."""
+
+import sys
+
+from gpt2qa.serve.cli_args import main
+
+sys.exit(main())

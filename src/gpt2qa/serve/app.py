@@ -1,0 +1,215 @@
+"""The FastAPI app: routes on one APIRouter, the pipeline, settings and batcher as dependencies.
+
+Routes:
+  POST /v1/answer        {"question", "context", "top_k"=1, "null_score_diff_threshold"=null}
+  POST /v1/answer/batch  {"items": [...]} of the above -> {"results": [...]}
+  GET  /v1/model         what the loaded model is and the limits this server enforces
+  GET  /healthz          liveness, plus micro-batching counters
+  GET  /                 a one-page UI (static/index.html); OpenAPI docs at /docs
+
+`create_app` stores the pipeline, settings and batcher on `app.state`; routes reach them only
+through `get_pipeline`, `get_settings` and `get_batcher` (FastAPI `Depends`), so a test can
+answer with another pipeline: `app.dependency_overrides[get_pipeline] = lambda: other`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+
+from gpt2qa.pipeline import QAPipeline
+from gpt2qa.serve.batcher import MicroBatcher
+from gpt2qa.serve.middleware import BodySizeLimit, invalid_request
+from gpt2qa.serve.schemas import (
+    AnswerRequest,
+    AnswerResponse,
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    Health,
+    Limits,
+    ModelInfo,
+    answer_from_prediction,
+)
+from gpt2qa.serve.settings import ServeSettings
+
+logger = logging.getLogger("gpt2qa.serve")
+
+PAGE_HEADERS = {
+    # The page only talks to this server; its script and style are inline.
+    "Content-Security-Policy": ("default-src 'none'; script-src 'unsafe-inline'; "
+                                "style-src 'unsafe-inline'; connect-src 'self'; "
+                                "img-src 'self' data:; base-uri 'none'; form-action 'none'"),
+    "X-Content-Type-Options": "nosniff",
+}
+
+ERRORS_DOC: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "Body, context or batch over a limit"},
+    422: {"model": ErrorResponse, "description": "Malformed JSON or invalid fields"},
+    500: {"model": ErrorResponse, "description": "Internal error for this request only"},
+}
+
+
+# -- dependencies -----------------------------------------------------------------------------
+
+# async: FastAPI would run a plain `def` dependency in its thread pool, a thread hop per request.
+async def get_pipeline(request: Request) -> QAPipeline:
+    """The pipeline that answers (create_app's); override it in `app.dependency_overrides`."""
+    pipeline: QAPipeline = request.app.state.pipeline
+    return pipeline
+
+
+async def get_settings(request: Request) -> ServeSettings:
+    settings: ServeSettings = request.app.state.settings
+    return settings
+
+
+async def get_batcher(request: Request) -> MicroBatcher:
+    batcher: MicroBatcher = request.app.state.batcher
+    return batcher
+
+
+PipelineDep = Annotated[QAPipeline, Depends(get_pipeline)]
+SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def model_info(pipeline: QAPipeline, settings: ServeSettings) -> ModelInfo:
+    model = pipeline.model
+    cfg = model.config
+    first = next(model.parameters(), None)
+    return ModelInfo(
+        head=cfg.head, layout=cfg.layout, null_position=cfg.null_position,
+        max_seq_length=cfg.max_seq_length, doc_stride=cfg.doc_stride,
+        max_query_length=cfg.max_query_length, max_answer_length=cfg.max_answer_length,
+        n_best_size=cfg.n_best_size, null_score_diff_threshold=cfg.null_score_diff_threshold,
+        vocab_size=len(pipeline.tokenizer),
+        parameter_count=sum(p.numel() for p in model.parameters()),
+        device=str(first.device) if first is not None else "cpu",
+        precision=pipeline.precision,
+        limits=Limits(max_batch_size=settings.max_batch_size,
+                      batch_wait_ms=settings.batch_wait_ms,
+                      max_batch_items=settings.max_batch_items,
+                      max_context_chars=settings.max_context_chars,
+                      max_body_bytes=settings.max_body_bytes))
+
+
+@cache
+def load_page() -> str:
+    return resources.files("gpt2qa").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def check_item(item: AnswerRequest, where: str, pipeline: QAPipeline,
+               settings: ServeSettings) -> None:
+    """413 for a context over the limit, 422 for top_k over the model's n_best_size."""
+    if len(item.context) > settings.max_context_chars:
+        raise HTTPException(413, f"{where}context has {len(item.context)} characters; this "
+                                 f"server accepts at most {settings.max_context_chars} "
+                                 "(--max-context-chars)")
+    n_best = pipeline.model.config.n_best_size
+    if item.top_k > n_best:
+        raise HTTPException(422, f"invalid request: {where}top_k: must be at most {n_best} "
+                                 "(the model's n_best_size)")
+
+
+async def run_one(item: AnswerRequest, pipeline: QAPipeline,
+                  batcher: MicroBatcher) -> AnswerResponse:
+    pred = await batcher.submit(item.question, item.context, pipeline)
+    threshold = (pipeline.model.config.null_score_diff_threshold
+                 if item.null_score_diff_threshold is None else item.null_score_diff_threshold)
+    return answer_from_prediction(pred, threshold, item.top_k)
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.post("/v1/answer", response_model=AnswerResponse, responses=ERRORS_DOC)
+async def answer(item: AnswerRequest, pipeline: PipelineDep, settings: SettingsDep,
+                 batcher: BatcherDep) -> AnswerResponse:
+    """Answer one question about one context (or abstain)."""
+    check_item(item, "", pipeline, settings)
+    try:
+        return await run_one(item, pipeline, batcher)
+    except Exception:
+        logger.exception("POST /v1/answer failed")
+        raise HTTPException(500, "internal error while answering; see the server log") from None
+
+
+@router.post("/v1/answer/batch", response_model=BatchResponse, responses=ERRORS_DOC)
+async def answer_batch(batch: BatchRequest, pipeline: PipelineDep, settings: SettingsDep,
+                       batcher: BatcherDep) -> BatchResponse:
+    """Answer several questions; they share forward passes with all other traffic."""
+    if len(batch.items) > settings.max_batch_items:
+        raise HTTPException(413, f"batch has {len(batch.items)} items; this server accepts "
+                                 f"at most {settings.max_batch_items} (--max-batch-items)")
+    for i, item in enumerate(batch.items):
+        check_item(item, f"items[{i}].", pipeline, settings)
+    results = await asyncio.gather(*(run_one(item, pipeline, batcher) for item in batch.items),
+                                   return_exceptions=True)
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    if failed:
+        for i in failed:
+            logger.error("POST /v1/answer/batch item %d failed", i, exc_info=results[i])
+        raise HTTPException(500, "internal error while answering items "
+                                 f"{failed[:10]}; see the server log")
+    return BatchResponse(results=[r for r in results if isinstance(r, AnswerResponse)])
+
+
+@router.get("/v1/model", response_model=ModelInfo)
+async def get_model(pipeline: PipelineDep, settings: SettingsDep) -> ModelInfo:
+    """The loaded model's settings and this server's limits."""
+    return model_info(pipeline, settings)
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz(batcher: BatcherDep) -> Health:
+    return Health(status="ok", queued=batcher.queued,
+                  forward_batches=batcher.forward_batches,
+                  questions_answered=batcher.questions_answered,
+                  forward_seconds=round(batcher.forward_seconds, 6))
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    return HTMLResponse(load_page(), headers=PAGE_HEADERS)
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    batcher: MicroBatcher = app.state.batcher
+    await batcher.start()
+    try:
+        yield
+    finally:
+        await batcher.stop()
+
+
+def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app around one loaded pipeline. Run it with uvicorn or TestClient."""
+    settings = settings or ServeSettings()
+    load_page()  # a missing page fails here, at start-up, not on the first visit
+    app = FastAPI(title="gpt2qa", version="1", lifespan=lifespan,
+                  description="Extractive question answering with abstention (SQuAD 2.0 style).")
+    app.state.pipeline = pipeline
+    app.state.settings = settings
+    app.state.batcher = MicroBatcher(pipeline, settings.max_batch_size, settings.batch_wait_ms)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.timeout_body)
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    app.include_router(router)
+    return app
