@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.data import SquadExample
+from gpt2qa.data import SquadExample, load_squad
 from gpt2qa.errors import DataError, GPT2QAError
 from gpt2qa.io import check_output_dir
-from gpt2qa.plots import save_figure
+from gpt2qa.plots import plot_na_histogram, plot_pr_curve
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -68,28 +68,17 @@ def exact_match(pred: str, gold: str) -> int:
     return int(normalize_answer(pred) == normalize_answer(gold))
 
 
-def f1(pred: str, gold: str) -> float:
-    """SQuAD 2.0 token F1 (bag of normalised tokens).
+def f1(pred: str, gold: str, both_empty: float = 1.0) -> float:
+    """Token F1 (bag of normalised tokens), as the official SQuAD scripts compute it.
 
-    When either side has no tokens the score is 1.0 exactly when both are empty: this is how
-    an abstention ("") is scored against an unanswerable question.
+    v2.0 and v1.1 agree except when *both* sides normalise to no tokens: v2.0 scores that 1.0
+    (how an abstention "" is scored against an unanswerable question), v1.1 scores it 0.0 (no
+    token in common), so `evaluate_v1` passes ``both_empty=0.0``. One side empty: 0.0 in both.
     """
     pred_toks = get_tokens(pred)
     gold_toks = get_tokens(gold)
-    if not pred_toks or not gold_toks:
-        return float(pred_toks == gold_toks)
-    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
-    if num_same == 0:
-        return 0.0
-    precision = 1.0 * num_same / len(pred_toks)
-    recall = 1.0 * num_same / len(gold_toks)
-    return (2 * precision * recall) / (precision + recall)
-
-
-def _f1_v1(pred: str, gold: str) -> float:
-    """SQuAD 1.1 token F1: unlike `f1`, no tokens in common (empty sides included) scores 0."""
-    pred_toks = normalize_answer(pred).split()
-    gold_toks = normalize_answer(gold).split()
+    if not pred_toks and not gold_toks:
+        return both_empty
     num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
     if num_same == 0:
         return 0.0
@@ -294,38 +283,6 @@ def _oracle_of(s: QuestionScore) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Images (matplotlib's Agg canvas directly: no pyplot state, nothing left open)
-# --------------------------------------------------------------------------------------------
-
-def _plot_pr_curve(precisions: list[float], recalls: list[float], path: Path,
-                   title: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure()
-    ax = fig.add_subplot()
-    ax.step(recalls, precisions, color="b", alpha=0.2, where="post")
-    ax.fill_between(recalls, precisions, step="post", alpha=0.2, color="b")
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
-    ax.set_xlim(0.0, 1.05)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_title(title)
-    save_figure(fig, path)
-
-
-def _plot_na_histogram(probs: list[float], path: Path, name: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure()
-    ax = fig.add_subplot()
-    ax.hist(probs, weights=[1.0 / len(probs)] * len(probs), bins=20, range=(0.0, 1.0))
-    ax.set_xlabel("Model probability of no-answer")
-    ax.set_ylabel("Proportion of dataset")
-    ax.set_title(f"Histogram of no-answer probability: {name}")
-    save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------------------------
 # Public evaluations
 # --------------------------------------------------------------------------------------------
 
@@ -373,7 +330,7 @@ def _evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str
                 hist = [na_probs[s.qas_id] for s, k in zip(scores, keep, strict=True)
                         if k and s.qas_id in na_probs]
                 if hist:
-                    _plot_na_histogram(hist, image_dir / f"na_prob_hist_{name}.png", name)
+                    plot_na_histogram(hist, image_dir / f"na_prob_hist_{name}.png", name)
 
     missing = sum(1 for s in scores if s.missing)
     if missing:
@@ -396,7 +353,7 @@ def _pr_analysis(ranked: Sequence[tuple[float, QuestionScore]], num_has_ans: int
          "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)"),
     ):
         ap, precisions, recalls = _precision_recall(ranked, score_of, num_has_ans)
-        _plot_pr_curve(precisions, recalls, image_dir / f"{key}.png", title)
+        plot_pr_curve(precisions, recalls, image_dir / f"{key}.png", title)
         out[f"{key}_ap"] = ap
     return out
 
@@ -443,7 +400,7 @@ def evaluate_v1(examples: Sequence[SquadExample], predictions: Mapping[str, str]
         if not golds:
             continue
         em_sum += max(exact_match(pred, g) for g in golds)
-        f1_sum += max(_f1_v1(pred, g) for g in golds)
+        f1_sum += max(f1(pred, g, both_empty=0.0) for g in golds)
     total = len(examples)
     result: dict[str, Any] = {
         "exact_match": 100.0 * em_sum / total,
@@ -596,8 +553,6 @@ def evaluate_files(data_path: str | Path, preds_path: str | Path,
     ``missing``/``extra`` when non-zero, then ``breakdown`` when asked for.  A na-prob file is
     refused for v1.1 data, which has no unanswerable questions.
     """
-    from gpt2qa.data import load_squad
-
     dataset = load_squad(data_path, check_offsets=False)
     predictions = read_predictions(preds_path)
     na_probs = read_na_probs(na_prob_file) if na_prob_file is not None else None

@@ -29,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import check_output_dir, write_text_atomic
+from gpt2qa.metrics import QUESTION_WORD_BUCKETS, breakdown
 from gpt2qa.plots import save_figure
+from gpt2qa.study.summary import markdown_table
 
 REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
 TABLE_COLUMNS = (
@@ -142,8 +145,6 @@ def load_run(run_dir: str | os.PathLike[str], label: str,
              eval_file: str | os.PathLike[str] | None = None,
              gold_cache: dict[Path, Any] | None = None) -> RunData:
     """Read a run directory; a missing file is a one-line error naming the dir and the file."""
-    from gpt2qa.data import load_squad
-
     path = find_run_dir(Path(run_dir))
     for name in REQUIRED_FILES:
         if not (path / name).is_file():
@@ -223,8 +224,6 @@ def abstention_pr(na_probs: Sequence[float], has_ans: Sequence[bool]
 
 def question_word_f1(run: RunData) -> dict[str, float]:
     """F1 per question word of one run's predictions (official rules, as predicted)."""
-    from gpt2qa.metrics import breakdown
-
     table = breakdown(run.examples, run.predictions)["question_word"]
     return {word: block["f1"] for word, block in table.items()}
 
@@ -324,8 +323,6 @@ def plot_question_words(runs: Sequence[RunData], per_run: Sequence[Mapping[str, 
                         path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    from gpt2qa.metrics import QUESTION_WORD_BUCKETS
-
     words = [w for w in QUESTION_WORD_BUCKETS if any(w in table for table in per_run)]
     fig = Figure(figsize=(max(6.0, 1.2 * len(words) * max(1, len(runs)) / 2 + 3), 4))
     ax = fig.add_subplot()
@@ -368,14 +365,6 @@ def metric_rows(runs: Sequence[RunData]) -> list[list[str]]:
 
 def _header() -> list[str]:
     return ["run", *(name for name, _ in TABLE_COLUMNS), "step", "questions"]
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
-    """A Markdown table; the first `text_cols` columns left-aligned, the rest right-aligned."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < text_cols else "---:" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
