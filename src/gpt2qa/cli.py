@@ -170,9 +170,9 @@ def _print_json(obj: Any) -> None:
 # -- evaluate ---------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gpt2qa.evaluation import evaluate_files
     from gpt2qa.hotpot_data import detect_format
     from gpt2qa.io import check_output_dir, check_output_file, write_json_atomic
-    from gpt2qa.metrics import evaluate_files
 
     if args.out_file:
         check_output_file(args.out_file, "--out-file")

@@ -31,8 +31,8 @@ from typing import Any
 
 from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.evaluation import QUESTION_WORD_BUCKETS, breakdown
 from gpt2qa.io import check_output_dir, write_text_atomic
-from gpt2qa.metrics import QUESTION_WORD_BUCKETS, breakdown
 from gpt2qa.plots import save_figure
 from gpt2qa.study.summary import markdown_table
 
