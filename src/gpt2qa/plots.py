@@ -7,6 +7,8 @@ the functions because `gpt2qa --help` imports this module (through metrics).
   learning curve        train loss and eval F1 of one run (train: learning_curve.png)
   pr curves, histogram  the official evaluation's images (metrics: `--out-image-dir`)
   study, reliability    the study's F1/AUROC bars and na_prob reliability diagrams
+  report                runs side by side: learning curves, abstaining PR, na_prob
+                        histograms, F1 by question word (`gpt2qa report`)
 """
 
 from __future__ import annotations
@@ -210,5 +212,106 @@ def plot_reliability(panels: Sequence[Sequence[tuple[str, Sequence[Any], float] 
             title, bins, ece = panel
             _reliability_panel(axes[i][j], bins, ece, title)
     axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs side by side (gpt2qa report)
+# --------------------------------------------------------------------------------------------
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def plot_learning_curves(logs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+                         path: Path) -> Path:
+    """Train loss (left) and eval F1, plain and tuned (right), one colour per (label, log)."""
+    fig = new_figure(figsize=(11, 4))
+    ax_loss, ax_f1 = fig.subplots(1, 2)
+    for (label, log), color in zip(logs, _colors(len(logs)), strict=True):
+        train = [r for r in log if r.get("event") == "train" and "loss" in r]
+        evals = [r for r in log if r.get("event") == "eval" and "f1" in r]
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
+                     label=label)
+        ax_f1.plot([r["step"] for r in evals], [r["f1"] for r in evals], "o-", color=color,
+                   label=f"{label} F1")
+        if evals and "tuned_f1" in evals[0]:
+            ax_f1.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
+                       color=color, alpha=0.6, label=f"{label} tuned F1")
+    ax_loss.set(xlabel="optimizer step", ylabel="train loss", title="training loss")
+    ax_f1.set(xlabel="optimizer step", ylabel="eval F1", title="evaluation F1", ylim=(0, 100))
+    ax_loss.legend(fontsize=7)
+    ax_f1.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_abstain_pr(curves: Sequence[tuple[str, Sequence[float], Sequence[float],
+                                           Sequence[float]]],
+                    base_rate: float | None, path: Path) -> Path:
+    """Precision/recall of abstaining per (label, precisions, recalls, thresholds), a dot at
+    na_prob > 0.5, and the share of unanswerable questions (`base_rate`) as a line."""
+    fig = new_figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    for (label, precision, recall, thresholds), color in zip(curves, _colors(len(curves)),
+                                                             strict=True):
+        ax.step(recall, precision, where="post", color=color, label=label)
+        # Mark the decision rule the run used (na_prob > 0.5, i.e. score diff > 0).
+        above = [k for k, t in enumerate(thresholds) if t > 0.5]
+        if above:
+            k = above[-1]
+            ax.plot(recall[k], precision[k], "o", color=color)
+    if base_rate is not None:
+        ax.axhline(base_rate, color="grey", linestyle=":", label="abstain on all (base rate)")
+    ax.set(xlabel="recall of unanswerable questions", ylabel="precision of abstaining",
+           xlim=(0, 1.02), ylim=(0, 1.02),
+           title="abstaining as the na_prob threshold moves (dot: na_prob > 0.5)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_na_histograms(groups: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                       path: Path) -> Path:
+    """One panel per (label, answerable na_probs, unanswerable na_probs), 3 to a row."""
+    n = len(groups)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig = new_figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, (label, ans, unans) in enumerate(groups):
+        ax = axes[k // cols][k % cols]
+        for values, name, color in ((ans, "answerable", "tab:blue"),
+                                    (unans, "unanswerable", "tab:red")):
+            if values:
+                ax.hist(values, bins=20, range=(0.0, 1.0), alpha=0.55, color=color,
+                        weights=[1.0 / len(values)] * len(values),
+                        label=f"{name} ({len(values)})")
+        ax.set(xlabel="no-answer probability", ylabel="share of group", title=label)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_question_words(tables: Sequence[tuple[str, Mapping[str, float]]],
+                        words: Sequence[str], path: Path) -> Path:
+    """Grouped bars of F1 per question word (in `words` order), one colour per (label, table)."""
+    fig = new_figure(figsize=(max(6.0, 1.2 * len(words) * max(1, len(tables)) / 2 + 3), 4))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(tables), 1)
+    for k, ((label, table), color) in enumerate(zip(tables, _colors(len(tables)), strict=True)):
+        xs = [i + (k - (len(tables) - 1) / 2) * width for i in range(len(words))]
+        ax.bar(xs, [table.get(w, 0.0) for w in words], width=width, color=color, label=label)
+    ax.set_xticks(range(len(words)), words)
+    ax.set(ylabel="F1", ylim=(0, 100), title="F1 by question word")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
