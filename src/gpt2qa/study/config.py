@@ -24,10 +24,24 @@ SELECTION_SPLIT = "dev"
 """The split that training evaluates on: checkpoint choice and threshold tuning use it."""
 
 
-def _positive(section: str, obj: Any, names: Sequence[str]) -> None:
-    for name in names:
-        if getattr(obj, name) < 1:
-            raise GPT2QAError(f"{section}.{name}: must be at least 1; got {getattr(obj, name)}")
+def _check(checks: Sequence[tuple[bool, str]]) -> None:
+    """Raise the first failed check's message; each names its setting ("data.seed: ...")."""
+    for ok, message in checks:
+        if not ok:
+            raise GPT2QAError(message)
+
+
+def _at_least_1(section: str, obj: Any, names: Sequence[str]) -> list[tuple[bool, str]]:
+    return [(getattr(obj, name) >= 1,
+             f"{section}.{name}: must be at least 1; got {getattr(obj, name)}") for name in names]
+
+
+def _choices(name: str, values: Sequence[Any], allowed: Sequence[Any]) -> list[tuple[bool, str]]:
+    bad = [v for v in values if v not in allowed]
+    return [(bool(values), f"{name}: must list at least one value"),
+            (len(set(values)) == len(values), f"{name}: lists a value twice: {list(values)}"),
+            (not bad, f"{name}: {next(iter(bad), None)!r} is not one of "
+                      f"{', '.join(map(str, allowed))}")]
 
 
 @dataclass(frozen=True)
@@ -42,11 +56,10 @@ class DataSettings:
     """train/dev level (`write_benchmark`): standard or easy; the hard split is the same."""
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise GPT2QAError(f"data.seed: must be >= 0; got {self.seed}")
-        if self.level not in ("standard", "easy"):
-            raise GPT2QAError(f"data.level: must be standard or easy; got {self.level!r}")
-        _positive("data", self, ("n_train", "n_dev", "n_hard"))
+        _check([(self.seed >= 0, f"data.seed: must be >= 0; got {self.seed}"),
+                (self.level in ("standard", "easy"),
+                 f"data.level: must be standard or easy; got {self.level!r}"),
+                *_at_least_1("data", self, ("n_train", "n_dev", "n_hard"))])
 
 
 @dataclass(frozen=True)
@@ -59,13 +72,12 @@ class ModelSettings:
     vocab_size: int = 1500
 
     def __post_init__(self) -> None:
-        _positive("model", self, ("n_layer", "n_embd", "n_head"))
-        if self.n_embd % self.n_head:
-            raise GPT2QAError(f"model.n_embd: {self.n_embd} is not a multiple of model.n_head "
-                              f"({self.n_head})")
-        if self.vocab_size < 300:
-            raise GPT2QAError(f"model.vocab_size: must be at least 300 (byte-level BPE needs "
-                              f"256 byte tokens); got {self.vocab_size}")
+        _check([*_at_least_1("model", self, ("n_layer", "n_embd", "n_head")),
+                (self.n_head < 1 or self.n_embd % self.n_head == 0,  # n_head < 1 failed above
+                 f"model.n_embd: {self.n_embd} is not a multiple of model.n_head "
+                 f"({self.n_head})"),
+                (self.vocab_size >= 300, f"model.vocab_size: must be at least 300 (byte-level "
+                                         f"BPE needs 256 byte tokens); got {self.vocab_size}")])
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         # TrainConfig allows 0 for both (epochs; pick for the device); the study needs numbers.
-        _positive("train", self, ("steps", "eval_batch_size"))
+        _check(_at_least_1("train", self, ("steps", "eval_batch_size")))
         try:
             self.train_config(train_file="data/train.json")  # a cell's file names come later
         except GPT2QAError as exc:
@@ -111,16 +123,6 @@ class TrainSettings:
         return TrainConfig(**{**self.overrides(), **cell})
 
 
-def _choices(section: str, values: Sequence[Any], allowed: Sequence[Any]) -> None:
-    if not values:
-        raise GPT2QAError(f"{section}: must list at least one value")
-    if len(set(values)) != len(values):
-        raise GPT2QAError(f"{section}: lists a value twice: {list(values)}")
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise GPT2QAError(f"{section}: {bad[0]!r} is not one of {', '.join(map(str, allowed))}")
-
-
 @dataclass(frozen=True)
 class GridSettings:
     """The grid: every combination of these values is one cell."""
@@ -131,13 +133,12 @@ class GridSettings:
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self) -> None:
-        _choices("grid.layouts", self.layouts, LAYOUTS)
-        _choices("grid.null_positions", self.null_positions, NULL_POSITIONS)
-        _choices("grid.heads", self.heads, HEADS)
-        if not self.seeds:
-            raise GPT2QAError("grid.seeds: must list at least one value")
-        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise GPT2QAError(f"grid.seeds: must be distinct integers >= 0; got {list(self.seeds)}")
+        _check([*_choices("grid.layouts", self.layouts, LAYOUTS),
+                *_choices("grid.null_positions", self.null_positions, NULL_POSITIONS),
+                *_choices("grid.heads", self.heads, HEADS),
+                (bool(self.seeds), "grid.seeds: must list at least one value"),
+                (len(set(self.seeds)) == len(self.seeds) and min(self.seeds, default=0) >= 0,
+                 f"grid.seeds: must be distinct integers >= 0; got {list(self.seeds)}")])
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,9 @@ class StudyConfig:
     """Splits to score every cell on; must include dev, the split training selects on."""
 
     def __post_init__(self) -> None:
-        _choices("eval_splits", self.eval_splits, SPLITS)
-        if SELECTION_SPLIT not in self.eval_splits:
-            raise GPT2QAError(f"eval_splits: must include {SELECTION_SPLIT} (training evaluates "
-                              "and tunes its threshold there)")
+        _check([*_choices("eval_splits", self.eval_splits, SPLITS),
+                (SELECTION_SPLIT in self.eval_splits, f"eval_splits: must include "
+                 f"{SELECTION_SPLIT} (training evaluates and tunes its threshold there)")])
 
     def fixed_part(self) -> dict[str, Any]:
         """Settings that every cell of one study directory must share."""
