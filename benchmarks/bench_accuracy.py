@@ -278,7 +278,7 @@ def hf_logits(model: Any, features: Sequence[HFFeature], batch_size: int = 64) -
 def score_files(data: Path, preds: HFPredictions, out_dir: Path) -> dict[str, Any]:
     """Write predictions.json + na_probs.json and score them as `gpt2qa evaluate` does."""
     from gpt2qa.decode import write_json_atomic
-    from gpt2qa.metrics import evaluate_files
+    from gpt2qa.evaluation import evaluate_files
 
     write_json_atomic(out_dir / "predictions.json", preds.texts)
     write_json_atomic(out_dir / "na_probs.json", preds.na_probs)
@@ -374,7 +374,7 @@ def run_hf(side: str, seed: int, data: dict[str, Path], init_dir: Path, tc: dict
 def run_gpt2qa(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """`gpt2qa demo` with this config; returns (its scores, the TrainConfig it trained with)."""
     from gpt2qa.demo import run_demo
-    from gpt2qa.metrics import evaluate_files
+    from gpt2qa.evaluation import evaluate_files
 
     out = Path(config.out_dir)
     done = out / "demo_metrics.json"

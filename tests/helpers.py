@@ -42,3 +42,14 @@ def write_tiny_squad(path: Path, copies: int = 1) -> Path:
                 data["data"].append({"title": f"{art['title']}{k}", "paragraphs": paras})
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend: tests that check gpt2qa's writers also take
+    pyplot figures (gpt2qa itself uses only the Figure API)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

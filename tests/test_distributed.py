@@ -21,9 +21,9 @@ import torch
 from gpt2qa.checkpoint import list_checkpoints
 from gpt2qa.config import TrainConfig
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.evaluation import evaluate_files
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.launch import check_launcher_precision
-from gpt2qa.metrics import evaluate_files
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
 from gpt2qa.schedule import epoch_batches, micro_batches, resolve_schedule
 from gpt2qa.train import train

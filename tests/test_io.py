@@ -54,8 +54,8 @@ def test_writers_honour_the_umask(tmp_path: Path, umask, mask: int, fmode: int, 
 
 def test_figure_and_model_dir_honour_the_umask(tmp_path: Path, umask, tiny_tokenizer) -> None:
     from gpt2qa.checkpoint import save_model
-    from gpt2qa.plots import _pyplot, save_figure
-    from helpers import tiny_model
+    from gpt2qa.plots import save_figure
+    from helpers import _pyplot, tiny_model
 
     umask(0o022)
     plt = _pyplot()

@@ -10,10 +10,15 @@ import pytest
 from conftest import shared_file
 from gpt2qa.data import Answer, SquadExample, examples_to_squad_json, load_squad
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.metrics import (
+from gpt2qa.evaluation import (
     answer_length_bucket,
     breakdown,
     evaluate_files,
+    question_word,
+    read_na_probs,
+    read_predictions,
+)
+from gpt2qa.metrics import (
     evaluate_v1,
     evaluate_v2,
     exact_match,
@@ -21,9 +26,6 @@ from gpt2qa.metrics import (
     get_tokens,
     normalize_answer,
     null_baseline,
-    question_word,
-    read_na_probs,
-    read_predictions,
     score_questions,
 )
 
@@ -114,6 +116,19 @@ def test_exact_match_and_f1(pred: str, gold: str, em: int, f1_score: float) -> N
     assert exact_match(pred, gold) == em
     assert f1(pred, gold) == pytest.approx(f1_score, abs=1e-12)
     assert f1(gold, pred) == pytest.approx(f1_score, abs=1e-12)
+
+
+@pytest.mark.parametrize("pred, gold", [("", ""), ("the", "!"), ("An", "")])
+def test_f1_v1_and_v2_differ_only_when_both_sides_are_empty(pred: str, gold: str) -> None:
+    assert f1(pred, gold) == 1.0                     # v2.0: abstaining on an unanswerable one
+    assert f1(pred, gold, both_empty=0.0) == 0.0     # v1.1: no token in common
+    assert f1("1889", gold, both_empty=0.0) == f1("1889", gold) == 0.0  # one side empty
+
+
+def test_evaluate_v1_scores_an_empty_normalised_match_em_1_f1_0() -> None:
+    # As evaluate-v1.1.py: "an" and "the" both normalise to "" (EM 1), share no token (F1 0).
+    result = evaluate_v1([ex("q", "Which article?", "the")], {"q": "an"})
+    assert (result["exact_match"], result["f1"]) == (100.0, 0.0)
 
 
 def test_score_questions_raw_scores() -> None:

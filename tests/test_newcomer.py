@@ -93,7 +93,8 @@ def test_report_finds_the_one_run_inside_a_folder(tmp_path: Path) -> None:
 # -- the learning-curve legend ------------------------------------------------------------------
 
 def test_learning_curve_legend_does_not_cover_the_axes(tmp_path: Path) -> None:
-    from gpt2qa.plots import _pyplot, learning_curve_figure
+    from gpt2qa.plots import learning_curve_figure
+    from helpers import _pyplot
 
     log = tmp_path / "log.jsonl"
     records = [{"event": "train", "step": s, "loss": 6.0 / s} for s in range(1, 101)]

@@ -15,7 +15,7 @@ from conftest import squad_v2_dict
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import sigmoid
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.metrics import evaluate_files
+from gpt2qa.evaluation import evaluate_files
 from gpt2qa.zeroshot import (
     ZeroShotConfig,
     add_zero_shot_parser,

@@ -25,7 +25,7 @@ _EXPORTS = {
     "DemoConfig": "gpt2qa.config",
     "fine_tune": "gpt2qa.train",
     "TrainResult": "gpt2qa.train",
-    "evaluate_files": "gpt2qa.metrics",
+    "evaluate_files": "gpt2qa.evaluation",
     "load_squad": "gpt2qa.data",
     "GPT2QAError": "gpt2qa.errors",
 }
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from gpt2qa.config import DemoConfig, QAConfig, TrainConfig
     from gpt2qa.data import load_squad
     from gpt2qa.errors import GPT2QAError
-    from gpt2qa.metrics import evaluate_files
+    from gpt2qa.evaluation import evaluate_files
     from gpt2qa.pipeline import AnswerDict, QAPipeline
     from gpt2qa.train import TrainResult
     from gpt2qa.train import train as fine_tune

@@ -156,21 +156,9 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
 
 
 def _read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
-    import yaml
+    from gpt2qa.io import load_yaml_mapping
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GPT2QAError(f"{path}: cannot read config file ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise GPT2QAError(f"{path}: invalid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise GPT2QAError(f"{path}: expected a mapping of settings")
-    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    values = {str(k).replace("-", "_"): v for k, v in load_yaml_mapping(path).items()}
     unknown = sorted(set(values) - names)
     if unknown:
         raise GPT2QAError(f"{path}: unknown setting(s) {', '.join(unknown)}")
@@ -184,9 +172,9 @@ def _print_json(obj: Any) -> None:
 # -- evaluate ---------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gpt2qa.evaluation import evaluate_files
     from gpt2qa.hotpot_data import detect_format
     from gpt2qa.io import check_output_dir, check_output_file, write_json_atomic
-    from gpt2qa.metrics import evaluate_files
 
     if args.out_file:
         check_output_file(args.out_file, "--out-file")

@@ -259,6 +259,7 @@ class TrainConfig:
             (self.eval_batch_size >= 0, "eval_batch_size must be >= 0 (0: pick for the device)"),
             (self.lr > 0, "lr must be positive"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.max_grad_norm > 0, "max_grad_norm must be positive"),
             (self.eval_every >= 0 and self.save_every >= 0, "eval_every/save_every must be >= 0"),
             (self.log_every >= 1, "log_every must be >= 1"),

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from gpt2qa.errors import GPT2QAError
 
@@ -112,6 +112,29 @@ def write_json_atomic(path: str | os.PathLike[str], obj: object) -> Path:
     with atomic_file(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, ensure_ascii=False, indent=2)
     return Path(path)
+
+
+def load_yaml_mapping(path: str | os.PathLike[str], what: str = "config file") -> dict[str, Any]:
+    """The mapping at the top of a YAML file (an empty file is ``{}``); every problem is one
+    GPT2QAError line naming the file: unreadable (`what` says which file), invalid YAML (with
+    line and column), or not a mapping."""
+    import yaml  # not at the top: `gpt2qa --help` imports this module
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GPT2QAError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise GPT2QAError(f"{path}: invalid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GPT2QAError(f"{path}: expected a mapping of settings")
+    return raw
 
 
 def _set_modes(root: Path) -> None:

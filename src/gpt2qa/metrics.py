@@ -15,28 +15,22 @@ precision 1/1, recall 1/2, F1 = 2 * 1 * 0.5 / 1.5 = 0.667; EM is 0.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpt2qa.data import SquadExample
-from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import check_output_dir
-from gpt2qa.plots import save_figure
+from gpt2qa.plots import plot_na_histogram, plot_pr_curve
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-QUESTION_WORDS = ("what", "who", "when", "where", "which", "how", "why")
-QUESTION_WORD_BUCKETS = (*QUESTION_WORDS, "other")
-ANSWER_LENGTH_BUCKETS = ("no-answer", "1", "2", "3", "4-5", "6-10", "11+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,28 +62,17 @@ def exact_match(pred: str, gold: str) -> int:
     return int(normalize_answer(pred) == normalize_answer(gold))
 
 
-def f1(pred: str, gold: str) -> float:
-    """SQuAD 2.0 token F1 (bag of normalised tokens).
+def f1(pred: str, gold: str, both_empty: float = 1.0) -> float:
+    """Token F1 (bag of normalised tokens), as the official SQuAD scripts compute it.
 
-    When either side has no tokens the score is 1.0 exactly when both are empty: this is how
-    an abstention ("") is scored against an unanswerable question.
+    v2.0 and v1.1 agree except when *both* sides normalise to no tokens: v2.0 scores that 1.0
+    (how an abstention "" is scored against an unanswerable question), v1.1 scores it 0.0 (no
+    token in common), so `evaluate_v1` passes ``both_empty=0.0``. One side empty: 0.0 in both.
     """
     pred_toks = get_tokens(pred)
     gold_toks = get_tokens(gold)
-    if not pred_toks or not gold_toks:
-        return float(pred_toks == gold_toks)
-    num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
-    if num_same == 0:
-        return 0.0
-    precision = 1.0 * num_same / len(pred_toks)
-    recall = 1.0 * num_same / len(gold_toks)
-    return (2 * precision * recall) / (precision + recall)
-
-
-def _f1_v1(pred: str, gold: str) -> float:
-    """SQuAD 1.1 token F1: unlike `f1`, no tokens in common (empty sides included) scores 0."""
-    pred_toks = normalize_answer(pred).split()
-    gold_toks = normalize_answer(gold).split()
+    if not pred_toks and not gold_toks:
+        return both_empty
     num_same = sum((Counter(pred_toks) & Counter(gold_toks)).values())
     if num_same == 0:
         return 0.0
@@ -200,8 +183,9 @@ def _thresholded(scores: Sequence[QuestionScore], na_probs: Mapping[str, float],
     return exact, f1s
 
 
-def _eval_block(exact: Sequence[float], f1s: Sequence[float],
-                keep: Sequence[bool] | None = None) -> dict[str, Any]:
+def eval_block(exact: Sequence[float], f1s: Sequence[float],
+               keep: Sequence[bool] | None = None) -> dict[str, Any]:
+    """Mean EM and F1 in percent (official arithmetic) over the questions `keep` marks."""
     if keep is None:
         keep = [True] * len(exact)
     total = sum(keep)
@@ -294,67 +278,66 @@ def _oracle_of(s: QuestionScore) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Images (matplotlib's Agg canvas directly: no pyplot state, nothing left open)
-# --------------------------------------------------------------------------------------------
-
-def _plot_pr_curve(precisions: list[float], recalls: list[float], path: Path,
-                   title: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure()
-    ax = fig.add_subplot()
-    ax.step(recalls, precisions, color="b", alpha=0.2, where="post")
-    ax.fill_between(recalls, precisions, step="post", alpha=0.2, color="b")
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
-    ax.set_xlim(0.0, 1.05)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_title(title)
-    save_figure(fig, path)
-
-
-def _plot_na_histogram(probs: list[float], path: Path, name: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure()
-    ax = fig.add_subplot()
-    ax.hist(probs, weights=[1.0 / len(probs)] * len(probs), bins=20, range=(0.0, 1.0))
-    ax.set_xlabel("Model probability of no-answer")
-    ax.set_ylabel("Proportion of dataset")
-    ax.set_title(f"Histogram of no-answer probability: {name}")
-    save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------------------------
 # Public evaluations
 # --------------------------------------------------------------------------------------------
 
-def _extra_count(examples: Sequence[SquadExample], predictions: Mapping[str, str]) -> int:
+def _with_counts(result: dict[str, Any], missing: int, examples: Sequence[SquadExample],
+                 predictions: Mapping[str, str]) -> dict[str, Any]:
+    """`result` plus ``missing`` (questions without a prediction) and ``extra`` (predictions
+    for unknown ids), each only when non-zero."""
+    if missing:
+        result["missing"] = missing
     ids = {ex.qas_id for ex in examples}
-    return sum(1 for q in predictions if q not in ids)
+    extra = sum(1 for q in predictions if q not in ids)
+    if extra:
+        result["extra"] = extra
+    return result
 
 
-def _evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str],
-                 na_probs: Mapping[str, float] | None, na_prob_thresh: float,
-                 out_image_dir: str | Path | None, preds_source: str,
-                 na_source: str) -> dict[str, Any]:
+def thresholded_scores(examples: Sequence[SquadExample], predictions: Mapping[str, str],
+                       na_probs: Mapping[str, float] | None, na_prob_thresh: float,
+                       preds_source: str = "predictions", na_source: str = "na_probs"
+                       ) -> tuple[tuple[QuestionScore, ...], list[float], list[float]]:
+    """Raw scores, then EM and F1 per question after the no-answer rule at `na_prob_thresh`.
+
+    Without ``na_probs`` every probability is 0.0, as in the official script without a
+    na-prob file. Errors name `preds_source` / `na_source`.
+    """
     _check_thresh(na_prob_thresh)
     scores = score_questions(examples, predictions, preds_source)
     if na_probs is None:
-        # As the official script without a na-prob file: every probability is 0.0.
         probs: Mapping[str, float] = {s.qas_id: 0.0 for s in scores if not s.missing}
     else:
         _check_na_coverage(scores, na_probs, na_source)
         probs = na_probs
     exact, f1s = _thresholded(scores, probs, na_prob_thresh)
+    return scores, exact, f1s
+
+
+def evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str],
+                na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0,
+                out_image_dir: str | Path | None = None, *, preds_source: str = "predictions",
+                na_source: str = "na_probs") -> dict[str, Any]:
+    """Official SQuAD 2.0 scores (keys in the official order), in percent.
+
+    Keys: ``exact, f1, total``, then ``HasAns_*``/``NoAns_*`` when such questions exist; with
+    ``na_probs``: ``best_exact, best_exact_thresh, best_f1, best_f1_thresh``; with ``na_probs``
+    and ``out_image_dir``: ``pr_exact_ap, pr_f1_ap, pr_oracle_ap`` (when some question is
+    answerable) and the PNG curves/histograms in that folder.  Then ``missing``/``extra`` only
+    when non-zero.  A prediction whose ``na_probs`` value is above ``na_prob_thresh`` counts as
+    "".  Every question that has a prediction needs an ``na_probs`` entry.  Errors name
+    `preds_source` and `na_source` (the files, when scoring files).
+    """
+    scores, exact, f1s = thresholded_scores(examples, predictions, na_probs, na_prob_thresh,
+                                            preds_source, na_source)
     has_ans = [s.has_ans for s in scores]
     no_ans = [not h for h in has_ans]
 
-    result = _eval_block(exact, f1s)
+    result = eval_block(exact, f1s)
     if any(has_ans):
-        result.update({f"HasAns_{k}": v for k, v in _eval_block(exact, f1s, has_ans).items()})
+        result.update({f"HasAns_{k}": v for k, v in eval_block(exact, f1s, has_ans).items()})
     if any(no_ans):
-        result.update({f"NoAns_{k}": v for k, v in _eval_block(exact, f1s, no_ans).items()})
+        result.update({f"NoAns_{k}": v for k, v in eval_block(exact, f1s, no_ans).items()})
 
     if na_probs is not None:
         ranked = _ranked(scores, na_probs)
@@ -373,15 +356,9 @@ def _evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str
                 hist = [na_probs[s.qas_id] for s, k in zip(scores, keep, strict=True)
                         if k and s.qas_id in na_probs]
                 if hist:
-                    _plot_na_histogram(hist, image_dir / f"na_prob_hist_{name}.png", name)
+                    plot_na_histogram(hist, image_dir / f"na_prob_hist_{name}.png", name)
 
-    missing = sum(1 for s in scores if s.missing)
-    if missing:
-        result["missing"] = missing
-    extra = _extra_count(examples, predictions)
-    if extra:
-        result["extra"] = extra
-    return result
+    return _with_counts(result, sum(1 for s in scores if s.missing), examples, predictions)
 
 
 def _pr_analysis(ranked: Sequence[tuple[float, QuestionScore]], num_has_ans: int,
@@ -396,25 +373,9 @@ def _pr_analysis(ranked: Sequence[tuple[float, QuestionScore]], num_has_ans: int
          "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)"),
     ):
         ap, precisions, recalls = _precision_recall(ranked, score_of, num_has_ans)
-        _plot_pr_curve(precisions, recalls, image_dir / f"{key}.png", title)
+        plot_pr_curve(precisions, recalls, image_dir / f"{key}.png", title)
         out[f"{key}_ap"] = ap
     return out
-
-
-def evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str],
-                na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0,
-                out_image_dir: str | Path | None = None) -> dict[str, Any]:
-    """Official SQuAD 2.0 scores (keys in the official order), in percent.
-
-    Keys: ``exact, f1, total``, then ``HasAns_*``/``NoAns_*`` when such questions exist; with
-    ``na_probs``: ``best_exact, best_exact_thresh, best_f1, best_f1_thresh``; with ``na_probs``
-    and ``out_image_dir``: ``pr_exact_ap, pr_f1_ap, pr_oracle_ap`` (when some question is
-    answerable) and the PNG curves/histograms in that folder.  Then ``missing``/``extra`` only
-    when non-zero.  A prediction whose ``na_probs`` value is above ``na_prob_thresh`` counts as
-    "".  Every question that has a prediction needs an ``na_probs`` entry.
-    """
-    return _evaluate_v2(examples, predictions, na_probs, na_prob_thresh, out_image_dir,
-                        "predictions", "na_probs")
 
 
 def null_baseline(examples: Sequence[SquadExample]) -> dict[str, Any]:
@@ -443,173 +404,11 @@ def evaluate_v1(examples: Sequence[SquadExample], predictions: Mapping[str, str]
         if not golds:
             continue
         em_sum += max(exact_match(pred, g) for g in golds)
-        f1_sum += max(_f1_v1(pred, g) for g in golds)
+        f1_sum += max(f1(pred, g, both_empty=0.0) for g in golds)
     total = len(examples)
     result: dict[str, Any] = {
         "exact_match": 100.0 * em_sum / total,
         "f1": 100.0 * f1_sum / total,
         "total": total,
     }
-    if missing:
-        result["missing"] = missing
-    extra = _extra_count(examples, predictions)
-    if extra:
-        result["extra"] = extra
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# Breakdown by question word and answer length
-# --------------------------------------------------------------------------------------------
-
-def question_word(question: str) -> str:
-    """The first of what/who/when/where/which/how/why among the question's words, or "other".
-
-    >>> question_word("In which year, and why, did it close?")
-    'which'
-    """
-    for word in _WORD.findall(question.lower()):
-        if word in QUESTION_WORDS:
-            return word
-    return "other"
-
-
-def answer_length_bucket(example: SquadExample) -> str:
-    """Bucket of the first gold answer's length in white-space words ("no-answer" if none)."""
-    if not example.answers:
-        return "no-answer"
-    n = len(example.answers[0].text.split())
-    if n <= 3:
-        return str(max(n, 1))
-    if n <= 5:
-        return "4-5"
-    if n <= 10:
-        return "6-10"
-    return "11+"
-
-
-def breakdown(examples: Sequence[SquadExample], predictions: Mapping[str, str],
-              na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0
-              ) -> dict[str, dict[str, dict[str, float]]]:
-    """v2 EM/F1 (after the no-answer rule) per question word and per gold answer length.
-
-    Returns ``{"question_word": {bucket: {"total", "exact", "f1"}}, "answer_length": {...}}``
-    with buckets in `QUESTION_WORD_BUCKETS` / `ANSWER_LENGTH_BUCKETS` order; empty buckets are
-    left out.  Missing predictions score 0, as in `evaluate_v2`.
-    """
-    _check_thresh(na_prob_thresh)
-    scores = score_questions(examples, predictions)
-    if na_probs is None:
-        probs: Mapping[str, float] = {s.qas_id: 0.0 for s in scores if not s.missing}
-    else:
-        _check_na_coverage(scores, na_probs, "na_probs")
-        probs = na_probs
-    exact, f1s = _thresholded(scores, probs, na_prob_thresh)
-
-    def table(keys: Iterable[str], order: Sequence[str]) -> dict[str, dict[str, float]]:
-        keys = list(keys)
-        out = {}
-        for bucket in order:
-            keep = [k == bucket for k in keys]
-            if any(keep):
-                block = _eval_block(exact, f1s, keep)
-                out[bucket] = {"total": block["total"], "exact": block["exact"],
-                               "f1": block["f1"]}
-        return out
-
-    return {
-        "question_word": table((question_word(ex.question) for ex in examples),
-                               QUESTION_WORD_BUCKETS),
-        "answer_length": table((answer_length_bucket(ex) for ex in examples),
-                               ANSWER_LENGTH_BUCKETS),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-class _Pairs(list):
-    """A JSON object kept as its (key, value) pairs, so that duplicate ids can be refused."""
-
-
-def _read_json_object(path: str | Path, what: str) -> list[tuple[str, Any]]:
-    try:
-        # utf-8-sig: a leading BOM is allowed, as in SQuAD files (data.load_squad).
-        with open(path, encoding="utf-8-sig") as fh:
-            doc = json.load(fh, object_pairs_hook=_Pairs)
-    except FileNotFoundError:
-        raise GPT2QAError(f"{path}: {what} file not found") from None
-    except json.JSONDecodeError as exc:
-        raise GPT2QAError(f"{path}: line {exc.lineno} column {exc.colno}: "
-                          f"not valid JSON: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise GPT2QAError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except RecursionError:
-        raise GPT2QAError(f"{path}: not valid JSON: nested too deeply") from None
-    except OSError as exc:
-        raise GPT2QAError(f"{path}: cannot read {what} file: {exc.strerror}") from None
-    if not isinstance(doc, _Pairs):
-        raise GPT2QAError(f"{path}: the {what} file must be a JSON object mapping question id "
-                          f"to a value, got {type(doc).__name__}")
-    seen: set[str] = set()
-    for key, _ in doc:
-        if key in seen:
-            raise DataError(str(path), f"{what} file lists this id twice", qas_id=key)
-        seen.add(key)
-    return list(doc)
-
-
-def read_predictions(path: str | Path) -> dict[str, str]:
-    """A predictions file: a JSON object mapping question id to answer text ("" = abstain)."""
-    out = {}
-    for qid, value in _read_json_object(path, "predictions"):
-        if not isinstance(value, str):
-            kind = "object" if isinstance(value, _Pairs) else type(value).__name__
-            raise DataError(str(path), f"prediction must be a string, got {kind}", qas_id=qid)
-        out[qid] = value
-    return out
-
-
-def read_na_probs(path: str | Path) -> dict[str, float]:
-    """A na-prob file: a JSON object mapping question id to a no-answer probability in [0, 1]."""
-    out = {}
-    for qid, value in _read_json_object(path, "na-prob"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            kind = "object" if isinstance(value, _Pairs) else type(value).__name__
-            raise DataError(str(path), f"no-answer probability must be a number, got {kind}",
-                            qas_id=qid)
-        if not 0.0 <= value <= 1.0:  # also refuses NaN
-            raise DataError(str(path), f"no-answer probability {value!r} is not in [0, 1]",
-                            qas_id=qid)
-        out[qid] = value
-    return out
-
-
-def evaluate_files(data_path: str | Path, preds_path: str | Path,
-                   na_prob_file: str | Path | None = None, na_prob_thresh: float = 1.0,
-                   out_image_dir: str | Path | None = None,
-                   with_breakdown: bool = False) -> dict[str, Any]:
-    """Score a predictions file against a SQuAD file (v2.0 or v1.1 rules from the file).
-
-    Backs ``gpt2qa evaluate DATA.json PREDS.json``.  The official keys come first, then
-    ``missing``/``extra`` when non-zero, then ``breakdown`` when asked for.  A na-prob file is
-    refused for v1.1 data, which has no unanswerable questions.
-    """
-    from gpt2qa.data import load_squad
-
-    dataset = load_squad(data_path, check_offsets=False)
-    predictions = read_predictions(preds_path)
-    na_probs = read_na_probs(na_prob_file) if na_prob_file is not None else None
-    if dataset.is_v2:
-        result = _evaluate_v2(dataset.examples, predictions, na_probs, na_prob_thresh,
-                              out_image_dir, str(preds_path), str(na_prob_file))
-    else:
-        if na_probs is not None:
-            raise GPT2QAError(f"{na_prob_file}: a na-prob file only applies to SQuAD 2.0 data, "
-                              f"and {data_path} is version {dataset.version}")
-        result = evaluate_v1(dataset.examples, predictions)
-    if with_breakdown:
-        result["breakdown"] = breakdown(dataset.examples, predictions, na_probs,
-                                        na_prob_thresh)
-    return result
+    return _with_counts(result, missing, examples, predictions)

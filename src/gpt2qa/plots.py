@@ -1,26 +1,43 @@
-"""PNG plots with matplotlib (Agg backend: no display needed)."""
+"""Every PNG gpt2qa draws: matplotlib's object API (`Figure` on an Agg canvas), no pyplot.
+
+No pyplot means no global figure registry: a figure is an ordinary object, freed when the
+last reference goes, and nothing needs closing or a display. matplotlib is imported inside
+the functions because `gpt2qa --help` imports this module (through metrics).
+
+  learning curve        train loss and eval F1 of one run (train: learning_curve.png)
+  pr curves, histogram  the official evaluation's images (metrics: `--out-image-dir`)
+  study, reliability    the study's F1/AUROC bars and na_prob reliability diagrams
+  report                runs side by side: learning curves, abstaining PR, na_prob
+                        histograms, F1 by question word (`gpt2qa report`)
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS
 from gpt2qa.io import atomic_file
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _pyplot() -> Any:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def new_figure(**kwargs: Any) -> Figure:
+    """A Figure on its own Agg canvas (so it can be drawn and measured before saving)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Render a matplotlib Figure (no pyplot state) to a PNG, atomically."""
+    """Render a matplotlib Figure to a PNG on an Agg canvas, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -28,6 +45,10 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
         fig.savefig(fh, format="png", dpi=dpi)
     return Path(path)
 
+
+# --------------------------------------------------------------------------------------------
+# Learning curve of one run
+# --------------------------------------------------------------------------------------------
 
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(path)
@@ -39,21 +60,16 @@ def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def plot_learning_curve(log_path: str | os.PathLike[str], out_png: str | os.PathLike[str],
                         title: str = "") -> Path:
     """Training loss and eval F1 (untuned and tuned) against optimizer steps, as a PNG."""
-    plt = _pyplot()
-    fig = learning_curve_figure(log_path, title)
-    try:
-        return save_figure(fig, out_png)
-    finally:
-        plt.close(fig)
+    return save_figure(learning_curve_figure(log_path, title), out_png)
 
 
-def learning_curve_figure(log_path: str | os.PathLike[str], title: str = "") -> Any:
-    """The learning-curve Figure (a pyplot figure: the caller closes it)."""
-    plt = _pyplot()
+def learning_curve_figure(log_path: str | os.PathLike[str], title: str = "") -> Figure:
+    """The learning-curve Figure, on an Agg canvas."""
     records = read_log(log_path)
     train = [r for r in records if r.get("event") == "train"]
     evals = [r for r in records if r.get("event") == "eval"]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="train loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss", color="tab:blue")
@@ -77,3 +93,224 @@ def learning_curve_figure(log_path: str | os.PathLike[str], title: str = "") -> 
     ax.set_title(title or "learning curve")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The official evaluation's images (as evaluate-v2.0.py draws them)
+# --------------------------------------------------------------------------------------------
+
+def plot_pr_curve(precisions: Sequence[float], recalls: Sequence[float], path: Path,
+                  title: str) -> Path:
+    """A precision-recall step curve, filled below."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.step(recalls, precisions, color="b", alpha=0.2, where="post")
+    ax.fill_between(recalls, precisions, step="post", alpha=0.2, color="b")
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_xlim(0.0, 1.05)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_na_histogram(probs: Sequence[float], path: Path, name: str) -> Path:
+    """Histogram of no-answer probabilities (20 bins over [0, 1]), as shares of `probs`."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.hist(probs, weights=[1.0 / len(probs)] * len(probs), bins=20, range=(0.0, 1.0))
+    ax.set_xlabel("Model probability of no-answer")
+    ax.set_ylabel("Proportion of dataset")
+    ax.set_title(f"Histogram of no-answer probability: {name}")
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# The study
+# --------------------------------------------------------------------------------------------
+
+_SHORT = {"question-first": "Q-first", "context-first": "C-first"}
+_SPLIT_COLORS = {"dev": "tab:blue", "hard": "tab:orange"}
+
+
+def _config_label(layout: str, null: str, head: str) -> str:
+    return f"{_SHORT.get(layout, layout)}\n{null}\n{head}"
+
+
+def plot_study(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Grouped bars per configuration and split, ± spread over seeds (`study.summarize` rows,
+    splits in row order).
+
+    Top: F1 at threshold 0 with the all-no-answer baselines as lines. Bottom: NA AUROC
+    (can na_prob tell unanswerable from answerable at all?) with chance (0.5) as a line.
+    """
+    keys: list[tuple[str, str, str]] = []
+    for layout in LAYOUTS:
+        for null in NULL_POSITIONS:
+            for head in HEADS:
+                if any((r["layout"], r["null_position"], r["head"]) == (layout, null, head)
+                       for r in rows):
+                    keys.append((layout, null, head))
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    fig = new_figure(figsize=(max(7.0, 0.95 * len(keys) + 2), 7.5))
+    ax_f1, ax_auc = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    width = 0.8 / len(splits)
+    for k, split in enumerate(splits):
+        by_key = {(r["layout"], r["null_position"], r["head"]): r
+                  for r in rows if r["split"] == split}
+        for ax, metric in ((ax_f1, "f1"), (ax_auc, "auroc")):
+            xs, ys, errs = [], [], []
+            for i, key in enumerate(keys):
+                stat = by_key[key].get(metric) if key in by_key else None
+                if stat:
+                    xs.append(i + (k - (len(splits) - 1) / 2) * width)
+                    ys.append(stat["mean"])
+                    errs.append(stat["std"])
+            ax.bar(xs, ys, width=width, yerr=errs, capsize=3, color=_SPLIT_COLORS[split],
+                   label=f"{split} (mean ± std over seeds)")
+        base = next(iter(by_key.values()))["null_baseline_f1"]
+        ax_f1.axhline(base, color=_SPLIT_COLORS[split], linestyle="--", linewidth=1,
+                      label=f"{split}: abstain on all ({base:.1f})")
+    ax_auc.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax_auc.set_xticks(range(len(keys)), [_config_label(*k) for k in keys], fontsize=7)
+    ax_f1.set(ylabel="F1 (threshold 0)", ylim=(0, 100),
+              title="Synthetic SQuAD 2.0 study: layout / null position / head")
+    ax_auc.set(ylabel="NA AUROC", ylim=(0, 1))
+    ax_f1.legend(fontsize=7, loc="upper right")
+    ax_auc.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _reliability_panel(ax: Any, bins: Sequence[Any], ece: float, title: str) -> None:
+    filled = [b for b in bins if b.count]
+    ax.bar([(b.lo + b.hi) / 2 for b in filled], [b.frac_unanswerable for b in filled],
+           width=[b.hi - b.lo for b in filled], edgecolor="black", alpha=0.6,
+           label="observed share unanswerable")
+    ax.plot([b.mean_prob for b in filled], [b.frac_unanswerable for b in filled], "o",
+            color="tab:red", label="bin mean na_prob")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    for b in filled:
+        ax.annotate(str(b.count), ((b.lo + b.hi) / 2, 0.02), ha="center", fontsize=6)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="na_prob", ylabel="share unanswerable")
+    ax.set_title(f"{title}\nECE = {ece:.3f}", fontsize=8)
+
+
+def plot_reliability(panels: Sequence[Sequence[tuple[str, Sequence[Any], float] | None]],
+                     path: Path) -> Path:
+    """Reliability diagrams on a grid: ``panels[i][j]`` is (title, `ReliabilityBin`s, ECE), or
+    None for an empty place."""
+    n_rows, n_cols = len(panels), len(panels[0])
+    fig = new_figure(figsize=(4.2 * n_cols, 3.8 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for i, row in enumerate(panels):
+        for j, panel in enumerate(row):
+            if panel is None:
+                axes[i][j].set_visible(False)
+                continue
+            title, bins, ece = panel
+            _reliability_panel(axes[i][j], bins, ece, title)
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs side by side (gpt2qa report)
+# --------------------------------------------------------------------------------------------
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def plot_learning_curves(logs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+                         path: Path) -> Path:
+    """Train loss (left) and eval F1, plain and tuned (right), one colour per (label, log)."""
+    fig = new_figure(figsize=(11, 4))
+    ax_loss, ax_f1 = fig.subplots(1, 2)
+    for (label, log), color in zip(logs, _colors(len(logs)), strict=True):
+        train = [r for r in log if r.get("event") == "train" and "loss" in r]
+        evals = [r for r in log if r.get("event") == "eval" and "f1" in r]
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
+                     label=label)
+        ax_f1.plot([r["step"] for r in evals], [r["f1"] for r in evals], "o-", color=color,
+                   label=f"{label} F1")
+        if evals and "tuned_f1" in evals[0]:
+            ax_f1.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
+                       color=color, alpha=0.6, label=f"{label} tuned F1")
+    ax_loss.set(xlabel="optimizer step", ylabel="train loss", title="training loss")
+    ax_f1.set(xlabel="optimizer step", ylabel="eval F1", title="evaluation F1", ylim=(0, 100))
+    ax_loss.legend(fontsize=7)
+    ax_f1.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_abstain_pr(curves: Sequence[tuple[str, Sequence[float], Sequence[float],
+                                           Sequence[float]]],
+                    base_rate: float | None, path: Path) -> Path:
+    """Precision/recall of abstaining per (label, precisions, recalls, thresholds), a dot at
+    na_prob > 0.5, and the share of unanswerable questions (`base_rate`) as a line."""
+    fig = new_figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    for (label, precision, recall, thresholds), color in zip(curves, _colors(len(curves)),
+                                                             strict=True):
+        ax.step(recall, precision, where="post", color=color, label=label)
+        # Mark the decision rule the run used (na_prob > 0.5, i.e. score diff > 0).
+        above = [k for k, t in enumerate(thresholds) if t > 0.5]
+        if above:
+            k = above[-1]
+            ax.plot(recall[k], precision[k], "o", color=color)
+    if base_rate is not None:
+        ax.axhline(base_rate, color="grey", linestyle=":", label="abstain on all (base rate)")
+    ax.set(xlabel="recall of unanswerable questions", ylabel="precision of abstaining",
+           xlim=(0, 1.02), ylim=(0, 1.02),
+           title="abstaining as the na_prob threshold moves (dot: na_prob > 0.5)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_na_histograms(groups: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                       path: Path) -> Path:
+    """One panel per (label, answerable na_probs, unanswerable na_probs), 3 to a row."""
+    n = len(groups)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig = new_figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, (label, ans, unans) in enumerate(groups):
+        ax = axes[k // cols][k % cols]
+        for values, name, color in ((ans, "answerable", "tab:blue"),
+                                    (unans, "unanswerable", "tab:red")):
+            if values:
+                ax.hist(values, bins=20, range=(0.0, 1.0), alpha=0.55, color=color,
+                        weights=[1.0 / len(values)] * len(values),
+                        label=f"{name} ({len(values)})")
+        ax.set(xlabel="no-answer probability", ylabel="share of group", title=label)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_question_words(tables: Sequence[tuple[str, Mapping[str, float]]],
+                        words: Sequence[str], path: Path) -> Path:
+    """Grouped bars of F1 per question word (in `words` order), one colour per (label, table)."""
+    fig = new_figure(figsize=(max(6.0, 1.2 * len(words) * max(1, len(tables)) / 2 + 3), 4))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(tables), 1)
+    for k, ((label, table), color) in enumerate(zip(tables, _colors(len(tables)), strict=True)):
+        xs = [i + (k - (len(tables) - 1) / 2) * width for i in range(len(words))]
+        ax.bar(xs, [table.get(w, 0.0) for w in words], width=width, color=color, label=label)
+    ax.set_xticks(range(len(words)), words)
+    ax.set(ylabel="F1", ylim=(0, 100), title="F1 by question word")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

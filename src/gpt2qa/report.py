@@ -29,9 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.evaluation import QUESTION_WORD_BUCKETS, breakdown
 from gpt2qa.io import check_output_dir, write_text_atomic
-from gpt2qa.plots import save_figure
+from gpt2qa.plots import (
+    plot_abstain_pr,
+    plot_learning_curves,
+    plot_na_histograms,
+    plot_question_words,
+)
+from gpt2qa.study.summary import markdown_table
 
 REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
 TABLE_COLUMNS = (
@@ -142,8 +150,6 @@ def load_run(run_dir: str | os.PathLike[str], label: str,
              eval_file: str | os.PathLike[str] | None = None,
              gold_cache: dict[Path, Any] | None = None) -> RunData:
     """Read a run directory; a missing file is a one-line error naming the dir and the file."""
-    from gpt2qa.data import load_squad
-
     path = find_run_dir(Path(run_dir))
     for name in REQUIRED_FILES:
         if not (path / name).is_file():
@@ -223,121 +229,25 @@ def abstention_pr(na_probs: Sequence[float], has_ans: Sequence[bool]
 
 def question_word_f1(run: RunData) -> dict[str, float]:
     """F1 per question word of one run's predictions (official rules, as predicted)."""
-    from gpt2qa.metrics import breakdown
-
     table = breakdown(run.examples, run.predictions)["question_word"]
     return {word: block["f1"] for word, block in table.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------------
-
-def _colors(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
-    return [cmap(i % 10) for i in range(n)]
-
-
-def plot_learning_curves(runs: Sequence[RunData], path: Path) -> Path:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4))
-    ax_loss, ax_f1 = fig.subplots(1, 2)
-    for run, color in zip(runs, _colors(len(runs)), strict=True):
-        train = [r for r in run.log if r.get("event") == "train" and "loss" in r]
-        evals = [r for r in run.log if r.get("event") == "eval" and "f1" in r]
-        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
-                     label=run.label)
-        ax_f1.plot([r["step"] for r in evals], [r["f1"] for r in evals], "o-", color=color,
-                   label=f"{run.label} F1")
-        if evals and "tuned_f1" in evals[0]:
-            ax_f1.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
-                       color=color, alpha=0.6, label=f"{run.label} tuned F1")
-    ax_loss.set(xlabel="optimizer step", ylabel="train loss", title="training loss")
-    ax_f1.set(xlabel="optimizer step", ylabel="eval F1", title="evaluation F1", ylim=(0, 100))
-    ax_loss.legend(fontsize=7)
-    ax_f1.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_abstain_pr(runs: Sequence[RunData], path: Path) -> Path:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 5))
-    ax = fig.add_subplot()
-    for run, color in zip(runs, _colors(len(runs)), strict=True):
+def abstain_curves(runs: Sequence[RunData]) -> list[tuple[str, list[float], list[float],
+                                                         list[float]]]:
+    """(label, precisions, recalls, thresholds) of abstaining, per run (`abstention_pr`)."""
+    curves = []
+    for run in runs:
         has = run.has_ans
-        probs = [run.na_probs[q] for q in has]
-        labels = list(has.values())
-        precision, recall, thresholds = abstention_pr(probs, labels)
-        ax.step(recall, precision, where="post", color=color, label=run.label)
-        # Mark the decision rule the run used (na_prob > 0.5, i.e. score diff > 0).
-        above = [k for k, t in enumerate(thresholds) if t > 0.5]
-        if above:
-            k = above[-1]
-            ax.plot(recall[k], precision[k], "o", color=color)
-    if runs:
-        first = runs[0].has_ans
-        share = sum(1 for h in first.values() if not h) / max(len(first), 1)
-        ax.axhline(share, color="grey", linestyle=":", label="abstain on all (base rate)")
-    ax.set(xlabel="recall of unanswerable questions", ylabel="precision of abstaining",
-           xlim=(0, 1.02), ylim=(0, 1.02),
-           title="abstaining as the na_prob threshold moves (dot: na_prob > 0.5)")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return save_figure(fig, path)
+        curves.append((run.label, *abstention_pr([run.na_probs[q] for q in has],
+                                                 list(has.values()))))
+    return curves
 
 
-def plot_na_histograms(runs: Sequence[RunData], path: Path) -> Path:
-    from matplotlib.figure import Figure
-
-    n = len(runs)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for k, run in enumerate(runs):
-        ax = axes[k // cols][k % cols]
-        has = run.has_ans
-        ans = [run.na_probs[q] for q, h in has.items() if h]
-        unans = [run.na_probs[q] for q, h in has.items() if not h]
-        for values, name, color in ((ans, "answerable", "tab:blue"),
-                                    (unans, "unanswerable", "tab:red")):
-            if values:
-                ax.hist(values, bins=20, range=(0.0, 1.0), alpha=0.55, color=color,
-                        weights=[1.0 / len(values)] * len(values),
-                        label=f"{name} ({len(values)})")
-        ax.set(xlabel="no-answer probability", ylabel="share of group", title=run.label)
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].set_visible(False)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_question_words(runs: Sequence[RunData], per_run: Sequence[Mapping[str, float]],
-                        path: Path) -> Path:
-    from matplotlib.figure import Figure
-
-    from gpt2qa.metrics import QUESTION_WORD_BUCKETS
-
-    words = [w for w in QUESTION_WORD_BUCKETS if any(w in table for table in per_run)]
-    fig = Figure(figsize=(max(6.0, 1.2 * len(words) * max(1, len(runs)) / 2 + 3), 4))
-    ax = fig.add_subplot()
-    width = 0.8 / max(len(runs), 1)
-    for k, (run, table, color) in enumerate(zip(runs, per_run, _colors(len(runs)), strict=True)):
-        xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(words))]
-        ax.bar(xs, [table.get(w, 0.0) for w in words], width=width, color=color, label=run.label)
-    ax.set_xticks(range(len(words)), words)
-    ax.set(ylabel="F1", ylim=(0, 100), title="F1 by question word")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path)
+def na_groups(runs: Sequence[RunData]) -> list[tuple[str, list[float], list[float]]]:
+    """(label, na_probs of answerable questions, of unanswerable ones), per run."""
+    return [(run.label, [run.na_probs[q] for q, h in run.has_ans.items() if h],
+             [run.na_probs[q] for q, h in run.has_ans.items() if not h]) for run in runs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,14 +280,6 @@ def _header() -> list[str]:
     return ["run", *(name for name, _ in TABLE_COLUMNS), "step", "questions"]
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
-    """A Markdown table; the first `text_cols` columns left-aligned, the rest right-aligned."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < text_cols else "---:" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
     """An HTML table; the first `text_cols` columns are text (left-aligned), the rest numbers."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -406,18 +308,25 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.P
             for d, label in zip(run_dirs, run_labels(run_dirs), strict=True)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    first = runs[0].has_ans
+    base_rate = sum(1 for h in first.values() if not h) / max(len(first), 1)
+    per_run = [question_word_f1(r) for r in runs]
+    words = [w for w in QUESTION_WORD_BUCKETS if any(w in table for table in per_run)]
     images = [
-        ("Learning curves", plot_learning_curves(runs, out / "learning_curves.png"),
+        ("Learning curves", plot_learning_curves([(r.label, r.log) for r in runs],
+                                                 out / "learning_curves.png"),
          "Training loss (left) and evaluation F1 (right; dashed: threshold tuned on the same "
          "evaluation set) against optimizer steps."),
-        ("Abstaining: precision and recall", plot_abstain_pr(runs, out / "abstain_pr.png"),
+        ("Abstaining: precision and recall",
+         plot_abstain_pr(abstain_curves(runs), base_rate, out / "abstain_pr.png"),
          "Positive class = unanswerable. Moving the na_prob threshold down abstains on more "
          "questions; the dotted line is the share of unanswerable questions."),
-        ("No-answer probability", plot_na_histograms(runs, out / "na_hist.png"),
+        ("No-answer probability", plot_na_histograms(na_groups(runs), out / "na_hist.png"),
          "Histograms of na_prob for answerable and unanswerable questions (each normalised "
          "to its group)."),
         ("F1 by question word", plot_question_words(
-            runs, [question_word_f1(r) for r in runs], out / "question_word.png"),
+            [(r.label, t) for r, t in zip(runs, per_run, strict=True)], words,
+            out / "question_word.png"),
          "Official F1 of the saved predictions, split by the question's wh-word."),
     ]
     header, rows = _header(), metric_rows(runs)
