@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from gpt2qa.cli.flags import add_report_parser
 from gpt2qa.config import TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.report import (
     PNG_MAGIC,
     abstention_pr,
-    add_report_parser,
     build_report,
     fmt,
     run_labels,

@@ -20,6 +20,8 @@ pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from gpt2qa.cli.commands import settings_from_args  # noqa: E402
+from gpt2qa.cli.flags import add_serve_parser  # noqa: E402
 from gpt2qa.config import QAConfig  # noqa: E402
 from gpt2qa.data import SquadExample  # noqa: E402
 from gpt2qa.decode import Candidate, Prediction  # noqa: E402
@@ -30,12 +32,10 @@ from gpt2qa.serve import (  # noqa: E402
     BodySizeLimit,
     MicroBatcher,
     ServeSettings,
-    add_serve_parser,
     answer_from_prediction,
     create_app,
     get_pipeline,
     serve_in_thread,
-    settings_from_args,
 )
 
 CONTEXT = "The Eiffel Tower was completed in 1889 in Paris, France."

@@ -151,7 +151,8 @@ def test_a_normal_request_and_keep_alive_still_work(running: Any) -> None:
 def test_timeouts_are_flags_with_defaults() -> None:
     import argparse
 
-    from gpt2qa.serve import add_serve_arguments, settings_from_args
+    from gpt2qa.cli.commands import settings_from_args
+    from gpt2qa.cli.flags import add_serve_arguments
 
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import squad_v2_dict
+from gpt2qa.cli.flags import add_study_parser
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.study import (
     Cell,
     GridSettings,
     StudyConfig,
-    add_study_parser,
     cell_train_config,
     grid_cells,
     load_study_config,

@@ -12,13 +12,13 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from conftest import squad_v2_dict
+from gpt2qa.cli.flags import add_zero_shot_parser
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import sigmoid
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import evaluate_files
 from gpt2qa.zeroshot import (
     ZeroShotConfig,
-    add_zero_shot_parser,
     build_prompt,
     is_abstention,
     render_prompt,

@@ -28,6 +28,8 @@ HEADS: tuple[str, ...] = ("linear", "bilstm")
 QA_CONFIG_NAME = "gpt2qa.json"
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS = ("fp32", "bf16", "fp16")
+QUANTIZE_MODES = ("none", "int8")
+"""`--quantize`: none, or dynamic int8 quantisation of the backbone's matmuls (CPU)."""
 
 
 @dataclass(frozen=True)

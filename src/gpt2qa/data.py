@@ -106,8 +106,17 @@ def load_squad(path: str | os.PathLike[str], misaligned: Misaligned = "error",
     Raises `DataError` for an unreadable file, bad UTF-8 (with the byte position) and
     invalid JSON (with line and column).
     """
-    name = str(path)
     _check_mode(misaligned)
+    obj = read_json_document(path)
+    with gc_paused():
+        return parse_squad(obj, str(path), misaligned=misaligned, check_offsets=check_offsets)
+
+
+def read_json_document(path: str | os.PathLike[str]) -> Any:
+    """A data file's JSON (SQuAD or HotpotQA), read as bytes and decoded as UTF-8 (a leading
+    BOM is allowed). Raises `DataError` for an unreadable file, bad UTF-8 (with the byte
+    position), invalid JSON (with line and column) and lone surrogates (with the JSON path)."""
+    name = str(path)
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -129,10 +138,9 @@ def load_squad(path: str | os.PathLike[str], misaligned: Misaligned = "error",
                                   f"{exc.msg}") from exc
         except RecursionError as exc:
             raise DataError(name, "invalid JSON: nested too deeply") from exc
-        if _LONE_SURROGATE_ESCAPE.search(text):
-            _check_unicode(obj, name)
-        del text
-        return parse_squad(obj, name, misaligned=misaligned, check_offsets=check_offsets)
+    if _LONE_SURROGATE_ESCAPE.search(text):
+        _check_unicode(obj, name)
+    return obj
 
 
 def parse_squad(obj: Any, path: str, misaligned: Misaligned = "error",

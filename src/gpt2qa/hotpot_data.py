@@ -20,10 +20,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from gpt2qa.data import describe_json, expect_type, gc_paused, json_field, read_id_and_question
+from gpt2qa.data import (
+    describe_json,
+    expect_type,
+    gc_paused,
+    json_field,
+    read_id_and_question,
+    read_json_document,
+)
 from gpt2qa.errors import DataError, GPT2QAError
 
 _T = TypeVar("_T")
@@ -92,20 +98,9 @@ def detect_format(path: str | os.PathLike[str]) -> DataFormat:
 def load_hotpot(path: str | os.PathLike[str], require_gold: bool = True,
                 bad_facts: BadFacts = "error") -> HotpotDataset:
     """Read and validate an official HotpotQA file (see `parse_hotpot`)."""
-    name = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise DataError(name, f"cannot read file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(name, f"not valid UTF-8 at byte {exc.start} ({exc.reason})") from None
+    obj = read_json_document(path)
     with gc_paused():
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(name, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
-                                  f"{exc.msg}") from None
-        return parse_hotpot(obj, name, require_gold, bad_facts)
+        return parse_hotpot(obj, str(path), require_gold, bad_facts)
 
 
 def parse_hotpot(obj: Any, path: str, require_gold: bool = True,

@@ -13,12 +13,13 @@ import torch
 
 from gpt2qa.batching import collate, inference_batch_size, length_grouped_batches, pad_multiple
 from gpt2qa.checkpoint import load_model
+from gpt2qa.config import QUANTIZE_MODES
 from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction, WindowOutput, decode
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features
 from gpt2qa.model import QAModel
-from gpt2qa.quantize import QUANTIZE_MODES, check_cpu_bf16, quantize_backbone_int8
+from gpt2qa.quantize import check_cpu_bf16, quantize_backbone_int8
 from gpt2qa.sharding import is_sharded
 
 

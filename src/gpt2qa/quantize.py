@@ -22,12 +22,6 @@ from torch import nn
 
 from gpt2qa.errors import GPT2QAError
 
-QUANTIZE_MODES = ("none", "int8")
-PRECISION_HELP = ("fp32; bf16 autocast on CUDA, or on a CPU with bf16 instructions "
-                  "(avx512_bf16/amx); fp16 on CUDA. Heads and decoding stay fp32")
-QUANTIZE_HELP = ("int8: dynamic int8 quantisation of the backbone's matmuls, CPU only; the head "
-                 "and decoding stay fp32 (default: none)")
-
 
 def conv1d_to_linear(module: nn.Module) -> int:
     """Replace every transformers `Conv1D` under `module` by the same map as an `nn.Linear`;

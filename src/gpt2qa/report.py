@@ -20,7 +20,6 @@ Every file is written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import os
@@ -361,19 +360,3 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.P
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
-
-def cmd_report(args: argparse.Namespace) -> int:
-    path = build_report(args.runs, args.out, args.eval_file)
-    print(f"report: {path}  (and {path.parent / 'summary.md'})")
-    return 0
-
-
-def add_report_parser(sub: Any) -> argparse.ArgumentParser:
-    """Register `gpt2qa report` on an argparse sub-parsers object."""
-    p = sub.add_parser("report", help="an HTML page (and summary.md) comparing training runs")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="gpt2qa training run directories")
-    p.add_argument("--out", required=True, help="output folder for index.html, summary.md, PNGs")
-    p.add_argument("--eval-file", default=None,
-                   help="SQuAD file with the gold answers (default: each run's eval_file)")
-    p.set_defaults(func=cmd_report)
-    return p

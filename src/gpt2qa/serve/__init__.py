@@ -7,7 +7,7 @@ The package, FastAPI "Bigger Applications" style:
   middleware.py body size/deadline and malformed-JSON guard, header deadline, one-line 422s
   app.py        routes and create_app; the pipeline is a dependency (`get_pipeline`)
   run.py        uvicorn settings, serve_in_thread, serve_forever
-  cli_args.py   the `gpt2qa serve` flags and command, and `python -m gpt2qa.serve`
+  __main__.py   `python -m gpt2qa.serve` (the flags and handler are in gpt2qa.cli)
 
 Every name below is importable from `gpt2qa.serve`. They load on first use: `gpt2qa --help`
 imports this package for its flags, and FastAPI, uvicorn and torch would cost it seconds.
@@ -29,13 +29,6 @@ if TYPE_CHECKING:
         model_info,
     )
     from gpt2qa.serve.batcher import MicroBatcher
-    from gpt2qa.serve.cli_args import (
-        add_serve_arguments,
-        add_serve_parser,
-        cmd_serve,
-        main,
-        settings_from_args,
-    )
     from gpt2qa.serve.middleware import (
         BodySizeLimit,
         body_problem,
@@ -62,15 +55,12 @@ if TYPE_CHECKING:
 __all__ = [
     "LOOPBACK_HOSTS", "PAGE_HEADERS", "AnswerRequest", "AnswerResponse", "BatchRequest",
     "BatchResponse", "BodySizeLimit", "CandidateOut", "ErrorResponse", "Health", "Limits",
-    "MicroBatcher", "ModelInfo", "ServeSettings", "add_serve_arguments", "add_serve_parser",
-    "answer_from_prediction", "body_problem", "cmd_serve", "create_app", "get_batcher",
-    "get_pipeline", "get_settings", "http_protocol", "invalid_request", "load_page", "main",
-    "model_info", "readable_errors", "serve_forever", "serve_in_thread", "settings_from_args",
-    "uvicorn_config", "validation_message",
+    "MicroBatcher", "ModelInfo", "ServeSettings", "answer_from_prediction", "body_problem", "create_app", "get_batcher",
+    "get_pipeline", "get_settings", "http_protocol", "invalid_request", "load_page", "model_info", "readable_errors", "serve_forever", "serve_in_thread", "uvicorn_config", "validation_message",
 ]
 
 # Searched in this order, lightest first, so that the CLI's names never load FastAPI or torch.
-_MODULES = ("settings", "cli_args", "schemas", "batcher", "middleware", "app", "run")
+_MODULES = ("settings", "schemas", "batcher", "middleware", "app", "run")
 
 
 def __getattr__(name: str) -> Any:

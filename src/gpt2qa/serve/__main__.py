@@ -2,6 +2,6 @@
 
 import sys
 
-from gpt2qa.serve.cli_args import main
+from gpt2qa.cli import main
 
-sys.exit(main())
+sys.exit(main(["serve", *sys.argv[1:]]))

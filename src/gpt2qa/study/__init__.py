@@ -30,11 +30,10 @@ The package, one job a module:
   runner       the resumable runner (resume rules in its docstring)
   calibration  NA AUROC and reliability/ECE (worked examples in its docstring)
   summary      aggregation over seeds, summary.md/json, which cells the plots show
-  cli_args     `add_study_parser` (the flags) and `cmd_study`
   (the PNGs are drawn by gpt2qa.plots)
 
 `inputs` and `runner` import torch and transformers, so their names are loaded on first
-use: `gpt2qa --help` imports this package for `add_study_parser`.
+use. Its flags and handler are in gpt2qa.cli (`flags.add_study_parser`, `commands.cmd_study`).
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ import importlib
 from typing import Any
 
 from gpt2qa.study.calibration import ReliabilityBin, na_auroc, reliability
-from gpt2qa.study.cli_args import add_study_parser, cmd_study
 from gpt2qa.study.config import (
     SELECTION_SPLIT,
     SPLITS,
@@ -77,7 +75,7 @@ _LAZY = {
 __all__ = [
     "AGGREGATED", "ONLY_KEYS", "SELECTION_SPLIT", "SPLITS", "Cell", "DataSettings",
     "GridSettings", "ModelSettings", "ReliabilityBin", "StudyConfig", "TrainSettings",
-    "add_study_parser", "cell_scores", "cmd_study", "grid_cells", "load_study_config",
+    "cell_scores", "grid_cells", "load_study_config",
     "markdown_table", "mean_spread", "na_auroc", "parse_only", "reliability",
     "reliability_panels", "split_files", "study_config_from_dict", "summarize",
     "summary_markdown", "write_plots", *_LAZY,

@@ -28,13 +28,12 @@ An abstained answer gets ``na_prob = 1.0`` in both modes: its text is already ""
 
 Modules: `settings` (`ZeroShotConfig`), `prompts` (rendering, fitting the window, abstention),
 `decoding` (greedy `generate`, continuation log-probs; imports torch), `run`
-(`zero_shot_predict`, `load_causal_lm`, `run_zero_shot`; imports torch) and `cli_args`
-(`add_zero_shot_parser`, `cmd_zero_shot`). This ``__init__`` re-exports only the modules that
+(`zero_shot_predict`, `load_causal_lm`, `run_zero_shot`; imports torch);
+its flags and handler are in gpt2qa.cli. This ``__init__`` re-exports only the modules that
 do not import torch, so that the CLI can build its parser quickly; import the rest from
 `gpt2qa.zeroshot.decoding` and `gpt2qa.zeroshot.run`.
 """
 
-from gpt2qa.zeroshot.cli_args import add_zero_shot_parser, cmd_zero_shot
 from gpt2qa.zeroshot.prompts import (
     Prompt,
     build_prompt,
@@ -46,7 +45,6 @@ from gpt2qa.zeroshot.prompts import (
 from gpt2qa.zeroshot.settings import NA_SCORINGS, NaScoring, ZeroShotConfig
 
 __all__ = [
-    "NA_SCORINGS", "NaScoring", "Prompt", "ZeroShotConfig", "add_zero_shot_parser",
-    "build_prompt", "cmd_zero_shot", "is_abstention", "render_prompt", "select_shots",
+    "NA_SCORINGS", "NaScoring", "Prompt", "ZeroShotConfig", "build_prompt", "is_abstention", "render_prompt", "select_shots",
     "shot_answer",
 ]

@@ -1,0 +1,350 @@
+"""Every `gpt2qa` flag, declared here and nowhere else.
+
+Settings classes (TrainConfig, DemoConfig, ServeSettings) become flags by one mechanism,
+`add_settings_flags`: one flag per field, its docstring as the help, its default shown. Commands
+without a settings class (predict, evaluate, check-spans, launch, zero-shot, study, report)
+declare their few flags below, one parser function each. `build_parser` is the command table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import dataclasses
+import difflib
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gpt2qa import __version__
+from gpt2qa.cli import commands as cmd
+from gpt2qa.config import (
+    DEMO_FIXED,
+    LAYOUTS,
+    NULL_POSITIONS,
+    PRECISIONS,
+    QUANTIZE_MODES,
+    SQUAD_DEMO_TRAINING,
+    DemoConfig,
+    FeatureConfig,
+    TrainConfig,
+)
+from gpt2qa.zeroshot.settings import NA_SCORINGS, ZeroShotConfig
+
+PRECISION_HELP = ("fp32; bf16 autocast on CUDA, or on a CPU with bf16 instructions "
+                  "(avx512_bf16/amx); fp16 on CUDA. Heads and decoding stay fp32")
+QUANTIZE_HELP = ("int8: dynamic int8 quantisation of the backbone's matmuls, CPU only; the head "
+                 "and decoding stay fp32 (default: none)")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, or says it is required (README: `--help`
+    lists each default)."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        text = action.help or ""
+        return not (not action.option_strings or action.required
+                    or action.default is argparse.SUPPRESS
+                    or "(default" in text or "%(default)" in text)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required and action.option_strings:
+            return f"{action.help or ''} (required)".lstrip()
+        if not self._shows_default(action):
+            return action.help
+        default = "not set" if action.default is None else "%(default)s"
+        return f"{action.help or ''} (default: {default})".lstrip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not (action.help or "").strip() and self._shows_default(action):
+            default = "not set" if action.default is None else "%(default)s"
+            action = copy.copy(action)  # argparse prints nothing for a flag without help
+            action.help = f"(default: {default})"
+        return super()._format_action(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """gpt2qa's parsers: no abbreviated flags (`--step` must not run as `--steps`), the
+    defaults in --help, and a "did you mean" for a mistyped flag. Sub-parsers made by
+    `add_subparsers` are of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def refuse_unknown(self, extras: Sequence[str]) -> typing.NoReturn:
+        """Exit 2 with this parser's usage, naming the unknown flags and the closest ones."""
+
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for extra in extras:
+            flag = extra.split("=", 1)[0]
+            if flag.startswith("-"):
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"{flag} -> did you mean {close[0]}?")
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        self.error(message + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _field_type(tp: Any) -> tuple[Callable[[str], Any] | None, tuple[str, ...] | None]:
+    """argparse type and choices for a dataclass field annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _field_type(args[0])
+    if origin is typing.Literal:
+        return str, tuple(str(a) for a in typing.get_args(tp))
+    if tp in (int, float, str):
+        return tp, None
+    return None, None
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    '''The string literal under each field of a dataclass (its attribute docstring), by name:
+
+        max_steps: int = 0
+        """Optimizer steps; 0 means run `epochs` epochs."""   ->  {"max_steps": "Optimizer ..."}
+    '''
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for stmt, after in zip(body, body[1:], strict=False):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def settings_fields(cls: type) -> list[tuple[str, Any, Any, str]]:
+    """(name, type, default, docstring) of each field of a settings dataclass or pydantic model."""
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        return [(f.name, hints[f.name], f.default, docs.get(f.name, ""))
+                for f in dataclasses.fields(cls)]
+    return [(name, info.annotation, info.default, " ".join((info.description or "").split()))
+            for name, info in cls.model_fields.items()]  # type: ignore[attr-defined]
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (),
+                       shown_defaults: dict[str, Any] | None = None) -> None:
+    """One flag per field of a settings class, defaulting to 'not given' (None); the help text
+    is the field's docstring and the default it shows is `shown_defaults` or the field's."""
+    for name, tp, field_default, doc in settings_fields(cls):
+        if name in skip:
+            continue
+        doc = doc.replace("%", "%%")
+        default = (shown_defaults or {}).get(name, field_default)
+        help_text = f"{doc} (default: {default})" if doc else f"(default: {default})"
+        if tp is bool:
+            parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+            continue
+        conv, choices = _field_type(tp)
+        parser.add_argument(_flag(name), type=conv, choices=choices, default=None,
+                            metavar=None if choices else name.upper(), help=help_text)
+
+
+add_dataclass_flags = add_settings_flags  # the name tests and older code use
+
+
+def _add_feature_flags(p: argparse.ArgumentParser) -> None:
+    d = FeatureConfig()
+    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
+    p.add_argument("--doc-stride", type=int, default=d.doc_stride)
+    p.add_argument("--max-query-length", type=int, default=d.max_query_length)
+    p.add_argument("--layout", choices=LAYOUTS, default=d.layout)
+    p.add_argument("--null-position", choices=NULL_POSITIONS, default=d.null_position)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="gpt2qa",
+        description="Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for "
+                    "extractive question answering on SQuAD 2.0, with honest abstention.")
+    parser.add_argument("--version", action="version", version=f"gpt2qa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
+                                    "SQuAD 2.0 data (no network, ~3 minutes on 2 CPU cores)")
+    add_settings_flags(p, DemoConfig, skip=("training",))
+    p.add_argument("--steps", dest="max_steps", type=int, default=None,
+                   help=f"Optimizer steps (default: {SQUAD_DEMO_TRAINING['max_steps']}; "
+                        "300 with --task hotpot)")
+    add_settings_flags(p, TrainConfig, skip=(*DEMO_FIXED, "max_steps"),
+                        shown_defaults=SQUAD_DEMO_TRAINING)
+    p.add_argument("--task", choices=("squad", "hotpot"), default="squad",
+                   help="squad: SQuAD 2.0 with abstention; hotpot: multi-hop HotpotQA-style "
+                        "questions with yes/no answers and supporting facts (default: squad)")
+    p.set_defaults(func=cmd.cmd_demo)
+
+    p = sub.add_parser("train", help="fine-tune a decoder-only model for SQuAD-style QA")
+    p.add_argument("--config", help="YAML file with any of the settings below")
+    add_settings_flags(p, TrainConfig)
+    p.set_defaults(func=cmd.cmd_train)
+
+    p = sub.add_parser("predict", help="answer questions with a trained gpt2qa model directory")
+    p.add_argument("--model", required=True, help="a gpt2qa model directory")
+    p.add_argument("--data", help="SQuAD JSON file to answer")
+    p.add_argument("--out-dir", help="where predictions.json, na_probs.json, nbest.json go")
+    p.add_argument("--question")
+    p.add_argument("--context")
+    p.add_argument("--null-score-diff-threshold", type=float, default=None,
+                   help="override the threshold saved with the model")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
+                        "a cache-sized batch, 3 at GPT-2-small shape)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help=PRECISION_HELP)
+    p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
+    p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
+    p.set_defaults(func=cmd.cmd_predict)
+
+    p = sub.add_parser("evaluate", help="official SQuAD v2.0 (or v1.1) metrics for a predictions file")
+    p.add_argument("data", help="SQuAD JSON with gold answers")
+    p.add_argument("predictions", help="JSON object: id -> predicted text ('' = no answer)")
+    p.add_argument("--na-prob-file", help="JSON object: id -> no-answer probability")
+    p.add_argument("--na-prob-thresh", type=float, default=1.0,
+                   help="predict no-answer when na_prob exceeds this (default 1.0: never)")
+    p.add_argument("--out-file", help="also write the metrics JSON here")
+    p.add_argument("--out-image-dir", help="write PR curves and na-prob histograms (PNG) here")
+    p.add_argument("--breakdown", action="store_true",
+                   help="add scores by question word and answer length")
+    p.set_defaults(func=cmd.cmd_evaluate)
+
+    p = sub.add_parser("check-spans", help="oracle EM/F1: do gold answers survive tokenisation?")
+    p.add_argument("data", help="SQuAD JSON file")
+    p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
+    _add_feature_flags(p)
+    p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
+    p.set_defaults(func=cmd.cmd_check_spans)
+
+    p = sub.add_parser("launch", help="run train or predict in N local processes (torchrun)")
+    p.add_argument("-n", "--nproc-per-node", type=int, default=2,
+                   help="processes to start: one per GPU, or CPU processes over gloo (default: 2)")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...",
+                   help="the gpt2qa command and its flags, e.g. train --config FILE.yaml")
+    p.set_defaults(func=cmd.cmd_launch)
+
+    add_zero_shot_parser(sub)
+    add_study_parser(sub)
+    add_report_parser(sub)
+    add_serve_parser(sub)
+    return parser
+
+
+def add_zero_shot_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``zero-shot`` on an argparse sub-parsers object; its ``func`` is `cmd_zero_shot`."""
+    d = ZeroShotConfig()
+    p = sub.add_parser("zero-shot", help="answer SQuAD with a causal LM's own head, no "
+                                         "fine-tuning (GPT-2 paper baseline)")
+    p.add_argument("--model", required=True, help="causal LM directory or hub id")
+    p.add_argument("--data", required=True, help="SQuAD JSON file to answer")
+    p.add_argument("--out-dir", required=True,
+                   help="where predictions.json, na_probs.json, nbest.json go")
+    p.add_argument("--shots", type=int, default=None, help=f"solved examples to show "
+                                                           f"(default: {d.shots})")
+    p.add_argument("--shots-file", default=None, help="SQuAD training file to draw shots from")
+    p.add_argument("--template", default=None,
+                   help=f"prompt with {{context}} and {{question}}; \\n is a newline "
+                        f"(default: {d.template!r})")
+    p.add_argument("--shot-template", default=None,
+                   help=f"solved-example template, also with {{answer}} "
+                        f"(default: {d.shot_template!r})")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"(default: {d.max_new_tokens})")
+    p.add_argument("--abstain-phrases", default=None,
+                   help=f"comma-separated answers that mean no answer; the first is the one "
+                        f"shown and scored (default: {','.join(d.abstain_phrases)})")
+    p.add_argument("--na-scoring", choices=NA_SCORINGS, default=None,
+                   help=f"(default: {d.na_scoring})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"(default: {d.batch_size})")
+    p.add_argument("--seed", type=int, default=None, help=f"shot sampling (default: {d.seed})")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"(default: {d.precision})")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="answer only the first N questions (metrics cover those only)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="show a progress bar on stderr")
+    p.set_defaults(func=cmd.cmd_zero_shot)
+    return p
+
+
+def add_study_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa study` on an argparse sub-parsers object."""
+    p = sub.add_parser("study", help="run the layout x null-position x head x seed grid on "
+                                     "synthetic data, then summarise it (resumable)")
+    p.add_argument("--config", required=True, help="study YAML (e.g. configs/study-synthetic.yaml)")
+    p.add_argument("--out-dir", required=True, help="study directory (created; reruns resume)")
+    p.add_argument("--only", action="append", metavar="KEY=VALUE",
+                   help="run only matching cells: layout, null_position (null), head, seed; "
+                        "repeat a key for either value")
+    p.add_argument("--max-cells", type=int, default=None,
+                   help="run at most N cells that need work, then summarise and stop")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="per-cell training progress bars (default: one line per cell)")
+    p.set_defaults(func=cmd.cmd_study)
+    return p
+
+
+def add_report_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa report` on an argparse sub-parsers object."""
+    p = sub.add_parser("report", help="an HTML page (and summary.md) comparing training runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="gpt2qa training run directories")
+    p.add_argument("--out", required=True, help="output folder for index.html, summary.md, PNGs")
+    p.add_argument("--eval-file", default=None,
+                   help="SQuAD file with the gold answers (default: each run's eval_file)")
+    p.set_defaults(func=cmd.cmd_report)
+    return p
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `gpt2qa serve` flags: ServeSettings' fields, then the model and how to run it."""
+    parser.add_argument("--model", required=True, help="a gpt2qa model directory")
+    try:
+        from gpt2qa.serve.settings import ServeSettings  # pydantic: installed with FastAPI
+    except ImportError as exc:
+        parser.set_defaults(missing=f"gpt2qa serve needs FastAPI and uvicorn ({exc})")
+    else:
+        add_settings_flags(parser, ServeSettings)
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
+    parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
+                        default="info", help="(default: info)")
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa serve` on the CLI's sub-parsers (`sub` from add_subparsers)."""
+    p = sub.add_parser("serve", help="serve a gpt2qa model over HTTP (JSON API and a web page)")
+    add_serve_arguments(p)
+    p.set_defaults(func=cmd.cmd_serve)
+    return p
+
+
+def serve_parser() -> Parser:
+    """`python -m gpt2qa.serve`'s parser: the `gpt2qa serve` flags on their own."""
+    parser = Parser(prog="gpt2qa serve", description="serve a gpt2qa model over HTTP")
+    add_serve_arguments(parser)
+    parser.set_defaults(func=cmd.cmd_serve)
+    return parser
+
+
