@@ -16,6 +16,8 @@ imports this package for its flags, and FastAPI, uvicorn and torch would cost it
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,12 +57,21 @@ if TYPE_CHECKING:
 __all__ = [
     "LOOPBACK_HOSTS", "PAGE_HEADERS", "AnswerRequest", "AnswerResponse", "BatchRequest",
     "BatchResponse", "BodySizeLimit", "CandidateOut", "ErrorResponse", "Health", "Limits",
-    "MicroBatcher", "ModelInfo", "ServeSettings", "answer_from_prediction", "body_problem", "create_app", "get_batcher",
-    "get_pipeline", "get_settings", "http_protocol", "invalid_request", "load_page", "model_info", "readable_errors", "serve_forever", "serve_in_thread", "uvicorn_config", "validation_message",
+    "MicroBatcher", "ModelInfo", "ServeSettings", "answer_from_prediction", "body_problem",
+    "create_app", "get_batcher", "get_pipeline", "get_settings", "http_protocol",
+    "invalid_request", "load_page", "main", "model_info", "readable_errors", "serve_forever",
+    "serve_in_thread", "uvicorn_config", "validation_message",
 ]
 
 # Searched in this order, lightest first, so that the CLI's names never load FastAPI or torch.
 _MODULES = ("settings", "schemas", "batcher", "middleware", "app", "run")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m gpt2qa.serve ...`: `gpt2qa serve` with these flags (exit status as the CLI's)."""
+    from gpt2qa.cli import main as cli_main  # the CLI imports this package to build its parser
+
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 def __getattr__(name: str) -> Any:

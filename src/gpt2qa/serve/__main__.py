@@ -2,6 +2,6 @@
 
 import sys
 
-from gpt2qa.cli import main
+from gpt2qa.serve import main
 
-sys.exit(main(["serve", *sys.argv[1:]]))
+sys.exit(main())
