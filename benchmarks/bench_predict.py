@@ -17,7 +17,8 @@ which is the layout `GPT2ForQuestionAnswering.from_pretrained(dir)` loads (rando
           default (1) unless `--hf-batch-size` says otherwise.
 
 Rounds alternate the stacks (the HF process stays up between rounds, warm) and medians are
-reported, with the agreement of the two stacks' answers where both answer.
+reported, with the agreement of the two stacks' answers where both answer. `--chunk N`
+alternates them every N questions inside each round too, for a machine whose load changes.
 
 Low-precision modes (`--quantize int8`, `--precision bf16`) run beside gpt2qa's fp32 in the
 same rounds, each on its own copy of the model. Their accuracy cost is measured on a
