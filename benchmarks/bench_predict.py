@@ -17,7 +17,8 @@ which is the layout `GPT2ForQuestionAnswering.from_pretrained(dir)` loads (rando
           default (1) unless `--hf-batch-size` says otherwise.
 
 Rounds alternate the stacks (the HF process stays up between rounds, warm) and medians are
-reported, with the agreement of the two stacks' answers where both answer.
+reported, with the agreement of the two stacks' answers where both answer. `--chunk N`
+alternates them every N questions inside each round too, for a machine whose load changes.
 
 Low-precision modes (`--quantize int8`, `--precision bf16`) run beside gpt2qa's fp32 in the
 same rounds, each on its own copy of the model. Their accuracy cost is measured on a
@@ -61,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--questions", type=int, default=120,
                    help="dev questions answered per round (a fixed random sample)")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=0,
+                   help="alternate the stacks every N questions within a round (0: whole "
+                        "rounds); on a loaded machine this gives every stack the same load")
     p.add_argument("--batch-size", type=int, default=0,
                    help="gpt2qa features per forward (0: gpt2qa's default for the device)")
     p.add_argument("--hf-batch-size", type=int, default=1, help="the pipeline's batch_size")
@@ -80,8 +84,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--name", default="")
     args = p.parse_args(argv)
-    if min(args.questions, args.rounds, args.hf_batch_size) < 1 or args.batch_size < 0:
-        p.error("--questions, --rounds and --hf-batch-size must be at least 1, --batch-size >= 0")
+    if min(args.questions, args.rounds, args.hf_batch_size) < 1 or min(args.batch_size,
+                                                                        args.chunk) < 0:
+        p.error("--questions, --rounds and --hf-batch-size must be at least 1, --batch-size "
+                "and --chunk >= 0")
     if bool(args.accuracy_model) != bool(args.accuracy_data):
         p.error("--accuracy-model and --accuracy-data go together")
     return args
@@ -197,14 +203,17 @@ def worker_main(argv: Sequence[str]) -> None:
                       "tokenizer": tokenizer_source, "load_s": time.perf_counter() - start}),
           flush=True)
     for line in sys.stdin:
-        if line.strip() != "run":
+        words = line.split()
+        if not words or words[0] != "run":
             break
+        # "run" answers every question; "run A B" answers items[A:B] (chunked alternation).
+        part = items[int(words[1]): int(words[2])] if len(words) == 3 else items
         t0 = time.perf_counter()
         with torch.inference_mode():
-            answers = answer_all(items)
+            answers = answer_all(part)
         seconds = time.perf_counter() - t0
         print(json.dumps({"seconds": seconds,
-                          "answers": {x["id"]: ans for x, ans in zip(items, answers, strict=True)}}),
+                          "answers": {x["id"]: ans for x, ans in zip(part, answers, strict=True)}}),
               flush=True)
 
 
@@ -282,9 +291,10 @@ class HFWorker:
             raise SystemExit(f"the HF worker exited with status {code} (see its stderr above)")
         return json.loads(line)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, start: int = 0, stop: int = 0) -> dict[str, Any]:
+        """Answer every question, or the slice [start, stop) when stop > 0."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write("run\n")
+        self.proc.stdin.write(f"run {start} {stop}\n" if stop > 0 else "run\n")
         self.proc.stdin.flush()
         return self._read()
 
@@ -328,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from gpt2qa.batching import inference_batch_size
     from gpt2qa.features import convert_examples_to_features
-    from gpt2qa.quantize import cpu_bf16_support
+    from gpt2qa.quantize import cpu_bf16_support, is_int8
 
     shape = common.shape_from_flag(args.tiny)
     examples = common.load_dev(args.data)
@@ -349,8 +359,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if args.compile:
                 each.model.compile(dynamic=True)
             each.predict(chosen[:2], batch_size=args.batch_size)  # warm-up
-        batch_size = args.batch_size or inference_batch_size(
-            torch.device("cpu"), pipe.model.width, pipe.model.config.max_seq_length)
+        batch_sizes = {mode: args.batch_size or inference_batch_size(
+            torch.device("cpu"), each.model.width, each.model.config.max_seq_length,
+            int8=is_int8(each.model)) for mode, each in pipes.items()}
+        batch_size = batch_sizes["fp32"]
         hf = HFWorker(args.hf_python, model_dir, qfile, threads, args.hf_batch_size,
                       args.tokenizer)
         print(f"hf worker ready: {hf.info}", file=sys.stderr, flush=True)
@@ -364,24 +376,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         try:
             for r in range(args.rounds):
                 peaks.append(max(common.matmul_gflops(n, 1.0) for n in (1024, 2048)))
-                times = {}
-                for mode, each in pipes.items():
-                    seconds, preds = common.timed(lambda each=each: each.predict(
-                        chosen, batch_size=args.batch_size))
-                    mode_answers[mode] = {p.qas_id: p.text for p in preds}
-                    stack = "gpt2qa" if mode == "fp32" else f"gpt2qa-{mode}"
-                    rounds.append({"stack": stack, "seconds": seconds,
-                                   "questions_per_s": len(chosen) / seconds})
-                    times[stack] = seconds
+                times: dict[str, float] = {}
+                load = [os.getloadavg()[0]]
+                step = args.chunk or len(chosen)
+                for start in range(0, len(chosen), step):
+                    part = chosen[start: start + step]
+                    for mode, each in pipes.items():
+                        seconds, preds = common.timed(lambda each=each, part=part: each.predict(
+                            part, batch_size=args.batch_size))
+                        mode_answers.setdefault(mode, {}).update(
+                            {p.qas_id: p.text for p in preds})
+                        stack = "gpt2qa" if mode == "fp32" else f"gpt2qa-{mode}"
+                        times[stack] = times.get(stack, 0.0) + seconds
+                    out = hf.run(start, start + len(part)) if args.chunk else hf.run()
+                    theirs.update(out["answers"])
+                    times["hf"] = times.get("hf", 0.0) + out["seconds"]
+                    load.append(os.getloadavg()[0])
                 ours = mode_answers["fp32"]
-                out = hf.run()
-                theirs = out["answers"]
-                rounds.append({"stack": "hf", "seconds": out["seconds"],
-                               "questions_per_s": len(chosen) / out["seconds"]})
+                for stack, seconds in times.items():
+                    rounds.append({"stack": stack, "seconds": seconds,
+                                   "questions_per_s": len(chosen) / seconds,
+                                   "loadavg_1m": [round(x, 2) for x in load]})
                 print(f"round {r + 1}/{args.rounds}: "
                       + ", ".join(f"{k} {v:.2f}s" for k, v in times.items())
-                      + f", hf {out['seconds']:.2f}s for {len(chosen)} questions",
-                      file=sys.stderr, flush=True)
+                      + f" for {len(chosen)} questions; load average {load[0]:.1f}-"
+                      + f"{max(load):.1f}", file=sys.stderr, flush=True)
         finally:
             hf.close()
 
@@ -393,8 +412,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ours_seconds = common.median([x["seconds"] for x in rounds if x["stack"] == "gpt2qa"])
     ours_flops = common.inference_flops(ours_lengths, shape)
     peak = common.median(peaks)
+    loads = [x for r in rounds for x in r["loadavg_1m"]]
     summary = {"shape": shape.name, "questions": len(chosen), "threads": threads,
-               "gpt2qa_batch_size": batch_size,
+               "gpt2qa_batch_size": batch_size, "chunk": args.chunk,
+               "loadavg_1m_min": min(loads), "loadavg_1m_max": max(loads),
                "gpt2qa_q_s": rate["gpt2qa"], "hf_q_s": rate["hf"],
                "gpt2qa_vs_hf": rate["gpt2qa"] / rate["hf"],
                "target_3x_met": "yes" if rate["gpt2qa"] / rate["hf"] >= 3.0 else "no",
@@ -408,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     acc = accuracy(args.accuracy_model, args.accuracy_data, modes) if args.accuracy_model \
         else None
     for mode in modes[1:]:
+        summary[f"{mode}_batch_size"] = batch_sizes[mode]
         summary[f"{mode}_q_s"] = rate[f"gpt2qa-{mode}"]
         summary[f"{mode}_vs_hf"] = rate[f"gpt2qa-{mode}"] / rate["hf"]
         summary[f"{mode}_vs_fp32"] = rate[f"gpt2qa-{mode}"] / rate["gpt2qa"]

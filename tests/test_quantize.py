@@ -180,3 +180,35 @@ def test_serve_flags_reach_the_pipeline(monkeypatch):
     monkeypatch.setattr(serve, "serve_forever", lambda model, settings, **kw: seen.update(kw))
     assert serve.main(["--model", "m", "--quantize", "int8", "--precision", "fp32"]) == 0
     assert seen["quantize"] == "int8" and seen["precision"] == "fp32"
+
+
+def test_int8_weights_are_per_channel_and_engine_is_restored(tiny_tokenizer):
+    pipe = _pipeline(tiny_tokenizer)
+    before = torch.backends.quantized.engine
+    assert not quantize.is_int8(pipe.model)
+    quantize.quantize_backbone_int8(pipe.model)
+    assert torch.backends.quantized.engine == before  # the global setting is not left changed
+    assert quantize.is_int8(pipe.model)
+    layer = pipe.model.transformer.h[0].mlp.c_fc
+    assert layer.weight().qscheme() == torch.per_channel_affine
+    assert layer.weight().q_per_channel_scales().numel() == layer.out_features
+
+
+def test_int8_models_get_smaller_cpu_batches(tiny_tokenizer, monkeypatch):
+    from gpt2qa import batching, pipeline
+
+    cpu = torch.device("cpu")
+    assert batching.inference_batch_size(cpu, 768, 384, int8=True) == 1  # GPT-2-small shape
+    assert batching.inference_batch_size(cpu, 768, 384) == 3
+    assert batching.inference_batch_size(cpu, 128, 192, int8=True) == 10
+    pipe = _pipeline(tiny_tokenizer)
+    quantize.quantize_backbone_int8(pipe.model)
+    seen: list[int] = []
+    real = pipeline.length_grouped_batches
+    monkeypatch.setattr(pipeline, "length_grouped_batches",
+                        lambda lengths, size, **kw: seen.append(size) or real(lengths, size, **kw))
+    # A budget of two 64-wide, 64-token windows: tiny models hit the cap of 64 otherwise.
+    monkeypatch.setattr(batching, "CPU_INT8_BATCH_FLOATS", 2 * 64 * QA.max_seq_length)
+    pipe.predict(_examples()[:2])
+    assert seen == [2]
+    assert batching.inference_batch_size(cpu, 64, QA.max_seq_length) == 64

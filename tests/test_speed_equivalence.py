@@ -287,3 +287,15 @@ def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path):
     saved = {tmp_path / f"run-{c}" / "model" / "model.safetensors" for c in (False, True)}
     keys = [sorted(load_file(str(p))) for p in saved]
     assert keys[0] == keys[1] and not any("_orig_mod" in k for k in keys[0])
+
+
+def test_forward_builds_no_kv_cache(tiny_tokenizer):
+    """Nothing is generated, so the backbone must not copy keys/values into a cache."""
+    model = tiny_model(tiny_tokenizer).eval()
+    caches: list = []
+    model.transformer.register_forward_hook(
+        lambda _m, _i, out: caches.append(out.past_key_values))
+    ids = torch.randint(0, 100, (2, 10))
+    mask = torch.ones_like(ids)
+    model(ids, mask, mask.bool(), torch.zeros(2, dtype=torch.long))
+    assert caches == [None]

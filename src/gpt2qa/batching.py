@@ -53,7 +53,15 @@ CPU_BATCH_FLOATS = 2 ** 20
 """Inference batch budget on CPU: batch x max_seq_length x width, about 1 M floats (4 MB)."""
 
 
-def inference_batch_size(device: torch.device, width: int, max_seq_length: int) -> int:
+CPU_INT8_BATCH_FLOATS = 2 ** 18
+"""The same budget for an int8-quantised backbone: a quarter, so 1 window per forward at
+GPT-2-small shape. Its faster matmuls leave padding and cache misses a bigger share: batch 1
+answered 10-13% faster than batch 3 there (benchmarks/README.md), and each window's
+activations then get their own int8 scale, whatever else is being answered."""
+
+
+def inference_batch_size(device: torch.device, width: int, max_seq_length: int,
+                         int8: bool = False) -> int:
     """Features per forward when the caller does not say. 64 on CUDA, where bigger batches keep
     the GPU busy. On CPU the matmuls are large enough at batch 1, and bigger batches only push
     activations out of the caches and pad more. At GPT-2-small shape (768 wide, 384 tokens)
@@ -62,7 +70,8 @@ def inference_batch_size(device: torch.device, width: int, max_seq_length: int) 
     model with 192-token windows gets 42."""
     if device.type == "cuda":
         return 64
-    return max(1, min(64, CPU_BATCH_FLOATS // (width * max_seq_length)))
+    budget = CPU_INT8_BATCH_FLOATS if int8 else CPU_BATCH_FLOATS
+    return max(1, min(64, budget // (width * max_seq_length)))
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int,

@@ -75,7 +75,9 @@ class HotpotModel(QAModel):
                 answer_types: torch.Tensor | None = None,
                 sentence_labels: torch.Tensor | None = None) -> HotpotOutput:
         backbone_mask = None if self.skip_padding_mask else attention_mask
-        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
+        # No KV cache: nothing is generated, and building one copies every layer's keys/values.
+        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask,
+                                  use_cache=False).last_hidden_state
         # Every head runs in fp32, as `QAModel`'s do (thresholds compare small differences).
         with torch.autocast(hidden.device.type, enabled=False):
             return self._hotpot_heads(hidden.float(), attention_mask, context_mask, null_index,

@@ -81,7 +81,9 @@ class QAModel(nn.Module):
                 end_positions: torch.Tensor | None = None) -> QAOutput:
         """`attention_mask` must be right padding (1s then 0s), as `collate` makes it."""
         backbone_mask = None if self.skip_padding_mask else attention_mask
-        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask).last_hidden_state
+        # No KV cache: nothing is generated, and building one copies every layer's keys/values.
+        hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask,
+                                  use_cache=False).last_hidden_state
         # The heads run in fp32 even under autocast: null-score differences are small numbers
         # compared against a threshold, and bf16 keeps only about 3 significant digits.
         with torch.autocast(hidden.device.type, enabled=False):
