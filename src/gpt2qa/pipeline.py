@@ -19,7 +19,7 @@ from gpt2qa.decode import Prediction, WindowOutput, decode
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, convert_examples_to_features
 from gpt2qa.model import QAModel
-from gpt2qa.quantize import check_cpu_bf16, quantize_backbone_int8
+from gpt2qa.quantize import check_cpu_bf16, is_int8, quantize_backbone_int8
 from gpt2qa.sharding import is_sharded
 
 
@@ -66,8 +66,6 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
     """
     device = device or next(model.parameters()).device
     if batch_size == 0:
-        from gpt2qa.quantize import is_int8
-
         batch_size = inference_batch_size(device, model.width, model.config.max_seq_length,
                                           int8=is_int8(model))
     rank, world = process_group() if sharded else (0, 1)
