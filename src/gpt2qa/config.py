@@ -346,18 +346,22 @@ class DemoConfig:
         _check_demo(self, [(self.level in ("easy", "standard"), "--level must be easy or standard"),
                            (self.eval_split in ("dev", "hard"), "--eval-split must be dev or hard")])
 
-    def train_config(self, model: str, train_file: str, eval_file: str,
-                     output_dir: str) -> TrainConfig:
-        """The run's TrainConfig: the demo's settings, the user's overrides, these paths, and
-        four evaluations, the last at the final step (ceil: 750 steps must not also eval at 748)."""
-        settings = {**self.defaults, **self.training}
-        return TrainConfig(**settings, model=model, train_file=train_file, eval_file=eval_file,
-                           output_dir=output_dir, seed=self.seed, progress=self.progress,
-                           eval_every=max(-(-settings["max_steps"] // 4), 1))
+    def train_config(self, model: str = "", train_file: str = "", eval_file: str = "",
+                     output_dir: str = "") -> TrainConfig:
+        """The run's TrainConfig: the demo's settings, the user's overrides, these paths (none:
+        the training settings alone), and four evaluations, the last at the final step (ceil:
+        750 steps must not also eval at 748)."""
+        return TrainConfig(**self.settings(), model=model, train_file=train_file,
+                           eval_file=eval_file, output_dir=output_dir, seed=self.seed,
+                           progress=self.progress, eval_every=max(-(-self.steps // 4), 1))
+
+    def settings(self) -> dict[str, Any]:
+        """The TrainConfig overrides in force: the demo's own, then the user's."""
+        return {**self.defaults, **self.training}
 
     @property
     def steps(self) -> int:
-        return int({**self.defaults, **self.training}["max_steps"])
+        return int(self.settings()["max_steps"])
 
 
 @dataclass(frozen=True)
@@ -379,8 +383,8 @@ class HotpotDemoConfig(DemoConfig):
         _check_demo(self, [(self.n_test >= 1, "--n-test must be at least 1"),
                            (self.n_companies >= 2, "--n-companies must be at least 2")])
 
-    def train_config(self, model: str, train_file: str, eval_file: str,
-                     output_dir: str) -> TrainConfig:
+    def train_config(self, model: str = "", train_file: str = "", eval_file: str = "",
+                     output_dir: str = "") -> TrainConfig:
         config = super().train_config(model, train_file, eval_file, output_dir)
         return replace(config, eval_every=max(config.max_steps // 4, 1))
 
@@ -400,4 +404,4 @@ def _check_demo(config: DemoConfig, extra: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise GPT2QAError(message)
-    config.train_config("model", "train.json", "dev.json", "run")  # checks the training settings
+    config.train_config()  # TrainConfig checks the training settings

@@ -48,7 +48,7 @@ def prepare_tiny_model(config: DemoConfig, texts: Iterable[str], init_dir: Path)
     tokenizer = train_bpe_tokenizer(texts, vocab_size=config.vocab_size)
     prepare_tokenizer(tokenizer)
     torch.manual_seed(config.seed)
-    max_seq_length = config.train_config("", "", "", "").max_seq_length
+    max_seq_length = config.train_config().max_seq_length
     backbone = backbone_from_config(tiny_gpt2_config(
         len(tokenizer), n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head,
         n_positions=max(256, max_seq_length), dropout=0.0))
@@ -77,7 +77,7 @@ def evaluate_on_fresh_sample(config: DemoConfig, model_dir: Path, data_dir: Path
     write_json_atomic(path, generate(SyntheticConfig(seed=config.seed + 1, n_passages=config.n_dev,
                                                      split="dev", **extra)))
     examples = load_squad(path).examples
-    precision = config.train_config("", "", "", "").precision
+    precision = config.train_config().precision
     pipe = QAPipeline.from_pretrained(model_dir, device="cpu" if precision == "fp32" else None)
     return score_predictions(examples, pipe.predict(examples))  # at the model's own threshold
 

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from gpt2qa.cli.commands import Handler, _read_yaml_config, config_from_sources
-from gpt2qa.cli.flags import Parser, add_dataclass_flags, build_parser, field_docs
+from gpt2qa.cli.flags import Parser, add_settings_flags, build_parser, field_docs
 from gpt2qa.errors import GPT2QAError
 
-__all__ = ["Parser", "_read_yaml_config", "add_dataclass_flags", "build_parser",
+__all__ = ["Parser", "_read_yaml_config", "add_settings_flags", "build_parser",
            "config_from_sources", "field_docs", "main"]
 
 

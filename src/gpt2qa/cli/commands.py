@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,22 @@ from gpt2qa.errors import GPT2QAError
 Handler = Callable[[argparse.Namespace], int]
 
 
+def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The flags among `names` that were given: settings flags parse as None when absent, so
+    the settings class keeps its own default (`flags.add_settings_flags`)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
 def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | None) -> Any:
     """Dataclass defaults < YAML config file < command-line flags."""
     values: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(cls)}
     if config_file:
-        values.update(_read_yaml_config(config_file, names))
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value
+        values.update(_read_yaml_config(config_file, set(field_names(cls))))
+    values.update(given(args, field_names(cls)))
     try:
         return cls(**values)
     except TypeError as exc:
@@ -46,7 +52,7 @@ def _read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
     return values
 
 
-def _print_json(obj: Any) -> None:
+def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
@@ -71,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out_file:
         write_json_atomic(args.out_file, result)
     _warn_on_id_mismatch(args, result)
-    _print_json(result)
+    print_json(result)
     return 0
 
 
@@ -110,9 +116,7 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
     dataset = load_squad(args.data, args.misaligned)
     tokenizer = load_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
-    config = FeatureConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
-                           max_query_length=args.max_query_length, layout=args.layout,
-                           null_position=args.null_position)
+    config = FeatureConfig(**given(args, field_names(FeatureConfig)))
     features = convert_examples_to_features(dataset.examples, tokenizer, config, special)
     oracle = oracle_answers(dataset.examples, features)
     answerable = [ex for ex in dataset.examples if ex.qas_id in oracle]
@@ -132,7 +136,7 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
             kind = span_failure_kind(sorted(spans[qid]), gold.answer_start, gold.answer_end, text)
             kinds[kind] = kinds.get(kind, 0) + 1
             failures.append({"id": qid, "gold": gold_texts[0], "decoded": text, "kind": kind})
-    _print_json({
+    print_json({
         "file": str(args.data), "examples": len(dataset.examples), "features": len(features),
         "answerable": len(answerable), "exact": scores["exact"], "f1": scores["f1"],
         "exact_failures": len(failures), "failure_kinds": kinds, "repairs": len(dataset.repairs),
@@ -163,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
                 "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
         summary["metrics"] = {k: result.metrics[k] for k in keys if k in result.metrics}
-    _print_json(summary)
+    print_json(summary)
     return 0
 
 
@@ -208,7 +212,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 0
         pred = pipe.answer(args.question, args.context, args.null_score_diff_threshold)
         best = pred.nbest[0] if pred.nbest else None
-        _print_json({"answer": pred.text, "is_impossible": pred.is_impossible,
+        print_json({"answer": pred.text, "is_impossible": pred.is_impossible,
                      "score": best.score if best else None,
                      "no_answer_probability": pred.na_prob,
                      "start": best.start if best and pred.text else None,
@@ -220,7 +224,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not main_process:
         return 0
     paths = write_predictions(preds, args.out_dir)
-    _print_json({"examples": len(preds), "no_answer": sum(p.is_impossible for p in preds),
+    print_json({"examples": len(preds), "no_answer": sum(p.is_impossible for p in preds),
                  **{k: str(v) for k, v in paths.items()}})
     return 0
 
@@ -253,12 +257,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gpt2qa.config import DEMO_FIXED, DemoConfig, HotpotDemoConfig, TrainConfig
 
-    training = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                if f.name not in DEMO_FIXED and getattr(args, f.name, None) is not None}
+    training = given(args, (n for n in field_names(TrainConfig) if n not in DEMO_FIXED))
     cls = HotpotDemoConfig if args.task == "hotpot" else DemoConfig
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-              if getattr(args, f.name, None) is not None}
-    config = cls(**values, training=training)
+    config = cls(**given(args, field_names(cls)), training=training)
     if args.task == "hotpot":
         from gpt2qa.hotpot_demo import run_hotpot_demo
 
@@ -333,8 +334,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     if getattr(args, "missing", None):
         raise GPT2QAError(args.missing)
-    names = ServeSettings.model_fields.keys()
-    return ServeSettings(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    return ServeSettings(**given(args, ServeSettings.model_fields))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """Every `gpt2qa` flag, declared here and nowhere else.
 
-Settings classes (TrainConfig, DemoConfig, ServeSettings) become flags by one mechanism,
+Settings classes (TrainConfig, DemoConfig, FeatureConfig, ServeSettings) become flags by one mechanism,
 `add_settings_flags`: one flag per field, its docstring as the help, its default shown. Commands
-without a settings class (predict, evaluate, check-spans, launch, zero-shot, study, report)
+without a settings class (predict, evaluate, launch, zero-shot, study, report)
 declare their few flags below, one parser function each. `build_parser` is the command table.
 """
 
@@ -24,8 +24,7 @@ from gpt2qa import __version__
 from gpt2qa.cli import commands as cmd
 from gpt2qa.config import (
     DEMO_FIXED,
-    LAYOUTS,
-    NULL_POSITIONS,
+    MISALIGNED_MODES,
     PRECISIONS,
     QUANTIZE_MODES,
     SQUAD_DEMO_TRAINING,
@@ -160,17 +159,6 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequenc
                             metavar=None if choices else name.upper(), help=help_text)
 
 
-add_dataclass_flags = add_settings_flags  # the name tests and older code use
-
-
-def _add_feature_flags(p: argparse.ArgumentParser) -> None:
-    d = FeatureConfig()
-    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
-    p.add_argument("--doc-stride", type=int, default=d.doc_stride)
-    p.add_argument("--max-query-length", type=int, default=d.max_query_length)
-    p.add_argument("--layout", choices=LAYOUTS, default=d.layout)
-    p.add_argument("--null-position", choices=NULL_POSITIONS, default=d.null_position)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
@@ -210,10 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help=PRECISION_HELP)
     p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
-    p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
+    p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
     p.set_defaults(func=cmd.cmd_predict)
 
     p = sub.add_parser("evaluate", help="official SQuAD v2.0 (or v1.1) metrics for a predictions file")
@@ -231,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-spans", help="oracle EM/F1: do gold answers survive tokenisation?")
     p.add_argument("data", help="SQuAD JSON file")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
-    _add_feature_flags(p)
-    p.add_argument("--misaligned", choices=("error", "skip", "fix-by-search"), default="error")
+    add_settings_flags(p, FeatureConfig)
+    p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
     p.set_defaults(func=cmd.cmd_check_spans)
 
     p = sub.add_parser("launch", help="run train or predict in N local processes (torchrun)")

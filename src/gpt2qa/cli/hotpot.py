@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from gpt2qa.cli.commands import field_names, given, print_json
 from gpt2qa.errors import GPT2QAError
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def evaluate_hotpot_args(args: argparse.Namespace) -> int:
@@ -26,7 +22,7 @@ def evaluate_hotpot_args(args: argparse.Namespace) -> int:
     result = evaluate_hotpot_files(args.data, args.predictions)
     if args.out_file:
         write_json_atomic(args.out_file, result)
-    _print_json(result)
+    print_json(result)
     return 0
 
 
@@ -54,15 +50,13 @@ def check_spans_hotpot(args: argparse.Namespace) -> int:
     dataset = load_hotpot(args.data, bad_facts="error" if args.misaligned == "error" else "skip")
     tokenizer = load_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
-    config = FeatureConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
-                           max_query_length=args.max_query_length, layout=args.layout,
-                           null_position=args.null_position)
+    config = FeatureConfig(**given(args, field_names(FeatureConfig)))
     examples = dataset.examples
     features = convert_hotpot_examples(examples, tokenizer, config, special)
     no_hop = convert_hotpot_examples(examples, tokenizer, config, special, hop=False)
     answers, facts = oracle_predictions(examples, features)
     oracle = evaluate_hotpot(examples, answers, facts)
-    _print_json({
+    print_json({
         "file": str(args.data), "examples": len(examples),
         "max_seq_length": config.max_seq_length,
         "mean_paragraphs_selected": sum(len(f.titles) for f in features) / len(features),
@@ -87,7 +81,7 @@ def train_hotpot_config(config: Any) -> int:
                                "model_dir": str(result.model_dir), "task": "hotpotqa"}
     if result.metrics:
         summary["metrics"] = {k: result.metrics[k] for k in (*METRIC_KEYS, "sp_threshold")}
-    _print_json(summary)
+    print_json(summary)
     return 0
 
 
@@ -119,7 +113,7 @@ def predict_hotpot_args(args: argparse.Namespace) -> int:
                                     args.batch_size)
     path = Path(args.out_dir) / "predictions.json"
     write_json_atomic(path, predictions_json(answers, facts))
-    _print_json({"examples": len(answers), "sp_threshold": threshold,
+    print_json({"examples": len(answers), "sp_threshold": threshold,
                  "yes": sum(a == "yes" for a in answers.values()),
                  "no": sum(a == "no" for a in answers.values()), "predictions": str(path)})
     return 0
