@@ -11,7 +11,7 @@ from gpt2qa.config import QAConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-from gpt2qa.model import MASK_VALUE
+from gpt2qa.model import MASK_VALUE, bilstm_right_padded
 from helpers import tiny_model
 
 CTX = "The Eiffel Tower was completed in 1889 in Paris, France."
@@ -87,6 +87,29 @@ def test_logits_do_not_depend_on_batch_padding(tiny_tokenizer, head):
             n = len(f.input_ids)
             assert torch.allclose(alone.start_logits[0], together.start_logits[i, :n], atol=1e-5)
             assert torch.allclose(alone.null_score[0], together.null_score[i], atol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [[5], [1, 5], [3, 5, 2], [5, 5], [1, 1, 4], [2, 4, 4, 1]])
+@pytest.mark.parametrize("bias", [True, False])
+def test_bilstm_right_padded_matches_packing(lengths, bias):
+    """Outputs and gradients equal the packed run's; pads come out as zeros (the packed run
+    pads with zeros too)."""
+    torch.manual_seed(len(lengths))
+    lstm = torch.nn.LSTM(6, 3, batch_first=True, bidirectional=True, bias=bias)
+    x = torch.randn(len(lengths), max(lengths), 6, requires_grad=True)
+    lens = torch.tensor(lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True,
+                                                     enforce_sorted=False)
+    want, _ = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True,
+                                                     total_length=x.shape[1])
+    got = bilstm_right_padded(lstm, x, lens)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-6)
+    weights = torch.randn_like(want)
+    want_grads = torch.autograd.grad((want * weights).sum(), [x, *lstm.parameters()])
+    got_grads = torch.autograd.grad((got * weights).sum(), [x, *lstm.parameters()])
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert torch.allclose(g, w, atol=1e-5)
 
 
 def test_collate_refuses_label_outside_context(tiny_tokenizer):
