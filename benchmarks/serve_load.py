@@ -5,17 +5,25 @@
 Builds a tiny GPT-2 QA model (random weights: speed does not depend on training) and a
 tokenizer from the synthetic benchmark's text in a temporary directory, then for each mode
 starts the server as a subprocess on 127.0.0.1, sends a fixed number of requests over
-`--concurrency` keep-alive connections with httpx.AsyncClient, and stops it. Prints
-throughput, p50/p95/p99 latency and errors per mode, the batched/unbatched ratios, a final
-`key=value` line, and writes everything to a JSON file.
+`--concurrency` keep-alive connections, and stops it. Prints throughput, p50/p95/p99
+latency, errors and the load generator's own CPU time per request for each mode, the
+batched/unbatched ratios, a final `key=value` line, and writes everything to a JSON file.
+
+The client shares the machine with the server, so its cost counts. `--client raw` (default)
+writes prepared HTTP/1.1 requests on asyncio streams and reads each response whole (status
+line, Content-Length, a JSON body with an answer); `--client httpx` uses httpx.AsyncClient,
+which measured about 9 ms of CPU per request here, most of a core at 100 req/s, so with it
+the load generator rather than the server set the pace.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -50,6 +58,9 @@ class LoadResult:
     mean_batch_size: float
     model_busy: float
     """Share of the wall time the server spent in the model (forward + decode)."""
+    client: str
+    client_cpu_ms_per_request: float
+    """The load generator's own CPU time (user + system) per request."""
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -91,7 +102,7 @@ def free_port() -> int:
 
 
 def start_server(model_dir: Path, port: int, max_batch_size: int, batch_wait_ms: float,
-                 threads: int) -> subprocess.Popen[bytes]:
+                 threads: int, quantize: str = "none") -> subprocess.Popen[bytes]:
     import gpt2qa
 
     src = str(Path(gpt2qa.__file__).resolve().parents[1])
@@ -102,7 +113,8 @@ def start_server(model_dir: Path, port: int, max_batch_size: int, batch_wait_ms:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "gpt2qa.serve", "--model", str(model_dir), "--host", "127.0.0.1",
            "--port", str(port), "--max-batch-size", str(max_batch_size),
-           "--batch-wait-ms", str(batch_wait_ms), "--device", "cpu", "--log-level", "warning"]
+           "--batch-wait-ms", str(batch_wait_ms), "--device", "cpu", "--log-level", "warning",
+           "--quantize", quantize]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -120,9 +132,64 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 600.
     raise SystemExit(f"the server at {base} did not become healthy in {timeout:.0f}s")
 
 
+def _request_bytes(base: str, question: str, context: str) -> bytes:
+    host = base.removeprefix("http://")
+    body = json.dumps({"question": question, "context": context, "top_k": 3}).encode()
+    head = (f"POST /v1/answer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One whole HTTP/1.1 response with a Content-Length body: (status, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                   if line.lower().startswith("content-length:")), None)
+    if length is None:
+        raise ConnectionError("response without Content-Length")
+    return status, await reader.readexactly(length)
+
+
+async def send_load_raw(base: str, pairs: list[tuple[str, str]], n_requests: int,
+                        concurrency: int) -> tuple[list[float], int, float]:
+    """`send_load` over plain asyncio streams (see the module doc)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    requests = [_request_bytes(base, q, c) for q, c in pairs]
+    latencies: list[float] = []
+    errors = 0
+    next_index = iter(range(n_requests))
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for i in next_index:  # shared iterator: each index is sent exactly once
+                t0 = time.perf_counter()
+                try:
+                    writer.write(requests[i % len(requests)])
+                    status, body = await _read_response(reader)
+                    ok = status == 200 and "answer" in json.loads(body)
+                except (OSError, ValueError, asyncio.IncompleteReadError):
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+                if not ok:  # the connection's state is unknown: start a fresh one
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - start
+
+
 async def send_load(base: str, pairs: list[tuple[str, str]], n_requests: int,
                     concurrency: int) -> tuple[list[float], int, float]:
-    """Send n_requests over `concurrency` connections; return latencies (s), errors, wall s."""
+    """Send n_requests over `concurrency` connections with httpx; return latencies (s),
+    errors, wall s."""
     latencies: list[float] = []
     errors = 0
     next_index = iter(range(n_requests))
@@ -151,15 +218,18 @@ async def send_load(base: str, pairs: list[tuple[str, str]], n_requests: int,
 
 def run_mode(mode: str, model_dir: Path, pairs: list[tuple[str, str]], n_requests: int,
              concurrency: int, max_batch_size: int, batch_wait_ms: float,
-             threads: int) -> LoadResult:
+             threads: int, client: str = "raw", quantize: str = "none") -> LoadResult:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(model_dir, port, max_batch_size, batch_wait_ms, threads)
+    proc = start_server(model_dir, port, max_batch_size, batch_wait_ms, threads, quantize)
     try:
         wait_healthy(base, proc)
-        asyncio.run(send_load(base, pairs, min(50, n_requests), concurrency))  # warm-up
+        send = send_load_raw if client == "raw" else send_load
+        asyncio.run(send(base, pairs, min(50, n_requests), concurrency))  # warm-up
         before = httpx.get(f"{base}/healthz").json()
-        latencies, errors, wall = asyncio.run(send_load(base, pairs, n_requests, concurrency))
+        cpu_before = _cpu_seconds()
+        latencies, errors, wall = asyncio.run(send(base, pairs, n_requests, concurrency))
+        client_cpu = _cpu_seconds() - cpu_before
         after = httpx.get(f"{base}/healthz").json()
     finally:
         proc.terminate()
@@ -178,7 +248,14 @@ def run_mode(mode: str, model_dir: Path, pairs: list[tuple[str, str]], n_request
                       p99_ms=round(percentile(ms, 99), 2),
                       mean_batch_size=round(answered / batches, 2) if batches else 0.0,
                       model_busy=round((after["forward_seconds"] - before["forward_seconds"])
-                                       / wall, 3))
+                                       / wall, 3),
+                      client=client, client_cpu_ms_per_request=round(
+                          client_cpu / n_requests * 1000, 2))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--server-threads", type=int, default=0,
                         help="OMP/MKL threads for the server's torch (0: torch's default)")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="the server's --quantize (int8: dynamic int8 backbone matmuls)")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="load generator: prepared requests on asyncio streams, or httpx")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.max_batch_size < 2:
@@ -211,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         for mode, size, wait in (("batched", args.max_batch_size, args.batch_wait_ms),
                                  ("unbatched", 1, 0.0)):
             res = run_mode(mode, model_dir, pairs, args.requests, args.concurrency, size, wait,
-                           args.server_threads)
+                           args.server_threads, args.client, args.quantize)
             print(f"{mode:>9}: {res.throughput_rps:8.1f} req/s  p50 {res.p50_ms:7.1f} ms  "
                   f"p95 {res.p95_ms:7.1f} ms  p99 {res.p99_ms:7.1f} ms  errors {res.errors}  "
                   f"mean batch {res.mean_batch_size:.2f}  model busy {res.model_busy:.0%}  "
+                  f"client CPU {res.client_cpu_ms_per_request:.2f} ms/req  "
                   f"({res.seconds:.1f} s)", flush=True)
             results.append(res)
 
