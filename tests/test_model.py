@@ -11,7 +11,7 @@ from gpt2qa.config import QAConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-from gpt2qa.model import MASK_VALUE, bilstm_right_padded
+from gpt2qa.model import MASK_VALUE, bilstm_packed, bilstm_right_padded
 from helpers import tiny_model
 
 CTX = "The Eiffel Tower was completed in 1889 in Paris, France."
@@ -92,17 +92,18 @@ def test_logits_do_not_depend_on_batch_padding(tiny_tokenizer, head):
 @pytest.mark.parametrize("lengths", [[5], [1, 5], [3, 5, 2], [5, 5], [1, 1, 4], [2, 4, 4, 1]])
 @pytest.mark.parametrize("bias", [True, False])
 def test_bilstm_right_padded_matches_packing(lengths, bias):
-    """Outputs and gradients equal the packed run's; pads come out as zeros (the packed run
-    pads with zeros too)."""
+    """Outputs and gradients equal the packed run's; pads come out as zeros in both; each row
+    equals the same row run alone."""
     torch.manual_seed(len(lengths))
     lstm = torch.nn.LSTM(6, 3, batch_first=True, bidirectional=True, bias=bias)
     x = torch.randn(len(lengths), max(lengths), 6, requires_grad=True)
     lens = torch.tensor(lengths)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True,
-                                                     enforce_sorted=False)
-    want, _ = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True,
-                                                     total_length=x.shape[1])
+    want = bilstm_packed(lstm, x, lens)
     got = bilstm_right_padded(lstm, x, lens)
+    for row, n in enumerate(lengths):
+        alone, _ = lstm(x[row:row + 1, :n])
+        assert torch.allclose(got[row, :n], alone[0], atol=1e-6)
+        assert not got[row, n:].any()
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-6)
     weights = torch.randn_like(want)
