@@ -132,8 +132,7 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 600.
     raise SystemExit(f"the server at {base} did not become healthy in {timeout:.0f}s")
 
 
-def _request_bytes(base: str, question: str, context: str) -> bytes:
-    host = base.removeprefix("http://")
+def _request_bytes(host: str, question: str, context: str) -> bytes:
     body = json.dumps({"question": question, "context": context, "top_k": 3}).encode()
     head = (f"POST /v1/answer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
@@ -155,8 +154,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 async def send_load_raw(base: str, pairs: list[tuple[str, str]], n_requests: int,
                         concurrency: int) -> tuple[list[float], int, float]:
     """`send_load` over plain asyncio streams (see the module doc)."""
-    host, port = base.removeprefix("http://").rsplit(":", 1)
-    requests = [_request_bytes(base, q, c) for q, c in pairs]
+    address = base.removeprefix("http://")
+    host, port = address.rsplit(":", 1)
+    requests = [_request_bytes(address, q, c) for q, c in pairs]
     latencies: list[float] = []
     errors = 0
     next_index = iter(range(n_requests))
