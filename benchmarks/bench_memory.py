@@ -95,7 +95,7 @@ def run_cell(args: argparse.Namespace) -> dict[str, Any]:
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
     from gpt2qa.lora import parameter_counts, prepare_for_training
     from gpt2qa.model import QAModel
-    from gpt2qa.pipeline import autocast_context
+    from gpt2qa.runtime import autocast_context
     from gpt2qa.schedule import optimizer_for
 
     shape, mode = SHAPES[args.cell[0]], args.cell[1]

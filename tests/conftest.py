@@ -75,3 +75,10 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """shared_data(*parts): the path of a file under ../shared/data; skips the test when the
+    file is absent (a checkout without shared/)."""
+    return shared_file

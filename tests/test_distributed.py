@@ -26,7 +26,7 @@ from gpt2qa.features import prepare_tokenizer
 from gpt2qa.launch import check_launcher_precision
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
 from gpt2qa.schedule import epoch_batches, micro_batches, resolve_schedule
-from gpt2qa.train import train
+from gpt2qa.tasks import fine_tune as train
 from helpers import write_tiny_squad
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

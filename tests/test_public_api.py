@@ -16,7 +16,8 @@ from gpt2qa.checkpoint import save_model
 from gpt2qa.config import QAConfig
 from gpt2qa.decode import Candidate, Prediction
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.pipeline import QAPipeline, answer_dicts
+from gpt2qa.pipeline import QAPipeline
+from gpt2qa.tasks.squad import answer_dicts
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CONTEXT = "Ada Lovelace was born in London in 1815."
@@ -55,7 +56,7 @@ def test_public_names_import_lazily():
     assert out == ["False", "QAPipeline"]
     for name in gpt2qa.__all__:
         assert getattr(gpt2qa, name) is not None
-    assert gpt2qa.fine_tune.__module__ == "gpt2qa.train"
+    assert gpt2qa.fine_tune.__module__ == "gpt2qa.tasks"  # resolves the task, then trains
     with pytest.raises(AttributeError):
         gpt2qa.no_such_name  # noqa: B018
 

@@ -15,7 +15,8 @@ from gpt2qa.config import QAConfig
 from gpt2qa.data import SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import prepare_tokenizer
-from gpt2qa.pipeline import QAPipeline, run_model
+from gpt2qa.inference import run_model
+from gpt2qa.pipeline import QAPipeline
 from helpers import tiny_model, write_tiny_squad
 
 QA = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)

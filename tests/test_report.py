@@ -29,7 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.fixture(scope="session")
 def two_runs(tmp_path_factory, tiny_tokenizer):
     """Two real ~10-step runs on the hand-written file: null=last/linear and null=first."""
-    from gpt2qa.train import train
+    from gpt2qa.tasks import fine_tune as train
 
     tmp = tmp_path_factory.mktemp("report-runs")
     init = save_init_dir(tiny_tokenizer, tmp / "init")

@@ -18,7 +18,8 @@ from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import decode
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
 from gpt2qa.model import QAModel
-from gpt2qa.pipeline import predict_examples, run_model
+from gpt2qa.inference import run_model
+from gpt2qa.pipeline import predict_examples
 from gpt2qa.schedule import fused_adamw_for, optimizer_for
 from helpers import tiny_model
 
@@ -263,7 +264,7 @@ def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path):
     from safetensors.torch import load_file
 
     from gpt2qa.model import backbone_from_config, tiny_gpt2_config
-    from gpt2qa.train import train
+    from gpt2qa.tasks import fine_tune as train
     from helpers import write_tiny_squad
 
     prepare_tokenizer(tiny_tokenizer)

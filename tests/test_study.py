@@ -345,7 +345,7 @@ def test_changed_settings_in_same_dir_are_refused(tiny_study, tmp_path):
 
 @pytest.mark.slow
 def test_partial_cells_resume_or_restart(tmp_path):
-    from gpt2qa.train import train
+    from gpt2qa.tasks import fine_tune as train
 
     config = tiny_config(tmp_path)
     out = tmp_path / "D"

@@ -18,7 +18,7 @@ from gpt2qa.config import TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.schedule import linear_warmup_decay
-from gpt2qa.train import train
+from gpt2qa.tasks import fine_tune as train
 from helpers import save_init_dir, write_tiny_squad
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

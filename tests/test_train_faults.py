@@ -13,7 +13,7 @@ import torch
 from gpt2qa.checkpoint import list_checkpoints
 from gpt2qa.config import TrainConfig
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.train import train
+from gpt2qa.tasks import fine_tune as train
 from helpers import save_init_dir, write_tiny_squad
 
 

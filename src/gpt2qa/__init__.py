@@ -23,7 +23,7 @@ _EXPORTS = {
     "TrainConfig": "gpt2qa.config",
     "QAConfig": "gpt2qa.config",
     "DemoConfig": "gpt2qa.config",
-    "fine_tune": "gpt2qa.train",
+    "fine_tune": "gpt2qa.tasks",
     "TrainResult": "gpt2qa.train",
     "evaluate_files": "gpt2qa.evaluation",
     "load_squad": "gpt2qa.data",
@@ -38,14 +38,12 @@ if TYPE_CHECKING:
     from gpt2qa.errors import GPT2QAError
     from gpt2qa.evaluation import evaluate_files
     from gpt2qa.pipeline import AnswerDict, QAPipeline
+    from gpt2qa.tasks import fine_tune
     from gpt2qa.train import TrainResult
-    from gpt2qa.train import train as fine_tune
 
 
 def __getattr__(name: str) -> Any:
-    # `fine_tune` is `gpt2qa.train.train`: a package attribute named `train` would be replaced
-    # by the submodule gpt2qa.train as soon as that is imported.
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gpt2qa' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), "train" if name == "fine_tune" else name)
+    return getattr(importlib.import_module(module), name)

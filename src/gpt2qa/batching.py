@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -11,8 +12,9 @@ from gpt2qa.features import Feature
 
 
 def collate(features: Sequence[Feature], pad_id: int, with_labels: bool = True,
-            pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest feature (not to max_seq_length).
+            pad_to_multiple_of: int = 1, heads: Iterable[Any] = ()) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest feature (not to max_seq_length), plus each task head's own
+    inputs (`model.TaskHead.batch`).
 
     Padding goes on the right: under causal attention real tokens never see it, and the
     attention mask hides it from everything else. `pad_to_multiple_of` rounds the width up
@@ -40,6 +42,8 @@ def collate(features: Sequence[Feature], pad_id: int, with_labels: bool = True,
                                       "neither a context token nor the null position")
         batch["start_positions"] = torch.tensor([f.start_position for f in features])
         batch["end_positions"] = torch.tensor([f.end_position for f in features])
+    for head in heads:
+        batch.update(head.batch(features, with_labels))
     return batch
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
+from gpt2qa.config import QA_CONFIG_NAME, QAConfig, read_qa_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
 from gpt2qa.io import atomic_dir
@@ -42,11 +42,11 @@ from gpt2qa.lora import (
     frozen_keys,
     is_adapter_dir,
     is_lora,
-    prepare_for_training,
     weights_to_save,
     write_adapter_config,
 )
-from gpt2qa.model import QAModel, check_fits, load_backbone
+from gpt2qa.model import QAModel
+from gpt2qa.task import Task
 from gpt2qa.tokenizer import load_tokenizer
 
 WEIGHTS_NAME = "model.safetensors"
@@ -87,14 +87,20 @@ def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str],
 
 
 def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
-               ) -> tuple[QAModel, Any, SpecialIds]:
-    """Load a gpt2qa model directory: only the directory is needed, never the hub."""
+               task: Task | None = None) -> tuple[QAModel, Any, SpecialIds]:
+    """Load a gpt2qa model directory: only the directory is needed, never the hub. `task`
+    (the one gpt2qa.json names; None: no task heads) builds its heads and upgrades what
+    older gpt2qa versions wrote."""
     from transformers import AutoConfig, AutoModel
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise GPT2QAError(f"{model_dir}: no such model directory")
-    qa = QAConfig.load(model_dir)
+    obj = read_qa_json(model_dir)
+    if task is not None:
+        obj = task.upgrade_config(model_dir, obj)
+    qa = QAConfig.from_json(obj, str(model_dir / QA_CONFIG_NAME))
+    heads = task.heads if task is not None else None
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise GPT2QAError(f"{model_dir}: missing {WEIGHTS_NAME}")
@@ -104,7 +110,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     tokenizer = load_tokenizer(model_dir)
     special = prepare_tokenizer(tokenizer)
     if is_adapter_dir(model_dir):
-        model = build_adapter_model(model_dir, qa, len(tokenizer))
+        model = build_adapter_model(model_dir, qa, len(tokenizer), heads)
     else:
         try:
             # fp32 whatever dtype config.json names: bf16 comes only from autocast.
@@ -113,13 +119,15 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
         except (OSError, ValueError) as exc:
             raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
         backbone.resize_token_embeddings(len(tokenizer))
-        model = QAModel(backbone, qa)
+        model = QAModel(backbone, qa, heads)
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error type for a damaged file
         raise GPT2QAError(f"{weights}: not a readable safetensors file (truncated or damaged?): "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                           ) from None
+    if task is not None:
+        state = task.upgrade_weights(state)
     apply_weights(model, state, weights)
     return model.to(device).eval(), tokenizer, special
 
@@ -232,32 +240,11 @@ def remove_stale_temporaries(output_dir: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                    task: Task | None = None) -> Path:
     """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir."""
-    model, tokenizer, _ = load_model(adapter_dir)
+    model, tokenizer, _ = load_model(adapter_dir, task=task)
     if not is_lora(model):
         raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
     model.transformer = model.transformer.merge_and_unload()
     return save_model(model, tokenizer, out_dir)
-
-
-def build_model(config: TrainConfig) -> tuple[QAModel, Any]:
-    """A fresh QA model around a pretrained (or saved random) backbone, or a gpt2qa model."""
-    qa = config.qa_config()
-    if (Path(config.model) / QA_CONFIG_NAME).is_file():
-        model, tokenizer, _ = load_model(config.model)
-        if model.config.head != qa.head or model.config.null_position != qa.null_position:
-            raise GPT2QAError(f"{config.model}: saved with head={model.config.head}, "
-                              f"null_position={model.config.null_position}; the run asks for "
-                              f"head={qa.head}, null_position={qa.null_position}")
-        check_fits(model.transformer, qa, len(tokenizer))
-        model.config = qa
-        model.train()
-        return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
-    tokenizer = load_tokenizer(config.model)
-    prepare_tokenizer(tokenizer)
-    backbone = load_backbone(config.model)
-    backbone.resize_token_embeddings(len(tokenizer))
-    check_fits(backbone, qa, len(tokenizer))
-    model = QAModel(backbone, qa)
-    return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from gpt2qa.errors import GPT2QAError
 
@@ -28,6 +28,9 @@ HEADS: tuple[str, ...] = ("linear", "bilstm")
 QA_CONFIG_NAME = "gpt2qa.json"
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS = ("fp32", "bf16", "fp16")
+TaskName = Literal["auto", "squad", "hotpotqa"]
+TASK_NAMES: tuple[str, ...] = get_args(TaskName)
+"""`--task`: auto (from the data file or the model directory), or a registered task."""
 QUANTIZE_MODES = ("none", "int8")
 """`--quantize`: none, or dynamic int8 quantisation of the backbone's matmuls (CPU)."""
 
@@ -95,12 +98,24 @@ class QAConfig:
     null_score_diff_threshold: float = 0.0
     lstm_hidden_size: int = 0
     """Hidden size of each LSTM direction; 0 means half the backbone width."""
+    task: str = "squad"
+    """The task the model was trained for (its heads, decoding and prediction files)."""
+    task_state: dict[str, float] = field(default_factory=dict)
+    """What the task tuned on the evaluation set besides the null threshold (HotpotQA:
+    ``sp_threshold``, the supporting-fact probability cut)."""
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise GPT2QAError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
         if self.lstm_hidden_size < 0:
             raise GPT2QAError("lstm_hidden_size must be >= 0")
+        if self.task not in TASK_NAMES[1:]:
+            raise GPT2QAError(f"task must be one of {', '.join(TASK_NAMES[1:])}; "
+                              f"got {self.task!r}")
+        if not isinstance(self.task_state, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v) for k, v in self.task_state.items()):
+            raise GPT2QAError("task_state must map names to finite numbers")
         self.features()  # validates layout, null position and lengths
         self.decoding()
 
@@ -133,17 +148,22 @@ class QAConfig:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> QAConfig:
-        path = Path(model_dir) / QA_CONFIG_NAME
-        if not path.is_file():
-            raise GPT2QAError(f"{model_dir}: not a gpt2qa model directory (no {QA_CONFIG_NAME}); "
-                              "train one with `gpt2qa train` or `gpt2qa demo`")
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise GPT2QAError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
-        if not isinstance(obj, dict):
-            raise GPT2QAError(f"{path}: expected a JSON object")
-        return cls.from_json(obj, str(path))
+        return cls.from_json(read_qa_json(model_dir), str(Path(model_dir) / QA_CONFIG_NAME))
+
+
+def read_qa_json(model_dir: str | Path) -> dict[str, Any]:
+    """A model directory's gpt2qa.json as a JSON object (one line when it is not one)."""
+    path = Path(model_dir) / QA_CONFIG_NAME
+    if not path.is_file():
+        raise GPT2QAError(f"{model_dir}: not a gpt2qa model directory (no {QA_CONFIG_NAME}); "
+                          "train one with `gpt2qa train` or `gpt2qa demo`")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GPT2QAError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise GPT2QAError(f"{path}: expected a JSON object")
+    return obj
 
 
 
@@ -153,6 +173,8 @@ class TrainConfig:
 
     model: str = "gpt2"
     """Hub id or local directory of a decoder-only model, or a gpt2qa model directory."""
+    task: TaskName = "auto"
+    """auto (the first task whose reader accepts the train file), squad or hotpotqa."""
     output_dir: str = "runs/gpt2qa"
     """Run directory: log, checkpoints, the best model in model/."""
     train_file: str | None = None
@@ -268,6 +290,7 @@ class TrainConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (self.dist_timeout >= 1, "dist_timeout must be >= 1 second"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.task in TASK_NAMES, f"task must be one of {', '.join(TASK_NAMES)}"),
             (self.misaligned in ("error", "skip", "fix-by-search"),
              "misaligned must be error, skip or fix-by-search"),
             (self.train_file is not None or self.dataset is not None,
@@ -282,12 +305,11 @@ class TrainConfig:
                 raise GPT2QAError(f"bad training setting: {message}")
         self.qa_config()
 
-    def qa_config(self, null_score_diff_threshold: float = 0.0) -> QAConfig:
-        return QAConfig(head=self.head, layout=self.layout, null_position=self.null_position,
+    def qa_config(self, task: str = "squad") -> QAConfig:
+        return QAConfig(task=task, head=self.head, layout=self.layout, null_position=self.null_position,
                         max_seq_length=self.max_seq_length, doc_stride=self.doc_stride,
                         max_query_length=self.max_query_length, n_best_size=self.n_best_size,
                         max_answer_length=self.max_answer_length,
-                        null_score_diff_threshold=null_score_diff_threshold,
                         lstm_hidden_size=self.lstm_hidden_size)
 
 
@@ -309,8 +331,8 @@ HOTPOT_DEMO_TRAINING: dict[str, Any] = {
 }
 """`gpt2qa demo --task hotpot`'s training settings (TrainConfig fields)."""
 
-DEMO_FIXED = ("model", "output_dir", "train_file", "eval_file", "dataset", "seed", "progress",
-              "eval_every", "resume")
+DEMO_FIXED = ("model", "task", "output_dir", "train_file", "eval_file", "dataset", "seed",
+              "progress", "eval_every", "resume")
 """TrainConfig fields a demo sets itself (paths, seed, the evaluation schedule)."""
 
 

@@ -112,6 +112,17 @@ def load_squad(path: str | os.PathLike[str], misaligned: Misaligned = "error",
         return parse_squad(obj, str(path), misaligned=misaligned, check_offsets=check_offsets)
 
 
+def json_opening(path: str | os.PathLike[str]) -> str:
+    """The first non-blank character of a JSON file ("{" for SQuAD, "[" for HotpotQA), read
+    from its first bytes only, so that a task can claim a file without parsing it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read file: {exc.strerror or exc}") from None
+    return head.lstrip(b"\xef\xbb\xbf").lstrip()[:1].decode("latin-1")
+
+
 def read_json_document(path: str | os.PathLike[str]) -> Any:
     """A data file's JSON (SQuAD or HotpotQA), read as bytes and decoded as UTF-8 (a leading
     BOM is allowed). Raises `DataError` for an unreadable file, bad UTF-8 (with the byte

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class WindowOutput:
     start_logits: np.ndarray
     end_logits: np.ndarray
     null_score: float
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Each task head's output for this window (padded as in its batch)."""
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from gpt2qa.synthetic import (
     generate,
     write_benchmark,
 )
+from gpt2qa.tasks import fine_tune
 from gpt2qa.tokenizer import train_bpe_tokenizer
-from gpt2qa.train import train
 
 
 def start_demo(config: DemoConfig) -> tuple[Path, float]:
@@ -92,7 +92,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     print(f"data: {out / 'data'}  (train, dev, hard); tiny GPT-2 + tokenizer: {init}")
     train_config = config.train_config(str(init), str(paths["train"]),
                                        str(paths[config.eval_split]), str(out / "run"))
-    result = train(train_config)
+    result = fine_tune(train_config)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
     test = evaluate_on_fresh_sample(config, result.model_dir, out / "data")

@@ -57,7 +57,8 @@ class Feature:
     `token_spans[i]` is the (start, end) character span in the example's context of the i-th
     of them, with surrounding white space trimmed (a pure white-space token has start == end).
     `start_position`/`end_position` index `input_ids`; both equal `null_index` when the
-    window holds no answer.
+    window holds no answer. `extra` is the task's own payload for its heads and decoding
+    (None for SQuAD; HotpotQA: the rendered context and the sentences in the window).
     """
 
     qas_id: str
@@ -69,6 +70,7 @@ class Feature:
     null_index: int
     start_position: int
     end_position: int
+    extra: Any = None
 
     @property
     def is_null(self) -> bool:
@@ -171,7 +173,7 @@ def window_starts(n_context: int, window: int, doc_stride: int) -> list[int]:
     return starts
 
 
-def _assemble(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
+def assemble_window(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
               context: Sequence[int]) -> tuple[list[int], int, int]:
     """Lay out one window; return (input_ids, context_offset, null_index)."""
     prefix = [] if ids.bos is None else [ids.bos]
@@ -187,7 +189,15 @@ def _assemble(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
     return [*prefix, *body, ids.null], len(prefix) + offset, len(prefix) + len(body)
 
 
-def _encode(tokenizer: Any, texts: list[str], offsets: bool) -> Any:
+def context_budget(config: FeatureConfig, ids: SpecialIds, question: Sequence[int]) -> int:
+    """How many context tokens fit in one window beside `question`: max_seq_length less the
+    question, <|sep|>, <|null|> and the BOS slot when the tokenizer adds one, so that every
+    window of every task is at most max_seq_length tokens."""
+    return config.max_seq_length - len(question) - 2 - (ids.bos is not None)
+
+
+def encode_texts(tokenizer: Any, texts: list[str], offsets: bool) -> Any:
+    """Tokenise `texts` without special tokens, optionally with character offsets."""
     # split_special_tokens: a context that literally contains "<|sep|>" must stay plain text.
     return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=offsets,
                      split_special_tokens=True, return_attention_mask=False)
@@ -203,12 +213,12 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: An
     """
     ids = special_ids or prepare_tokenizer(tokenizer)
     contexts = list(dict.fromkeys(ex.context for ex in examples))
-    ctx_enc = _encode(tokenizer, contexts, offsets=True)
+    ctx_enc = encode_texts(tokenizer, contexts, offsets=True)
     ctx_tokens: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
     for text, tok_ids, offs in zip(contexts, ctx_enc["input_ids"], ctx_enc["offset_mapping"],
                                    strict=True):
         ctx_tokens[text] = (tok_ids, [trim_span(text, s, e) for s, e in offs])
-    q_enc = _encode(tokenizer, [ex.question.strip() for ex in examples], offsets=False)
+    q_enc = encode_texts(tokenizer, [ex.question.strip() for ex in examples], offsets=False)
 
     features: list[Feature] = []
     for ex_index, (ex, q_ids) in enumerate(zip(examples, q_enc["input_ids"], strict=True)):
@@ -218,10 +228,10 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: An
         if ex.answers and not ex.is_impossible:
             gold = ex.answers[0]
             answer_tokens = char_span_to_token_span(spans, gold.answer_start, gold.answer_end)
-        window = config.max_seq_length - len(question) - 2 - (ids.bos is not None)
+        window = context_budget(config, ids, question)
         for w, start in enumerate(window_starts(len(tok_ids), window, config.doc_stride)):
             end = min(start + window, len(tok_ids))
-            input_ids, offset, null_index = _assemble(config, ids, question, tok_ids[start:end])
+            input_ids, offset, null_index = assemble_window(config, ids, question, tok_ids[start:end])
             start_pos = end_pos = null_index
             if answer_tokens is not None and start <= answer_tokens[0] \
                     and answer_tokens[1] < end:

@@ -1,6 +1,6 @@
 """`gpt2qa demo --task hotpot`: synthetic multi-hop QA end to end, offline, in CPU minutes.
 
-synthetic HotpotQA-layout data (`hotpot_synthetic`) -> byte-level BPE tokenizer trained on it
+synthetic HotpotQA-layout data (`tasks.hotpotqa.synthetic`) -> byte-level BPE tokenizer trained on it
 -> tiny GPT-2 from a config -> `gpt2qa train` on HotpotQA -> the official metrics on the dev
 split (where the supporting-fact threshold is tuned) and on the held-out test split, beside
 two baselines:
@@ -19,16 +19,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from gpt2qa import tasks
 from gpt2qa.config import HotpotDemoConfig
 from gpt2qa.demo import prepare_tiny_model, start_demo
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.hotpot_data import HotpotExample, load_hotpot
-from gpt2qa.hotpot_features import rank_paragraphs
-from gpt2qa.hotpot_metrics import evaluate_hotpot
-from gpt2qa.hotpot_model import load_hotpot_model, predict_hotpot
-from gpt2qa.hotpot_synthetic import hotpot_corpus_texts, write_hotpot_benchmark
-from gpt2qa.hotpot_train import train_hotpot
 from gpt2qa.io import write_json_atomic
+from gpt2qa.pipeline import QAPipeline
+from gpt2qa.tasks.hotpotqa.data import HotpotExample, load_hotpot
+from gpt2qa.tasks.hotpotqa.inputs import rank_paragraphs
+from gpt2qa.tasks.hotpotqa.metrics import evaluate_hotpot
+from gpt2qa.tasks.hotpotqa.synthetic import hotpot_corpus_texts, write_hotpot_benchmark
+from gpt2qa.train import train
 
 
 def majority_answer(train: Sequence[HotpotExample]) -> str:
@@ -70,14 +71,15 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     print(f"data: {out / 'data'} (train, dev, test); tiny GPT-2 + tokenizer: {init}")
     train_config = config.train_config(str(init), str(paths["train"]), str(paths["dev"]),
                                        str(out / "run"))
-    result = train_hotpot(train_config)
+    task = tasks.get("hotpotqa")
+    result = train(train_config, task)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
     train_ex = load_hotpot(paths["train"]).examples
     test_ex = load_hotpot(paths["test"]).examples
-    model, tokenizer, special, threshold = load_hotpot_model(result.model_dir)
-    test = evaluate_hotpot(test_ex, *predict_hotpot(model, tokenizer, special, test_ex,
-                                                    threshold))
+    pipe = QAPipeline.from_pretrained(result.model_dir, device="cpu")
+    threshold = pipe.model.config.task_state["sp_threshold"]
+    test = task.score(test_ex, pipe.predict(test_ex))
     answer = majority_answer(train_ex)
     baseline = evaluate_hotpot(test_ex, *baseline_predictions(test_ex, answer))
     metrics = {"dev": result.metrics, "test": test, "baseline_test": baseline,

@@ -24,7 +24,7 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds
-from gpt2qa.model import QAModel, load_backbone
+from gpt2qa.model import HeadFactory, QAModel, load_backbone
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 
@@ -129,7 +129,8 @@ def is_adapter_dir(model_dir: Path) -> bool:
     return (model_dir / ADAPTER_CONFIG_NAME).is_file()
 
 
-def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int) -> QAModel:
+def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int,
+                        heads: HeadFactory | None = None) -> QAModel:
     """The base backbone (from adapter_config.json's base_model_name_or_path) wrapped with
     untrained adapters of the saved shape; `load_model` then loads the saved weights into it."""
     peft = _peft()
@@ -144,7 +145,7 @@ def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int) -> QAMod
         raise GPT2QAError(f"{path}: no base_model_name_or_path")
     backbone = load_backbone(base)
     backbone.resize_token_embeddings(vocab_size)
-    model = QAModel(backbone, qa)
+    model = QAModel(backbone, qa, heads)
     model.transformer = peft.get_peft_model(model.transformer, lora)
     return model
 

@@ -25,7 +25,8 @@ Two speed-ups keep every output the same (tests/test_speed_equivalence.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -52,12 +53,38 @@ class QAOutput:
     end_logits: torch.Tensor
     null_score: torch.Tensor
     loss: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Each task head's output, by the head's name."""
+
+
+class TaskHead(nn.Module):
+    """A task's head beside the span head (HotpotQA: answer type, supporting facts).
+
+    It names the batch inputs it needs (`batch`, built from the features' `extra` payloads by
+    `batching.collate`), reads the backbone's fp32 hidden states (`forward`) and adds its own
+    term to the loss when its labels are in the batch (`loss`).
+    """
+
+    def batch(self, features: Sequence[Any], with_labels: bool) -> dict[str, torch.Tensor]:
+        return {}
+
+    def forward(self, hidden: torch.Tensor, null_index: torch.Tensor,
+                inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, output: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+
+HeadFactory = Callable[[int], Mapping[str, TaskHead]]
+"""A task's heads for a backbone of the given width."""
 
 
 class QAModel(nn.Module):
-    """Backbone + span head + no-answer score. See the module docstring."""
+    """Backbone + span head + no-answer score + the task's heads. See the module docstring."""
 
-    def __init__(self, backbone: nn.Module, config: QAConfig) -> None:
+    def __init__(self, backbone: nn.Module, config: QAConfig,
+                 heads: HeadFactory | None = None) -> None:
         super().__init__()
         self.config = config
         self.transformer = backbone
@@ -71,6 +98,8 @@ class QAModel(nn.Module):
             self.qa_outputs = nn.Linear(width, 2)
         if config.null_position == "classifier":
             self.na_classifier = nn.Linear(width, 1)
+        # Empty for SQuAD, so its parameter names stay GPT2ForQuestionAnswering's.
+        self.task_heads = nn.ModuleDict(dict(heads(width)) if heads else {})
         fuse_gelu(backbone)
         model_type = getattr(getattr(backbone, "config", None), "model_type", None)
         self.skip_padding_mask = model_type in CAUSAL_MODEL_TYPES
@@ -78,8 +107,10 @@ class QAModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 context_mask: torch.Tensor, null_index: torch.Tensor,
                 start_positions: torch.Tensor | None = None,
-                end_positions: torch.Tensor | None = None) -> QAOutput:
-        """`attention_mask` must be right padding (1s then 0s), as `collate` makes it."""
+                end_positions: torch.Tensor | None = None,
+                **inputs: torch.Tensor) -> QAOutput:
+        """`attention_mask` must be right padding (1s then 0s), as `collate` makes it;
+        `inputs` are the task heads' own batch inputs (`TaskHead.batch`)."""
         backbone_mask = None if self.skip_padding_mask else attention_mask
         # No KV cache: nothing is generated, and building one copies every layer's keys/values.
         hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask,
@@ -87,8 +118,15 @@ class QAModel(nn.Module):
         # The heads run in fp32 even under autocast: null-score differences are small numbers
         # compared against a threshold, and bf16 keeps only about 3 significant digits.
         with torch.autocast(hidden.device.type, enabled=False):
-            return self._heads(hidden.float(), attention_mask, context_mask, null_index,
-                               start_positions, end_positions)
+            hidden = hidden.float()
+            out = self._heads(hidden, attention_mask, context_mask, null_index,
+                              start_positions, end_positions)
+            for name, head in self.task_heads.items():
+                out.extra[name] = head(hidden, null_index, inputs)
+                term = head.loss(out.extra[name], inputs) if out.loss is not None else None
+                if term is not None:
+                    out.loss = out.loss + term
+            return out
 
     def _heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
                context_mask: torch.Tensor, null_index: torch.Tensor,

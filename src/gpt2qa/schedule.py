@@ -27,14 +27,18 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     step_in_epoch: int = 0
-    best_score: float | None = None
+    best_score: list[float] | None = None
+    """The task's model-selection key of the best evaluation (compared in order)."""
     best_step: int | None = None
     examples_seen: int = 0
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainState:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in names})
+        values = {k: v for k, v in obj.items() if k in names}
+        if isinstance(values.get("best_score"), (int, float)):  # written before the task key
+            values["best_score"] = [values["best_score"]]
+        return cls(**values)
 
 
 @dataclass(frozen=True)

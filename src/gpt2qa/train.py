@@ -5,9 +5,14 @@ A run directory holds:
   log.jsonl                one JSON object per line: a setup record, each logged step
                            ({"event": "train", ...}) and each evaluation ({"event": "eval", ...})
   checkpoints/step-N/      the newest checkpoints, for --resume
-  model/                   the best model so far (by tuned F1), ready for `gpt2qa predict`
-  predictions.json, na_probs.json, nbest.json, metrics.json   for the best evaluation
+  model/                   the best model so far (by the task's selection key: SQuAD's tuned
+                           F1, HotpotQA's joint F1), ready for `gpt2qa predict`
+  metrics.json and the task's prediction files (SQuAD: predictions.json, na_probs.json,
+  nbest.json; HotpotQA: predictions.json)   for the best evaluation
   learning_curve.png
+
+The task (`gpt2qa.task.Task`) supplies the data, windows, heads, decoding and metric; this
+loop, its checkpoints and its processes are the same for every task.
 
 One global schedule. `batch_size` is the effective batch: features per optimizer step over all
 processes and accumulation steps. Each epoch is cut into global batches of exactly that size
@@ -23,8 +28,7 @@ resumed run ends with the same weights as an uninterrupted one, without saving R
 
 With `--fsdp` the weights, gradients and optimizer state are sharded (sharding.py); what is
 written stays whole. Only the main process writes files; the others wait at a barrier
-(`dist_timeout`). Evaluation
-is sharded: each process runs the model on every world-th batch of windows, the outputs are
+(`dist_timeout`). Evaluation is sharded: each process runs the model on every world-th batch of windows, the outputs are
 gathered, and the main process decodes, scores and saves.
 """
 
@@ -45,10 +49,11 @@ from typing import Any
 import torch
 
 from gpt2qa.batching import collate, pad_multiple
+from gpt2qa.builder import build_model
 from gpt2qa.checkpoint import (
     WEIGHTS_NAME,
+    CheckpointData,
     apply_weights,
-    build_model,
     list_checkpoints,
     merge_model_dir,
     newest_intact_checkpoint,
@@ -57,26 +62,17 @@ from gpt2qa.checkpoint import (
     save_model,
 )
 from gpt2qa.config import TrainConfig
-from gpt2qa.data import SquadDataset, SquadExample, load_squad
-from gpt2qa.decode import predictions_to_json
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.evaluation import score_predictions
-from gpt2qa.features import (
-    Feature,
-    SpecialIds,
-    check_answer_recall,
-    convert_examples_to_features,
-    prepare_tokenizer,
-)
-from gpt2qa.hub_data import load_hub_dataset
+from gpt2qa.features import Feature, SpecialIds, prepare_tokenizer
+from gpt2qa.inference import run_model
 from gpt2qa.io import write_json_atomic
 from gpt2qa.launch import check_joined, check_launcher_precision, process_group_on_cpu
 from gpt2qa.lora import parameter_counts
 from gpt2qa.model import QAModel
-from gpt2qa.pipeline import autocast_context, predict_examples, process_group, run_model
 from gpt2qa.plots import plot_learning_curve
 from gpt2qa.quantize import check_cpu_bf16
 from gpt2qa.rundir import RunLog, check_run_dir
+from gpt2qa.runtime import autocast_context, process_group
 from gpt2qa.schedule import (
     Schedule,
     TrainState,
@@ -97,6 +93,7 @@ from gpt2qa.sharding import (
     no_sync,
     shard_model,
 )
+from gpt2qa.task import Evaluation, Task
 
 
 @dataclass(frozen=True)
@@ -109,61 +106,53 @@ class TrainResult:
     """False in the other processes of a multi-process run (they write nothing)."""
 
 
-def load_training_data(config: TrainConfig) -> tuple[SquadDataset, SquadDataset | None]:
-    """Local files, or the hub's squad_v2 through the optional `datasets` extra."""
+def load_training_data(config: TrainConfig, task: Task) -> tuple[Any, Any | None]:
+    """The task's datasets from local files, or from the hub (`--dataset`)."""
     if config.dataset is not None:
-        return load_hub_dataset(config.dataset, config.misaligned)
+        return task.hub(config.dataset, config.misaligned)
     assert config.train_file is not None
-    train = load_squad(config.train_file, config.misaligned)
-    evaluation = load_squad(config.eval_file, config.misaligned) if config.eval_file else None
+    train = task.read(config.train_file, config.misaligned)
+    evaluation = task.read(config.eval_file, config.misaligned) if config.eval_file else None
     return train, evaluation
 
 
-def _limit(examples: tuple[SquadExample, ...], n: int) -> tuple[SquadExample, ...]:
-    return examples[:n] if n > 0 else examples
+def _limit(dataset: Any, n: int) -> Any:
+    """The dataset with only its first `n` examples (all when n is 0)."""
+    return dataclasses.replace(dataset, examples=dataset.examples[:n]) if n > 0 else dataset
 
 
 def _warn(message: str) -> None:
     print(f"gpt2qa train: {message}", file=sys.stderr, flush=True)
 
 
-def evaluate_model(model: QAModel, tokenizer: Any, examples: Sequence[SquadExample],
-                   features: Sequence[Feature], is_v2: bool, batch_size: int,
-                   precision: str = "fp32", sharded: bool = False,
-                   ) -> tuple[dict[str, Any], tuple[dict, dict, dict]] | None:
-    """Official metrics at threshold 0, plus the threshold tuned on these examples.
-
-    Tuning uses each question's best span and its na_prob (the official best_f1 search); the
-    tuned threshold is reported as a null_score_diff_threshold. `sharded`: every process must
-    call this; each runs its share of the windows (see pipeline.run_model), and only the main
-    process decodes and scores (the others get None).
+def evaluate_model(model: QAModel, task: Task, dataset: Any, features: Sequence[Feature],
+                   pad_id: int, batch_size: int, precision: str = "fp32",
+                   sharded: bool = False) -> Evaluation | None:
+    """The task's evaluation of `model` on `dataset`: metrics, prediction files and what it
+    tuned. `sharded`: every process must call this; each runs its share of the windows (see
+    inference.run_model), and only the main process decodes and scores (the others get None).
     """
-    special = prepare_tokenizer(tokenizer)
+    outputs = run_model(model, features, pad_id, batch_size, precision=precision,
+                        sharded=sharded)
     if sharded and process_group()[0] != 0:
-        run_model(model, features, special.pad, batch_size, precision=precision, sharded=True)
         return None
-    preds = predict_examples(model, tokenizer, special, examples, batch_size,
-                             null_score_diff_threshold=0.0, precision=precision,
-                             features=features, sharded=sharded)
-    return score_predictions(examples, preds, is_v2), predictions_to_json(preds)
-
-
-def selection_score(metrics: dict[str, Any]) -> float:
-    return float(metrics.get("tuned_f1", metrics.get("f1", 0.0)))
+    return task.evaluate(dataset, features, outputs, model.config)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                scaler: torch.amp.GradScaler, accelerator: Any, features: Sequence[Feature],
                group: Sequence[Sequence[int]], pad_id: int, config: TrainConfig,
-               pad_to_multiple_of: int = 1) -> torch.Tensor:
+               pad_to_multiple_of: int = 1, heads: Sequence[Any] = ()) -> torch.Tensor:
     """One optimizer step over `group` (this process's micro-batches of feature indices).
 
     Returns the step's loss as a detached device tensor (no host sync). Gradients are synced
-    across processes only on the last micro-batch.
+    across processes only on the last micro-batch. `heads`: the task heads, whose inputs
+    join each batch.
     """
     total = torch.zeros((), device=accelerator.device)
     for k, idx in enumerate(group):
-        batch = collate([features[i] for i in idx], pad_id, pad_to_multiple_of=pad_to_multiple_of)
+        batch = collate([features[i] for i in idx], pad_id, pad_to_multiple_of=pad_to_multiple_of,
+                        heads=heads)
         batch = {key: v.to(accelerator.device, non_blocking=True) for key, v in batch.items()}
         with no_sync(model, accelerator, sync=k == len(group) - 1), \
                 autocast_context(accelerator.device, config.precision):
@@ -184,6 +173,7 @@ class Run:
     """Everything `setup` builds and `fit` / `evaluate_and_select` use."""
 
     config: TrainConfig
+    task: Task
     out: Path
     accelerator: Any
     model: torch.nn.Module
@@ -195,9 +185,9 @@ class Run:
     scheduler: Any
     scaler: torch.amp.GradScaler
     train_features: list[Feature]
-    eval_examples: tuple[SquadExample, ...]
+    eval_data: Any
+    """The task's evaluation dataset (limited to max_eval_examples), or None."""
     eval_features: list[Feature]
-    eval_is_v2: bool
     schedule: Schedule
     log: RunLog | None
     resume_state: dict[str, Any] | None = None
@@ -213,13 +203,12 @@ class Run:
         return int(self.accelerator.process_index)
 
 
-def setup(config: TrainConfig) -> Run:
-    """Check the folder, load data and model, resolve the schedule, prepare for processes.
-    Nothing is written before everything has loaded, so a failed start leaves no folder."""
+def _start(config: TrainConfig) -> tuple[Any, CheckpointData | None]:
+    """The process group (Accelerate), the checks that need it, and the checkpoint to resume
+    from (None: a fresh run)."""
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
-    out = Path(config.output_dir)
     check_launcher_precision(config.precision)
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
         # On CPU Accelerate quietly runs DDP instead; on GPUs the sharded weights would reach
@@ -234,6 +223,7 @@ def setup(config: TrainConfig) -> Run:
     if accelerator.device.type == "cpu" and config.precision == "bf16":
         check_cpu_bf16()  # emulated bf16 would be slower than fp32: one line instead
     autocast_context(accelerator.device, config.precision)  # refuses an unsupported precision
+    out = Path(config.output_dir)
     check_run_dir(out, config.resume)
     resume_from = None
     if config.resume:
@@ -246,26 +236,32 @@ def setup(config: TrainConfig) -> Run:
     if accelerator.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    return accelerator, resume_from
 
-    train_data, eval_data = load_training_data(config)
-    if not any(ex.is_impossible for ex in train_data.examples):
-        if accelerator.is_main_process:
-            _warn(f"{config.train_file or config.dataset}: no unanswerable questions, so the "
-                  "model cannot learn to abstain (SQuAD 2.0 files have them)")
-    model, tokenizer = build_model(config)
-    special = prepare_tokenizer(tokenizer)
-    qa = model.config
-    train_examples = _limit(train_data.examples, config.max_train_examples)
-    train_features = convert_examples_to_features(train_examples, tokenizer, qa.features(), special)
+
+def _features(config: TrainConfig, task: Task, datasets: tuple[Any, Any | None], qa: Any,
+              tokenizer: Any, special: SpecialIds
+              ) -> tuple[list[Feature], Any, list[Feature], dict[str, Any]]:
+    """Training features, the evaluation dataset and its features, and what the task checked
+    of the training windows (for the setup record)."""
+    train_data, eval_data = datasets
+    train_data = _limit(train_data, config.max_train_examples)
+    source = str(config.train_file or config.dataset)
+    train_features = task.features(train_data.examples, tokenizer, qa.features(), special)
     if not train_features:
-        raise GPT2QAError(f"{config.train_file}: no training examples")
-    recall = check_answer_recall(train_examples, train_features, qa.features(),
-                                 str(config.train_file or config.dataset))
-    eval_examples = _limit(eval_data.examples, config.max_eval_examples) if eval_data else ()
-    eval_features = (convert_examples_to_features(eval_examples, tokenizer, qa.features(), special)
-                     if eval_examples else [])
-    schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)
+        raise GPT2QAError(f"{source}: no training examples")
+    checked = task.check_training(train_data, train_features, source, qa.features())
+    eval_data = _limit(eval_data, config.max_eval_examples) if eval_data else None
+    if eval_data is not None and not eval_data.examples:
+        eval_data = None
+    eval_features = (task.features(eval_data.examples, tokenizer, qa.features(), special)
+                     if eval_data is not None else [])
+    return train_features, eval_data, eval_features, checked
 
+
+def _optimize(config: TrainConfig, model: QAModel, accelerator: Any, schedule: Schedule,
+              resume_from: CheckpointData | None) -> tuple[torch.nn.Module, Any, Any]:
+    """(what the optimizer steps, optimizer, scheduler), restored from `resume_from`."""
     def restore(action: Callable[[], object]) -> None:
         try:
             action()
@@ -297,52 +293,71 @@ def setup(config: TrainConfig) -> Run:
             restore(lambda: optimizer.load_state_dict(resume_from.optimizer))
     if resume_from is not None:
         restore(lambda: scheduler.load_state_dict(resume_from.scheduler))
+    return wrapped, optimizer, scheduler
 
-    log = None
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        write_json_atomic(out / "train_config.json",
-                          {**dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule)})
-        log = RunLog(out, resume_from.state["step"] if resume_from else None,
-                   config.tensorboard)
-        counts = parameter_counts(model)
-        if resume_from is None:
-            log.write({"event": "setup", "step": 0, **dataclasses.asdict(schedule),
-                       "answer_recall": recall, **counts, "lora_r": config.lora_r,
-                       "gradient_checkpointing": config.gradient_checkpointing})
-        print(f"gpt2qa train: {schedule.describe()}; {counts['trainable_parameters']:,} of "
-              f"{counts['total_parameters']:,} parameters trainable "
-              f"({counts['trainable_percent']}%)", file=sys.stderr, flush=True)
-    return Run(config=config, out=out, accelerator=accelerator, model=wrapped,
-               raw_model=accelerator.unwrap_model(wrapped), tokenizer=tokenizer, special=special,
-               optimizer=optimizer, scheduler=scheduler,
+
+def _open_log(config: TrainConfig, task: Task, model: QAModel, schedule: Schedule,
+              checked: dict[str, Any], resume_from: CheckpointData | None) -> RunLog:
+    """The main process's run directory: train_config.json, log.jsonl and its setup record."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    write_json_atomic(out / "train_config.json",
+                      {**dataclasses.asdict(config), "task": task.name,
+                       "schedule": dataclasses.asdict(schedule)})
+    log = RunLog(out, resume_from.state["step"] if resume_from else None, config.tensorboard)
+    counts = parameter_counts(model)
+    if resume_from is None:
+        log.write({"event": "setup", "step": 0, "task": task.name,
+                   **dataclasses.asdict(schedule), **checked, **counts,
+                   "lora_r": config.lora_r,
+                   "gradient_checkpointing": config.gradient_checkpointing})
+    print(f"gpt2qa train: {task.name}; {schedule.describe()}; "
+          f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
+          f"trainable ({counts['trainable_percent']}%)", file=sys.stderr, flush=True)
+    return log
+
+
+def setup(config: TrainConfig, task: Task) -> Run:
+    """Check the folder, load data and model, resolve the schedule, prepare for processes.
+    Nothing is written before everything has loaded, so a failed start leaves no folder."""
+    accelerator, resume_from = _start(config)
+    datasets = load_training_data(config, task)
+    model, tokenizer = build_model(config, task)
+    special = prepare_tokenizer(tokenizer)
+    train_features, eval_data, eval_features, checked = _features(
+        config, task, datasets, model.config, tokenizer, special)
+    schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)
+    wrapped, optimizer, scheduler = _optimize(config, model, accelerator, schedule, resume_from)
+    log = (_open_log(config, task, model, schedule, checked, resume_from)
+           if accelerator.is_main_process else None)
+    return Run(config=config, task=task, out=Path(config.output_dir), accelerator=accelerator,
+               model=wrapped, raw_model=accelerator.unwrap_model(wrapped), tokenizer=tokenizer,
+               special=special, optimizer=optimizer, scheduler=scheduler,
                scaler=torch.amp.GradScaler("cuda", enabled=config.precision == "fp16"),
-               train_features=train_features, eval_examples=eval_examples,
-               eval_features=eval_features, eval_is_v2=eval_data.is_v2 if eval_data else True,
-               schedule=schedule, log=log,
+               train_features=train_features, eval_data=eval_data,
+               eval_features=eval_features, schedule=schedule, log=log,
                resume_state=resume_from.state if resume_from is not None else None,
                lengths=[len(f.input_ids) for f in train_features])
 
 
 def evaluate_and_select(run: Run, state: TrainState, step: int) -> None:
     """Every process runs its share of the evaluation; the main one scores it and, when it is
-    the best so far, saves the model (with the tuned threshold) and the prediction files."""
-    if not run.eval_examples:
+    the best so far, saves the model (with what the task tuned) and the prediction files."""
+    if run.eval_data is None:
         return
     config = run.config
-    result = evaluate_model(run.raw_model, run.tokenizer, run.eval_examples, run.eval_features,
-                            run.eval_is_v2, config.eval_batch_size, config.precision,
+    result = evaluate_model(run.raw_model, run.task, run.eval_data, run.eval_features,
+                            run.special.pad, config.eval_batch_size, config.precision,
                             sharded=True)
     improved = False
     if result is not None and run.log is not None:
-        metrics, files = result
-        run.log.write({"event": "eval", "step": step, **metrics})
-        score = selection_score(metrics)
+        run.log.write({"event": "eval", "step": step, **result.metrics})
+        score = list(run.task.select(result.metrics))
         improved = state.best_score is None or score > state.best_score
     if not is_sharded(run.raw_model):
-        if improved:
-            _save_best(run, state, step, metrics, files, None)
+        if improved and result is not None:
+            _save_best(run, state, step, result, None)
         return
     # Gathering a sharded model's weights takes every process: they must learn the verdict.
     import torch.distributed as dist
@@ -352,19 +367,17 @@ def evaluate_and_select(run: Run, state: TrainState, step: int) -> None:
     if verdict[0]:
         weights = full_model_state(run.raw_model)
         if result is not None:
-            _save_best(run, state, step, metrics, files, weights)
+            _save_best(run, state, step, result, weights)
 
 
-def _save_best(run: Run, state: TrainState, step: int, metrics: dict[str, Any],
-               files: tuple[dict, dict, dict], weights: dict[str, torch.Tensor] | None) -> None:
-    state.best_score, state.best_step = selection_score(metrics), step
-    threshold = metrics.get("tuned_null_score_diff_threshold", 0.0)
+def _save_best(run: Run, state: TrainState, step: int, result: Evaluation,
+               weights: dict[str, torch.Tensor] | None) -> None:
+    state.best_score, state.best_step = list(run.task.select(result.metrics)), step
     save_model(run.raw_model, run.tokenizer, run.out / "model",
-               qa=dataclasses.replace(run.raw_model.config, null_score_diff_threshold=threshold),
-               weights=weights)
-    for name, obj in zip(("predictions", "na_probs", "nbest"), files, strict=True):
+               qa=dataclasses.replace(run.raw_model.config, **result.tuned), weights=weights)
+    for name, obj in result.files.items():
         write_json_atomic(run.out / f"{name}.json", obj)
-    write_json_atomic(run.out / "metrics.json", {**metrics, "step": step})
+    write_json_atomic(run.out / "metrics.json", {**result.metrics, "step": step})
 
 
 def _save_checkpoint(run: Run, state: TrainState, step: int) -> None:
@@ -413,7 +426,7 @@ def fit(run: Run, state: TrainState) -> TrainState:
                 torch.manual_seed(step_seed(config.seed, state.step, run.rank))
                 running += train_step(run.model, run.optimizer, run.scheduler, run.scaler, acc,
                                       run.train_features, group, run.special.pad, config,
-                                      multiple)
+                                      multiple, list(run.raw_model.task_heads.values()))
                 running_n += 1
                 window_steps += 1
                 state.step += 1
@@ -461,23 +474,24 @@ def fit(run: Run, state: TrainState) -> TrainState:
     return state
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run (or resume) one fine-tuning run; see the module docstring for what it writes."""
-    run = setup(config)
+def train(config: TrainConfig, task: Task) -> TrainResult:
+    """Run (or resume) one fine-tuning run of `task`; see the module docstring for what it
+    writes. `gpt2qa.tasks.fine_tune` picks the task from the config and the data."""
+    run = setup(config, task)
     state = (TrainState.from_json(run.resume_state) if run.resume_state is not None
              else TrainState())
     state = fit(run, state)
     metrics = None
     weights = full_model_state(run.raw_model) if (
-        is_sharded(run.raw_model) and not run.eval_examples) else None
+        is_sharded(run.raw_model) and run.eval_data is None) else None
     if run.main:
-        if not run.eval_examples:
+        if run.eval_data is None:
             save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
         elif (run.out / "metrics.json").exists():
             metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
         plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
         if config.merge_lora:
-            merge_model_dir(run.out / "model", run.out / "model-merged")
+            merge_model_dir(run.out / "model", run.out / "model-merged", task)
     run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=run.out, steps=state.step, metrics=metrics,
                        model_dir=run.out / "model", main_process=run.main)

@@ -59,21 +59,21 @@ def print_json(obj: Any) -> None:
 # -- evaluate ---------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpt2qa.evaluation import evaluate_files
-    from gpt2qa.hotpot_data import detect_format
+    from gpt2qa import tasks
     from gpt2qa.io import check_output_dir, check_output_file, write_json_atomic
+    from gpt2qa.task import refuse_unsupported
 
     if args.out_file:
         check_output_file(args.out_file, "--out-file")
     if args.out_image_dir:
         check_output_dir(args.out_image_dir, "--out-image-dir")
-    if detect_format(args.data) == "hotpot":
-        from gpt2qa.cli.hotpot import evaluate_hotpot_args
-
-        return evaluate_hotpot_args(args)
-    result = evaluate_files(args.data, args.predictions, na_prob_file=args.na_prob_file,
-                            na_prob_thresh=args.na_prob_thresh, out_image_dir=args.out_image_dir,
-                            with_breakdown=args.breakdown)
+    task = tasks.resolve(args.task, data=args.data)
+    options = {"na_prob_file": args.na_prob_file, "out_image_dir": args.out_image_dir,
+               "breakdown": args.breakdown or None}
+    refuse_unsupported(task, options)
+    result = task.score_files(args.data, args.predictions, {
+        "na_prob_file": args.na_prob_file, "na_prob_thresh": args.na_prob_thresh,
+        "out_image_dir": args.out_image_dir, "with_breakdown": args.breakdown})
     if args.out_file:
         write_json_atomic(args.out_file, result)
     _warn_on_id_mismatch(args, result)
@@ -95,78 +95,41 @@ def _warn_on_id_mismatch(args: argparse.Namespace, result: dict[str, Any]) -> No
 # -- check-spans ------------------------------------------------------------------------------
 
 def cmd_check_spans(args: argparse.Namespace) -> int:
-
+    """What tokenisation and windowing keep of the gold answers: the task's own report."""
+    from gpt2qa import tasks
     from gpt2qa.config import FeatureConfig
-    from gpt2qa.data import load_squad
-    from gpt2qa.features import (
-        convert_examples_to_features,
-        oracle_answers,
-        prepare_tokenizer,
-        span_failure_kind,
-    )
-    from gpt2qa.hotpot_data import detect_format
-    from gpt2qa.metrics import evaluate_v2
+    from gpt2qa.features import prepare_tokenizer
     from gpt2qa.tokenizer import load_tokenizer
 
-    if detect_format(args.data) == "hotpot":
-        from gpt2qa.cli.hotpot import check_spans_hotpot
-
-        return check_spans_hotpot(args)
     t0 = time.perf_counter()
-    dataset = load_squad(args.data, args.misaligned)
+    task = tasks.resolve(args.task, data=args.data)
+    dataset = task.read(args.data, args.misaligned)
     tokenizer = load_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
     config = FeatureConfig(**given(args, field_names(FeatureConfig)))
-    features = convert_examples_to_features(dataset.examples, tokenizer, config, special)
-    oracle = oracle_answers(dataset.examples, features)
-    answerable = [ex for ex in dataset.examples if ex.qas_id in oracle]
-    scores = evaluate_v2(answerable, oracle) if answerable else {"exact": 0.0, "f1": 0.0}
-    golds = {ex.qas_id: ex for ex in answerable}
-    failures = []
-    from gpt2qa.metrics import exact_match
-
-    spans: dict[str, set[tuple[int, int]]] = {}
-    for f in features:
-        spans.setdefault(f.qas_id, set()).update(f.token_spans)
-    kinds: dict[str, int] = {}
-    for qid, text in oracle.items():
-        gold_texts = [a.text for a in golds[qid].answers]
-        if not any(exact_match(text, g) for g in gold_texts):
-            gold = golds[qid].answers[0]
-            kind = span_failure_kind(sorted(spans[qid]), gold.answer_start, gold.answer_end, text)
-            kinds[kind] = kinds.get(kind, 0) + 1
-            failures.append({"id": qid, "gold": gold_texts[0], "decoded": text, "kind": kind})
-    print_json({
-        "file": str(args.data), "examples": len(dataset.examples), "features": len(features),
-        "answerable": len(answerable), "exact": scores["exact"], "f1": scores["f1"],
-        "exact_failures": len(failures), "failure_kinds": kinds, "repairs": len(dataset.repairs),
-        "seconds": round(time.perf_counter() - t0, 3), "failures": failures[:20],
-    })
+    report = task.check_spans(dataset, tokenizer, config, special)
+    print_json({"file": str(args.data), "task": task.name, **report,
+                "seconds": round(time.perf_counter() - t0, 3)})
     return 0
 
 
 # -- train --------------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from gpt2qa import tasks
     from gpt2qa.config import TrainConfig
     from gpt2qa.train import train
 
     config = config_from_sources(TrainConfig, args, args.config)
-    from gpt2qa.hotpot_train import is_hotpot_run
-
-    if is_hotpot_run(config):
-        from gpt2qa.cli.hotpot import train_hotpot_config
-
-        return train_hotpot_config(config)
-    result = train(config)
+    task = tasks.for_training(config)
+    result = train(config, task)
     if not result.main_process:
         return 0
     summary: dict[str, Any] = {"output_dir": str(result.output_dir), "steps": result.steps,
-                               "model_dir": str(result.model_dir)}
+                               "model_dir": str(result.model_dir), "task": task.name}
     if result.metrics:
-        keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
-                "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
-        summary["metrics"] = {k: result.metrics[k] for k in keys if k in result.metrics}
+        summary["metrics"] = {k: result.metrics[k] for k in task.summary_keys
+                              if k in result.metrics}
     print_json(summary)
     return 0
 
@@ -174,59 +137,58 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- predict --------------------------------------------------------------------------------------
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from gpt2qa.data import load_squad
-    from gpt2qa.decode import write_predictions
-    from gpt2qa.hotpot_data import detect_format
-    from gpt2qa.hotpot_model import is_hotpot_model
+    from gpt2qa import tasks
+    from gpt2qa.io import check_output_dir, write_json_atomic
     from gpt2qa.pipeline import QAPipeline
 
-    if is_hotpot_model(args.model) or (args.data is not None and Path(args.data).is_file()
-                                       and detect_format(args.data) == "hotpot"):
-        from gpt2qa.cli.hotpot import predict_hotpot_args
-
-        return predict_hotpot_args(args)
     if (args.data is None) == (args.question is None):
         raise GPT2QAError("give either --data FILE --out-dir DIR, or --question Q --context C")
     if args.data is not None and args.out_dir is None:
-        raise GPT2QAError("--data needs --out-dir for predictions.json, na_probs.json, nbest.json")
+        raise GPT2QAError("--data needs --out-dir for the prediction files")
     if args.question is not None and args.context is None:
         raise GPT2QAError("--question needs --context")
     if args.data is not None and not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
     if args.out_dir is not None:
-        from gpt2qa.io import check_output_dir
-
         check_output_dir(args.out_dir, "--out-dir")
-    if args.question is not None:
-        from gpt2qa.data import check_text
-
-        check_text(args.question, "--question")
-        check_text(args.context, "--context")
+    task = tasks.resolve(args.task, model_dir=args.model)
+    if args.data is not None and not task.sniff(args.data):
+        raise GPT2QAError(f"{args.data}: not a {task.name} file, but {args.model} is a "
+                          f"{task.name} model")
     group = _process_group_from_launcher()
     device = str(group.device) if group is not None else args.device
     pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision,
                                       quantize=args.quantize)
+    if pipe.task is not task:
+        raise GPT2QAError(f"{args.model}: a {pipe.task.name} model, not {task.name} (--task)")
     main_process = group is None or group.is_main_process
     if args.question is not None:
-        if not main_process:
-            return 0
-        pred = pipe.answer(args.question, args.context, args.null_score_diff_threshold)
-        best = pred.nbest[0] if pred.nbest else None
-        print_json({"answer": pred.text, "is_impossible": pred.is_impossible,
-                     "score": best.score if best else None,
-                     "no_answer_probability": pred.na_prob,
-                     "start": best.start if best and pred.text else None,
-                     "end": best.end if best and pred.text else None})
+        if main_process:
+            print_json(_answer_one(pipe, args))
         return 0
-    dataset = load_squad(args.data, args.misaligned, check_offsets=False)
+    dataset = task.read(args.data, args.misaligned, gold=False)
     preds = pipe.predict(dataset.examples, args.batch_size, args.null_score_diff_threshold,
                          sharded=group is not None)
     if not main_process:
         return 0
-    paths = write_predictions(preds, args.out_dir)
-    print_json({"examples": len(preds), "no_answer": sum(p.is_impossible for p in preds),
-                 **{k: str(v) for k, v in paths.items()}})
+    paths = {}
+    for name, obj in task.files(preds).items():
+        paths[name] = Path(args.out_dir) / f"{name}.json"
+        write_json_atomic(paths[name], obj)
+    print_json({"examples": len(preds), "task": task.name,
+                **{k: str(v) for k, v in paths.items()}})
     return 0
+
+
+def _answer_one(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """`predict --question Q --context C`: the task's answer record, as JSON."""
+    from gpt2qa.data import check_text
+
+    check_text(args.question, "--question")
+    check_text(args.context, "--context")
+    context = pipe.task.parse_context(args.context, "--context")
+    return pipe.task.answer_json(pipe.answer(args.question, context,
+                                             args.null_score_diff_threshold))
 
 
 def _process_group_from_launcher() -> Any:
@@ -258,9 +220,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gpt2qa.config import DEMO_FIXED, DemoConfig, HotpotDemoConfig, TrainConfig
 
     training = given(args, (n for n in field_names(TrainConfig) if n not in DEMO_FIXED))
-    cls = HotpotDemoConfig if args.task == "hotpot" else DemoConfig
+    hotpot = args.task in ("hotpot", "hotpotqa")  # the demo is an edge: it picks the task
+    cls = HotpotDemoConfig if hotpot else DemoConfig
     config = cls(**given(args, field_names(cls)), training=training)
-    if args.task == "hotpot":
+    if hotpot:
         from gpt2qa.hotpot_demo import run_hotpot_demo
 
         run_hotpot_demo(config)

@@ -28,6 +28,7 @@ from gpt2qa.config import (
     PRECISIONS,
     QUANTIZE_MODES,
     SQUAD_DEMO_TRAINING,
+    TASK_NAMES,
     DemoConfig,
     FeatureConfig,
     TrainConfig,
@@ -160,6 +161,11 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequenc
 
 
 
+def add_task_flag(parser: argparse.ArgumentParser, auto: str) -> None:
+    parser.add_argument("--task", choices=TASK_NAMES, default="auto",
+                        help=f"squad or hotpotqa; auto takes {auto} task (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="gpt2qa",
@@ -176,20 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "300 with --task hotpot)")
     add_settings_flags(p, TrainConfig, skip=(*DEMO_FIXED, "max_steps"),
                         shown_defaults=SQUAD_DEMO_TRAINING)
-    p.add_argument("--task", choices=("squad", "hotpot"), default="squad",
-                   help="squad: SQuAD 2.0 with abstention; hotpot: multi-hop HotpotQA-style "
-                        "questions with yes/no answers and supporting facts (default: squad)")
+    p.add_argument("--task", choices=("squad", "hotpotqa", "hotpot"), default="squad",
+                   help="squad: SQuAD 2.0 with abstention; hotpotqa (or hotpot): multi-hop "
+                        "HotpotQA-style questions with yes/no answers and supporting facts "
+                        "(default: squad)")
     p.set_defaults(func=cmd.cmd_demo)
 
-    p = sub.add_parser("train", help="fine-tune a decoder-only model for SQuAD-style QA")
+    p = sub.add_parser("train", help="fine-tune a decoder-only model for extractive QA (SQuAD, HotpotQA)")
     p.add_argument("--config", help="YAML file with any of the settings below")
     add_settings_flags(p, TrainConfig)
     p.set_defaults(func=cmd.cmd_train)
 
     p = sub.add_parser("predict", help="answer questions with a trained gpt2qa model directory")
     p.add_argument("--model", required=True, help="a gpt2qa model directory")
-    p.add_argument("--data", help="SQuAD JSON file to answer")
-    p.add_argument("--out-dir", help="where predictions.json, na_probs.json, nbest.json go")
+    p.add_argument("--data", help="SQuAD or HotpotQA JSON file to answer")
+    p.add_argument("--out-dir", help="where the prediction files go (SQuAD: predictions.json, "
+                                    "na_probs.json, nbest.json; HotpotQA: predictions.json)")
     p.add_argument("--question")
     p.add_argument("--context")
     p.add_argument("--null-score-diff-threshold", type=float, default=None,
@@ -202,10 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=PRECISION_HELP)
     p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
     p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
+    add_task_flag(p, "the model directory's")
     p.set_defaults(func=cmd.cmd_predict)
 
     p = sub.add_parser("evaluate", help="official SQuAD v2.0 (or v1.1) metrics for a predictions file")
-    p.add_argument("data", help="SQuAD JSON with gold answers")
+    p.add_argument("data", help="SQuAD or HotpotQA JSON with gold answers")
     p.add_argument("predictions", help="JSON object: id -> predicted text ('' = no answer)")
     p.add_argument("--na-prob-file", help="JSON object: id -> no-answer probability")
     p.add_argument("--na-prob-thresh", type=float, default=1.0,
@@ -214,13 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-image-dir", help="write PR curves and na-prob histograms (PNG) here")
     p.add_argument("--breakdown", action="store_true",
                    help="add scores by question word and answer length")
+    add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_evaluate)
 
     p = sub.add_parser("check-spans", help="oracle EM/F1: do gold answers survive tokenisation?")
-    p.add_argument("data", help="SQuAD JSON file")
+    p.add_argument("data", help="SQuAD or HotpotQA JSON file")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
     add_settings_flags(p, FeatureConfig)
     p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
+    add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_check_spans)
 
     p = sub.add_parser("launch", help="run train or predict in N local processes (torchrun)")
@@ -318,6 +329,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                         default="info", help="(default: info)")
+    add_task_flag(parser, "the model directory's")
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:

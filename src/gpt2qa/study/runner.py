@@ -29,7 +29,7 @@ from gpt2qa.study.config import SELECTION_SPLIT, StudyConfig
 from gpt2qa.study.grid import Cell, grid_cells, split_files
 from gpt2qa.study.inputs import StudyInputs, cell_train_config, check_study_dir, prepare_inputs
 from gpt2qa.study.summary import summarize, write_plots
-from gpt2qa.train import train
+from gpt2qa.tasks import fine_tune
 
 Action = Literal["skipped", "evaluated", "resumed", "started"]
 
@@ -90,7 +90,7 @@ def run_cell(config: StudyConfig, cell: Cell, inputs: StudyInputs, cells_dir: Pa
             shutil.rmtree(cell_dir)  # a partial run with nothing to resume from
         action = "resumed" if resumable else "started"
         t0 = time.perf_counter()
-        result = train(cell_train_config(config, cell, inputs, cell_dir, resume=resumable,
+        result = fine_tune(cell_train_config(config, cell, inputs, cell_dir, resume=resumable,
                                          progress=progress))
         if result.metrics is None:
             raise GPT2QAError(f"{cell_dir}: training produced no metrics.json on "

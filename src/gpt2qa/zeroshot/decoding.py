@@ -18,7 +18,7 @@ from transformers import GenerationConfig
 
 from gpt2qa.batching import length_grouped_batches
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.pipeline import autocast_context
+from gpt2qa.runtime import autocast_context
 
 _WINDOW_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length",
                  "seq_length")

@@ -15,8 +15,8 @@ from gpt2qa.data import SquadExample, load_squad
 from gpt2qa.decode import Candidate, Prediction, sigmoid, write_predictions
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
-from gpt2qa.pipeline import autocast_context, pick_device
 from gpt2qa.quantize import check_cpu_bf16
+from gpt2qa.runtime import autocast_context, pick_device
 from gpt2qa.tokenizer import hub_kwargs, load_failure, load_tokenizer
 from gpt2qa.zeroshot.decoding import (
     Generation,

@@ -8,40 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_file
 from gpt2qa.errors import DataError
-from gpt2qa.hotpot_data import (
-    detect_format,
+from gpt2qa.tasks import for_data
+from gpt2qa.tasks.hotpotqa.data import (
     examples_to_hotpot_json,
     load_hotpot,
     parse_hotpot,
 )
 
 
-def hotpot_list() -> list[dict]:
-    """Two hand-written questions: a bridge span answer and a comparison yes/no."""
-    return [
-        {"_id": "b1", "question": "Where was the founder of Tavrik born?", "answer": "Quellton",
-         "type": "bridge", "level": "easy",
-         "supporting_facts": [["Tavrik", 0], ["Quell Mebbit", 1]],
-         "context": [["Tavrik", ["Tavrik was founded by Quell Mebbit.", " It has 31,000 people."]],
-                     ["Quell Mebbit", ["Quell Mebbit was a trader.", " He was born in Quellton."]],
-                     ["Zorbel", ["The Zorbel is a river."]]]},
-        {"_id": "c1", "question": "Were Tavrik and Zorbel founded by the same person?",
-         "answer": "no", "type": "comparison", "level": "medium",
-         "supporting_facts": [["Tavrik", 0], ["Zorbel", 0]],
-         "context": [["Tavrik", ["Tavrik was founded by Quell Mebbit."]],
-                     ["Zorbel", ["Zorbel was founded by Ana Rusk."]]]},
-    ]
-
-
-def write(tmp_path: Path, obj: object, name: str = "hotpot.json") -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps(obj), encoding="utf-8")
-    return path
-
-
-def test_loads_records_and_round_trips(tmp_path: Path) -> None:
+def test_loads_records_and_round_trips(tmp_path: Path, hotpot_list, write) -> None:
     ds = load_hotpot(write(tmp_path, hotpot_list()))
     b1, c1 = ds.examples
     assert b1.supporting_facts == (("Tavrik", 0), ("Quell Mebbit", 1))
@@ -52,14 +28,15 @@ def test_loads_records_and_round_trips(tmp_path: Path) -> None:
     assert again.examples == ds.examples
 
 
-def test_detect_format(tmp_path: Path, squad_v2_file: Path) -> None:
-    assert detect_format(write(tmp_path, hotpot_list())) == "hotpot"
-    assert detect_format(squad_v2_file) == "squad"
+def test_detect_format(tmp_path: Path, squad_v2_file: Path, hotpot_list, write) -> None:
+    """The registry's sniffing (`--task auto`) tells the two layouts apart."""
+    assert for_data(write(tmp_path, hotpot_list())).name == "hotpotqa"
+    assert for_data(squad_v2_file).name == "squad"
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf  \n[" + json.dumps(hotpot_list())[1:].encode())
-    assert detect_format(bom) == "hotpot"
+    assert for_data(bom).name == "hotpotqa"
     with pytest.raises(DataError, match="neither a SQuAD file"):
-        detect_format(write(tmp_path, "just a string", "s.json"))
+        for_data(write(tmp_path, "just a string", "s.json"))
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -75,7 +52,7 @@ def test_detect_format(tmp_path: Path, squad_v2_file: Path) -> None:
      r"supporting_facts\[0\]\[1\]: id=b1: expected an integer"),
     (lambda d: d[1].pop("question"), r"\[1\]: id=c1: missing field 'question'"),
 ])
-def test_bad_input_names_file_index_and_id(tmp_path: Path, edit, message: str) -> None:
+def test_bad_input_names_file_index_and_id(tmp_path: Path, edit, message: str, hotpot_list, write) -> None:
     data = copy.deepcopy(hotpot_list())
     edit(data)
     path = write(tmp_path, data)
@@ -84,7 +61,7 @@ def test_bad_input_names_file_index_and_id(tmp_path: Path, edit, message: str) -
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
 
 
-def test_bad_facts_skip_records_repairs(tmp_path: Path) -> None:
+def test_bad_facts_skip_records_repairs(tmp_path: Path, hotpot_list, write) -> None:
     data = hotpot_list()
     data[0]["supporting_facts"].append(["Zorbel", 5])
     ds = load_hotpot(write(tmp_path, data), bad_facts="skip")
@@ -92,7 +69,7 @@ def test_bad_facts_skip_records_repairs(tmp_path: Path) -> None:
     assert len(ds.repairs) == 1 and "id=b1" in ds.repairs[0]
 
 
-def test_test_file_without_gold(tmp_path: Path) -> None:
+def test_test_file_without_gold(tmp_path: Path, hotpot_list, write) -> None:
     data = hotpot_list()
     for item in data:
         del item["answer"], item["supporting_facts"]
@@ -102,14 +79,14 @@ def test_test_file_without_gold(tmp_path: Path) -> None:
     assert [ex.answer for ex in ds.examples] == ["", ""]
 
 
-def test_top_level_object_is_refused(tmp_path: Path) -> None:
+def test_top_level_object_is_refused(tmp_path: Path, write) -> None:
     with pytest.raises(DataError, match="expected a HotpotQA list"):
         load_hotpot(write(tmp_path, {"data": []}))
 
 
 @pytest.mark.realdata
-def test_real_first53() -> None:
-    ds = load_hotpot(shared_file("hotpotqa", "hotpot-dev-distractor-first53.json"))
+def test_real_first53(shared_data) -> None:
+    ds = load_hotpot(shared_data("hotpotqa", "hotpot-dev-distractor-first53.json"))
     assert len(ds.examples) == 53
     types = [ex.type for ex in ds.examples]
     assert (types.count("bridge"), types.count("comparison")) == (39, 14)

@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_file
 from gpt2qa.errors import DataError
-from gpt2qa.hotpot_data import load_hotpot, parse_hotpot
-from gpt2qa.hotpot_metrics import (
+from gpt2qa.tasks.hotpotqa.data import load_hotpot, parse_hotpot
+from gpt2qa.tasks.hotpotqa.metrics import (
     METRIC_KEYS,
     answer_scores,
     evaluate_hotpot,
     read_hotpot_predictions,
     sp_scores,
 )
-from test_hotpot_data import hotpot_list, write
 
 REAL = ("hotpotqa", "hotpot-dev-distractor-first53.json")
 
@@ -52,7 +50,7 @@ def test_sp_scores(pred, gold, expected) -> None:
     assert sp_scores(pred, gold) == pytest.approx(expected)
 
 
-def test_evaluate_joint_and_missing() -> None:
+def test_evaluate_joint_and_missing(hotpot_list) -> None:
     examples = parse_hotpot(hotpot_list(), "t").examples
     answers = {"b1": "Quellton city", "c1": "no"}        # b1: prec 1/2, recall 1
     facts = {"b1": [("Tavrik", 0), ("Zorbel", 0)]}       # b1: prec 1/2, recall 1/2; c1 missing
@@ -74,7 +72,7 @@ def test_evaluate_joint_and_missing() -> None:
     assert "missing_answer" not in result
 
 
-def test_bad_predictions_file(tmp_path: Path) -> None:
+def test_bad_predictions_file(tmp_path: Path, write) -> None:
     with pytest.raises(DataError, match="official HotpotQA layout"):
         read_hotpot_predictions(write(tmp_path, {"b1": "x"}, "p.json"))
     with pytest.raises(DataError, match=r"sp\.b1\[0\]: id=b1: expected \[title, sentence_index\]"):
@@ -87,8 +85,8 @@ def _cli(*argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.realdata
-def test_real_gold_empty_and_partial(tmp_path: Path) -> None:
-    path = shared_file(*REAL)
+def test_real_gold_empty_and_partial(tmp_path: Path, write, shared_data) -> None:
+    path = shared_data(*REAL)
     examples = load_hotpot(path).examples
     gold_answers = {ex.qas_id: ex.answer for ex in examples}
     gold_facts = {ex.qas_id: list(ex.supporting_facts) for ex in examples}

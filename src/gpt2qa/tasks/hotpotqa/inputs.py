@@ -1,4 +1,4 @@
-"""Stage 2 for HotpotQA: paragraph selection, rendering with titles, one window per question.
+"""HotpotQA's windows: paragraph selection, rendering with titles, one window per question.
 
 Ten paragraphs rarely fit one window and the two gold ones must be seen together, so the
 paragraphs are ranked by a lexical relevance score and the best are packed into the window:
@@ -34,14 +34,15 @@ from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import (
     Feature,
     SpecialIds,
-    _assemble,
-    _encode,
+    assemble_window,
     char_span_to_token_span,
+    context_budget,
+    encode_texts,
     feature_answer_text,
     prepare_tokenizer,
     trim_span,
 )
-from gpt2qa.hotpot_data import ANSWER_TYPES, HotpotExample, Paragraph
+from gpt2qa.tasks.hotpotqa.data import ANSWER_TYPES, HotpotExample, Paragraph
 
 TITLE_WEIGHT = 1.0
 HOP_WEIGHT = 3.0
@@ -62,16 +63,15 @@ class Sentence:
 
 
 @dataclass(frozen=True)
-class HotpotFeature:
-    """The one window of one question.
+class HotpotWindow:
+    """HotpotQA's payload on a window's `Feature` (`Feature.extra`).
 
-    ``base`` is an ordinary `Feature` (so batching and span decoding are shared);
-    ``sentence_positions[k]`` is the index in ``base.input_ids`` of the last token of
+    ``sentence_positions[k]`` is the index in the feature's ``input_ids`` of the last token of
     ``sentence_keys[k]``, whose label is ``sentence_labels[k]``. Sentences cut off by the
-    window are not listed. ``answer_type`` indexes `ANSWER_TYPES`.
+    window are not listed. ``answer_type`` indexes `ANSWER_TYPES`; ``context`` is the
+    rendered text the token spans point into.
     """
 
-    base: Feature
     context: str
     titles: tuple[str, ...]
     answer_type: int
@@ -79,9 +79,11 @@ class HotpotFeature:
     sentence_keys: tuple[tuple[str, int], ...]
     sentence_labels: tuple[int, ...]
 
-    @property
-    def qas_id(self) -> str:
-        return self.base.qas_id
+
+def window_of(feature: Feature) -> HotpotWindow:
+    """The HotpotQA payload of a feature that `convert_hotpot_examples` made."""
+    assert isinstance(feature.extra, HotpotWindow)
+    return feature.extra
 
 
 def content_words(text: str) -> set[str]:
@@ -154,20 +156,20 @@ def _answer_chars(example: HotpotExample, context: str,
 
 def convert_hotpot_examples(examples: Sequence[HotpotExample], tokenizer: Any,
                             config: FeatureConfig, special_ids: SpecialIds | None = None,
-                            hop: bool = True) -> list[HotpotFeature]:
-    """One `HotpotFeature` per example, with the selected paragraphs packed into the window."""
+                            hop: bool = True) -> list[Feature]:
+    """One window per example, with the selected paragraphs packed into it."""
     if config.null_position != "last":
         raise GPT2QAError("HotpotQA needs null_position 'last': the answer-type head reads the "
                           "<|null|> token after the whole input")
     ids = special_ids or prepare_tokenizer(tokenizer)
-    questions = _encode(tokenizer, [ex.question.strip() for ex in examples], offsets=False)
+    questions = encode_texts(tokenizer, [ex.question.strip() for ex in examples], offsets=False)
     features = []
     for ex_index, (ex, q_ids) in enumerate(zip(examples, questions["input_ids"], strict=True)):
         question = q_ids[: config.max_query_length]
-        budget = config.max_seq_length - len(question) - 2
+        budget = context_budget(config, ids, question)
         order = rank_paragraphs(ex.question, ex.paragraphs, hop)
         pieces = [render([ex.paragraphs[i]])[0] for i in order]
-        lengths = [len(t) for t in _encode(tokenizer, pieces, offsets=False)["input_ids"]]
+        lengths = [len(t) for t in encode_texts(tokenizer, pieces, offsets=False)["input_ids"]]
         chosen, used = [], 0
         for i, n_tok in zip(order, lengths, strict=True):
             if used + n_tok + 1 <= budget or not chosen:  # +1: the newline between paragraphs
@@ -180,12 +182,12 @@ def convert_hotpot_examples(examples: Sequence[HotpotExample], tokenizer: Any,
 
 def _feature(ex: HotpotExample, ex_index: int, paragraphs: list[Paragraph],
              question: list[int], budget: int, tokenizer: Any, config: FeatureConfig,
-             ids: SpecialIds) -> HotpotFeature:
+             ids: SpecialIds) -> Feature:
     context, sentences = render(paragraphs)
-    enc = _encode(tokenizer, [context], offsets=True)
+    enc = encode_texts(tokenizer, [context], offsets=True)
     tok_ids = enc["input_ids"][0][:budget]  # a first paragraph longer than the window is cut
     spans = [trim_span(context, s, e) for s, e in enc["offset_mapping"][0][: len(tok_ids)]]
-    input_ids, offset, null_index = _assemble(config, ids, question, tok_ids)
+    input_ids, offset, null_index = assemble_window(config, ids, question, tok_ids)
     kept_end = spans[-1][1] if spans else 0
     answer_type = ANSWER_TYPES.index(ex.answer_type) if ex.answer else 0
     start = end = null_index
@@ -205,38 +207,64 @@ def _feature(ex: HotpotExample, ex_index: int, paragraphs: list[Paragraph],
         positions.append(tokens[1] + offset)
         keys.append((s.title, s.index))
         labels.append(int((s.title, s.index) in facts))
-    base = Feature(qas_id=ex.qas_id, example_index=ex_index, window_index=0,
+    window = HotpotWindow(context=context, titles=tuple(p.title for p in paragraphs),
+                          answer_type=answer_type, sentence_positions=tuple(positions),
+                          sentence_keys=tuple(keys), sentence_labels=tuple(labels))
+    return Feature(qas_id=ex.qas_id, example_index=ex_index, window_index=0,
                    input_ids=tuple(input_ids), context_offset=offset, token_spans=tuple(spans),
-                   null_index=null_index, start_position=start, end_position=end)
-    return HotpotFeature(base=base, context=context, titles=tuple(p.title for p in paragraphs),
-                         answer_type=answer_type, sentence_positions=tuple(positions),
-                         sentence_keys=tuple(keys), sentence_labels=tuple(labels))
+                   null_index=null_index, start_position=start, end_position=end, extra=window)
 
 
 def selection_recall(examples: Sequence[HotpotExample],
-                     features: Sequence[HotpotFeature]) -> dict[str, float]:
+                     features: Sequence[Feature]) -> dict[str, float]:
     """Gold-paragraph recall of the selection: the share of gold titles kept, and the share
     of questions with every gold paragraph kept."""
     kept = total = both = 0
     for ex, f in zip(examples, features, strict=True):
         gold = ex.gold_titles()
-        hit = len(gold & set(f.titles))
+        hit = len(gold & set(window_of(f).titles))
         kept, total = kept + hit, total + len(gold)
         both += hit == len(gold)
     return {"gold_paragraph_recall": kept / max(total, 1),
             "all_gold_paragraphs": both / max(len(examples), 1)}
 
 
-def oracle_predictions(examples: Sequence[HotpotExample], features: Sequence[HotpotFeature]
+def oracle_predictions(examples: Sequence[HotpotExample], features: Sequence[Feature]
                        ) -> tuple[dict[str, str], dict[str, list[tuple[str, int]]]]:
     """The best any model can output from these features: the labelled answer decoded back
     through the offsets (or yes/no), and the gold facts among the sentences in the window."""
     answers, facts = {}, {}
     for ex, f in zip(examples, features, strict=True):
-        if f.answer_type:
-            answers[ex.qas_id] = ANSWER_TYPES[f.answer_type]
+        w = window_of(f)
+        if w.answer_type:
+            answers[ex.qas_id] = ANSWER_TYPES[w.answer_type]
         else:
-            answers[ex.qas_id] = feature_answer_text(f.base, f.context)
-        facts[ex.qas_id] = [k for k, y in zip(f.sentence_keys, f.sentence_labels,
+            answers[ex.qas_id] = feature_answer_text(f, w.context)
+        facts[ex.qas_id] = [k for k, y in zip(w.sentence_keys, w.sentence_labels,
                                               strict=True) if y]
     return answers, facts
+
+
+def span_report(dataset: Any, tokenizer: Any, config: FeatureConfig,
+                special: SpecialIds) -> dict[str, Any]:
+    """`gpt2qa check-spans` on HotpotQA: the gold-paragraph recall of the selection (with and
+    without the bridge hop) and the official metrics of the oracle, the best answers and
+    supporting facts any model could output from the selected windows."""
+    from gpt2qa.tasks.hotpotqa.metrics import evaluate_hotpot
+
+    examples = dataset.examples
+    features = convert_hotpot_examples(examples, tokenizer, config, special)
+    no_hop = convert_hotpot_examples(examples, tokenizer, config, special, hop=False)
+    answers, facts = oracle_predictions(examples, features)
+    oracle = evaluate_hotpot(examples, answers, facts)
+    return {
+        "examples": len(examples), "max_seq_length": config.max_seq_length,
+        "mean_paragraphs_selected":
+            sum(len(window_of(f).titles) for f in features) / len(features),
+        "selection": selection_recall(examples, features),
+        "selection_without_hop": selection_recall(examples, no_hop),
+        "oracle": {k: oracle[k] for k in ("em", "f1", "sp_em", "sp_f1", "joint_em", "joint_f1")},
+        "span_answers_lost": sum(1 for ex in examples if ex.answer_type == "span"
+                                 and not answers[ex.qas_id]),
+        "repairs": len(dataset.repairs),
+    }

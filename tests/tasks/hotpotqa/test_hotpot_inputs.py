@@ -8,19 +8,18 @@ import sys
 
 import pytest
 
-from conftest import shared_file
 from gpt2qa.config import FeatureConfig
 from gpt2qa.features import prepare_tokenizer
-from gpt2qa.hotpot_data import Paragraph, parse_hotpot
-from gpt2qa.hotpot_features import (
+from gpt2qa.tasks.hotpotqa.data import Paragraph, parse_hotpot
+from gpt2qa.tasks.hotpotqa.inputs import (
     convert_hotpot_examples,
     oracle_predictions,
     rank_paragraphs,
     render,
     selection_recall,
+    window_of,
 )
-from gpt2qa.hotpot_metrics import evaluate_hotpot
-from test_hotpot_data import hotpot_list
+from gpt2qa.tasks.hotpotqa.metrics import evaluate_hotpot
 
 
 def test_render_keeps_sentence_spans() -> None:
@@ -43,12 +42,12 @@ def test_bridge_hop_ranks_the_second_paragraph() -> None:
     assert rank_paragraphs(question, paragraphs, hop=False)[:2] == [2, 0]
 
 
-def test_features_labels(tiny_tokenizer) -> None:
+def test_features_labels(tiny_tokenizer, hotpot_list) -> None:
     examples = parse_hotpot(hotpot_list(), "t").examples
     special = prepare_tokenizer(tiny_tokenizer)
     config = FeatureConfig(max_seq_length=128, max_query_length=24)
-    bridge, comparison = convert_hotpot_examples(examples, tiny_tokenizer, config, special)
-    f = bridge.base
+    f, g = convert_hotpot_examples(examples, tiny_tokenizer, config, special)
+    bridge, comparison = window_of(f), window_of(g)
     assert f.input_ids[f.null_index] == special.null and f.null_index == len(f.input_ids) - 1
     assert bridge.answer_type == 0
     start = f.token_spans[f.start_position - f.context_offset][0]
@@ -63,25 +62,26 @@ def test_features_labels(tiny_tokenizer) -> None:
         assert span[1] == sent.end
     labelled = {k for k, y in zip(bridge.sentence_keys, bridge.sentence_labels, strict=True) if y}
     assert labelled == {("Tavrik", 0), ("Quell Mebbit", 1)}
-    assert comparison.answer_type == 2 and comparison.base.is_null
-    answers, facts = oracle_predictions(examples, [bridge, comparison])
+    assert comparison.answer_type == 2 and g.is_null
+    answers, facts = oracle_predictions(examples, [f, g])
     assert answers == {"b1": "Quellton", "c1": "no"}
     assert evaluate_hotpot(examples, answers, facts)["joint_em"] == 1.0
 
 
-def test_packing_drops_what_does_not_fit(tiny_tokenizer) -> None:
+def test_packing_drops_what_does_not_fit(tiny_tokenizer, hotpot_list) -> None:
     examples = parse_hotpot(hotpot_list(), "t").examples[:1]
     config = FeatureConfig(max_seq_length=40, max_query_length=16)
-    (f,) = convert_hotpot_examples(examples, tiny_tokenizer, config)
-    assert len(f.base.input_ids) <= 40 and f.titles[0] == "Tavrik"
+    (feature,) = convert_hotpot_examples(examples, tiny_tokenizer, config)
+    f = window_of(feature)
+    assert len(feature.input_ids) <= 40 and f.titles[0] == "Tavrik"
     assert len(f.titles) < 3
-    assert selection_recall(examples, [f])["gold_paragraph_recall"] == len(
+    assert selection_recall(examples, [feature])["gold_paragraph_recall"] == len(
         {"Tavrik", "Quell Mebbit"} & set(f.titles)) / 2
     # A sentence cut by the window has no position.
     assert all(p < 40 for p in f.sentence_positions)
 
 
-def test_null_position_must_be_last(tiny_tokenizer) -> None:
+def test_null_position_must_be_last(tiny_tokenizer, hotpot_list) -> None:
     from gpt2qa.errors import GPT2QAError
 
     examples = parse_hotpot(hotpot_list(), "t").examples
@@ -90,9 +90,9 @@ def test_null_position_must_be_last(tiny_tokenizer) -> None:
 
 
 @pytest.mark.realdata
-def test_check_spans_on_real_sample() -> None:
-    data = shared_file("hotpotqa", "hotpot-dev-distractor-first53.json")
-    tok = shared_file("gpt2-tokenizer")
+def test_check_spans_on_real_sample(shared_data) -> None:
+    data = shared_data("hotpotqa", "hotpot-dev-distractor-first53.json")
+    tok = shared_data("gpt2-tokenizer")
     run = subprocess.run([sys.executable, "-m", "gpt2qa", "check-spans", str(data),
                           "--tokenizer", str(tok), "--max-seq-length", "512"],
                          capture_output=True, text=True, check=False)

@@ -1,4 +1,4 @@
-"""Stage 1 for HotpotQA: the official JSON list -> typed, validated multi-hop examples.
+"""HotpotQA's reader: the official JSON list -> typed, validated multi-hop examples.
 
 A HotpotQA file (``hotpot_dev_distractor_v1.json`` and friends) is a JSON *list* of
 
@@ -8,7 +8,7 @@ A HotpotQA file (``hotpot_dev_distractor_v1.json`` and friends) is a JSON *list*
 
 where the distractor setting gives 10 paragraphs, 2 of them gold. Sentences keep their own
 leading spaces (" He lives in ..."), so joining them gives the paragraph text back.
-A SQuAD file is a JSON *object* with "data"; `detect_format` tells them apart by the first
+A SQuAD file is a JSON *object* with "data"; the task's `sniff` tells them apart by the first
 non-blank character, without parsing the file.
 
 Every error names the file, the JSON path (``[12].supporting_facts[1]``) and the ``_id``.
@@ -34,7 +34,6 @@ from gpt2qa.errors import DataError, GPT2QAError
 
 _T = TypeVar("_T")
 
-DataFormat = Literal["squad", "hotpot"]
 AnswerType = Literal["span", "yes", "no"]
 ANSWER_TYPES: tuple[AnswerType, ...] = ("span", "yes", "no")
 BadFacts = Literal["error", "skip"]
@@ -77,22 +76,6 @@ class HotpotDataset:
     path: str
     examples: tuple[HotpotExample, ...]
     repairs: tuple[str, ...] = ()
-
-
-def detect_format(path: str | os.PathLike[str]) -> DataFormat:
-    """"hotpot" for a JSON list, "squad" for a JSON object; reads only the first bytes."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise DataError(str(path), f"cannot read file: {exc.strerror or exc}") from None
-    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    if text.startswith(b"["):
-        return "hotpot"
-    if text.startswith(b"{"):
-        return "squad"
-    raise DataError(str(path), "neither a SQuAD file (a JSON object with 'data') nor a HotpotQA "
-                               "file (a JSON list of questions)")
 
 
 def load_hotpot(path: str | os.PathLike[str], require_gold: bool = True,

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.hotpot_data import HotpotExample, load_hotpot
 from gpt2qa.metrics import normalize_answer
+from gpt2qa.tasks.hotpotqa.data import HotpotExample, load_hotpot
 
 METRIC_KEYS = ("em", "f1", "prec", "recall", "sp_em", "sp_f1", "sp_prec", "sp_recall",
                "joint_em", "joint_f1", "joint_prec", "joint_recall")
@@ -145,7 +145,7 @@ def read_hotpot_predictions(path: str | Path) -> tuple[dict[str, str], dict[str,
 
 def predictions_json(answers: Mapping[str, str],
                      facts: Mapping[str, Iterable[Fact]]) -> dict[str, Any]:
-    """The official predictions layout, ready for `decode.write_json_atomic`."""
+    """The official predictions layout, as `io.write_json_atomic` writes it."""
     return {"answer": dict(answers),
             "sp": {qid: [[t, i] for t, i in pairs] for qid, pairs in facts.items()}}
 

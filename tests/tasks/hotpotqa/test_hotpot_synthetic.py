@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gpt2qa.hotpot_data import parse_hotpot
+from gpt2qa.tasks.hotpotqa.data import parse_hotpot
 from gpt2qa.hotpot_demo import baseline_predictions, format_hotpot_table, majority_answer
-from gpt2qa.hotpot_metrics import METRIC_KEYS, evaluate_hotpot
-from gpt2qa.hotpot_synthetic import _split_of, generate
+from gpt2qa.tasks.hotpotqa.metrics import METRIC_KEYS, evaluate_hotpot
+from gpt2qa.tasks.hotpotqa.synthetic import _split_of, generate
 
 
 def test_generate_is_valid_seeded_and_varied() -> None:

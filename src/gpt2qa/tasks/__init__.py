@@ -1,0 +1,85 @@
+"""The task registry: every task gpt2qa knows, and `resolve`, which picks one at the edges.
+
+`--task auto` (the default) takes the task recorded in a model directory (predict, serve), or
+else the first task whose `sniff` accepts the data file. Adding a task is a folder here and
+one line in `TASKS`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gpt2qa.config import QA_CONFIG_NAME, TASK_NAMES, TrainConfig
+from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.task import Task, refuse_unsupported
+from gpt2qa.tasks.hotpotqa import HotpotTask
+from gpt2qa.tasks.squad import SquadTask
+
+TASKS: dict[str, Task] = {task.name: task for task in (SquadTask(), HotpotTask())}
+ALIASES = {"hotpot": "hotpotqa"}
+
+
+def get(name: str) -> Task:
+    name = ALIASES.get(name, name)
+    if name not in TASKS:
+        raise GPT2QAError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
+    return TASKS[name]
+
+
+def for_data(path: str | os.PathLike[str]) -> Task:
+    """The first task whose reader accepts this file."""
+    for task in TASKS.values():
+        if task.sniff(str(path)):
+            return task
+    raise DataError(str(path), "neither a SQuAD file (a JSON object with 'data') nor a HotpotQA "
+                               "file (a JSON list of questions)")
+
+
+def for_model(model_dir: str | os.PathLike[str]) -> Task:
+    """The task a model directory was trained for (gpt2qa.json's ``task``; a directory from
+    before that field is SQuAD, or HotpotQA where a task says it wrote it)."""
+    from gpt2qa.config import read_qa_json
+
+    obj = read_qa_json(model_dir)
+    for task in TASKS.values():
+        obj = task.upgrade_config(model_dir, obj)
+    return get(str(obj.get("task", "squad")))
+
+
+def resolve(name: str = "auto", data: str | os.PathLike[str] | None = None,
+            model_dir: str | os.PathLike[str] | None = None) -> Task:
+    """`--task`: a name, or auto (the model directory's task, else the data file's)."""
+    if name != "auto":
+        task = get(name)
+    elif model_dir is not None and (Path(model_dir) / QA_CONFIG_NAME).is_file():
+        task = for_model(model_dir)
+    elif data is not None:
+        task = for_data(data)
+    else:
+        task = TASKS["squad"]
+    if data is not None and name != "auto" and not task.sniff(str(data)):
+        raise GPT2QAError(f"{data}: not a {task.name} file (--task {name})")
+    return task
+
+
+def for_training(config: TrainConfig) -> Task:
+    """The task of a training run, with every setting it cannot honour refused."""
+    import dataclasses
+
+    model_dir = config.model if (Path(config.model) / QA_CONFIG_NAME).is_file() else None
+    task = resolve(config.task, config.train_file, None if config.train_file else model_dir)
+    if config.eval_file is not None and not task.sniff(config.eval_file):
+        raise GPT2QAError(f"{config.eval_file}: the train file is {task.name}, so the eval "
+                          "file must be too")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    refuse_unsupported(task, dataclasses.asdict(config), defaults)
+    return task
+
+
+def fine_tune(config: TrainConfig, task: Task | None = None) -> Any:
+    """`gpt2qa train` as a Python call: resolve the task, then train (`gpt2qa.train.train`)."""
+    from gpt2qa.train import train
+
+    return train(config, task or for_training(config))

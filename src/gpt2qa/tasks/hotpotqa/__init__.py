@@ -1,0 +1,155 @@
+"""HotpotQA as a task: the official JSON list (`data`), paragraph ranking and rendering into
+one window per question (`inputs`), the answer-type and supporting-fact heads and their
+decoding (`heads`), the official metric (`metrics`) and synthetic multi-hop data
+(`synthetic`). Training, checkpoints, several processes, LoRA, int8, predict, serve and the
+Python API are the engine's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gpt2qa.data import json_opening
+from gpt2qa.decode import WindowOutput
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import Feature
+from gpt2qa.task import Evaluation
+from gpt2qa.tasks.hotpotqa.data import HotpotDataset, HotpotExample, load_hotpot, parse_hotpot
+from gpt2qa.tasks.hotpotqa.heads import (
+    DEFAULT_SP_THRESHOLD,
+    HotpotPrediction,
+    answer_dicts,
+    decode_hotpot,
+    hotpot_heads,
+    tune_sp_threshold,
+)
+from gpt2qa.tasks.hotpotqa.inputs import convert_hotpot_examples, selection_recall, span_report
+from gpt2qa.tasks.hotpotqa.metrics import (
+    METRIC_KEYS,
+    evaluate_hotpot,
+    evaluate_hotpot_files,
+    predictions_json,
+)
+
+LEGACY_CONFIG_NAME = "hotpot.json"
+"""Where gpt2qa versions before the task field kept a HotpotQA model's threshold."""
+LEGACY_WEIGHTS = {"type_head.": "task_heads.answer_type.proj.",
+                  "sp_head.": "task_heads.supporting_facts.proj."}
+
+
+class HotpotTask:
+    """See the module docstring and `gpt2qa.task.Task`."""
+
+    name = "hotpotqa"
+    refuses: Mapping[str, str] = {
+        "null_position": "it needs --null-position last (null_position 'last'): the "
+                         "answer-type head reads the <|null|> token after the whole input",
+        "dataset": "pass the official JSON files with --train-file/--eval-file",
+        "null_score_diff_threshold": "every HotpotQA question has an answer; the tuned "
+                                     "cut is the supporting-fact threshold (sp_threshold)",
+        "na_prob_file": "it applies to SQuAD data",
+        "out_image_dir": "it applies to SQuAD data",
+        "breakdown": "it applies to SQuAD data",
+    }
+    summary_keys = (*METRIC_KEYS, "sp_threshold")
+
+    def sniff(self, path: str) -> bool:
+        return json_opening(path) == "["
+
+    def read(self, path: str, misaligned: str = "error", gold: bool = True) -> HotpotDataset:
+        return load_hotpot(path, require_gold=gold,
+                           bad_facts="error" if misaligned == "error" else "skip")
+
+    def hub(self, name: str, misaligned: str) -> tuple[Any, Any]:
+        raise GPT2QAError(f"--dataset {name}: {self.refuses['dataset']}")
+
+    def features(self, examples: Sequence[HotpotExample], tokenizer: Any, config: Any,
+                 special: Any) -> list[Feature]:
+        return convert_hotpot_examples(examples, tokenizer, config, special)
+
+    def check_training(self, dataset: HotpotDataset, features: Sequence[Feature], source: str,
+                       config: Any) -> dict[str, Any]:
+        return selection_recall(dataset.examples, features)
+
+    def heads(self, width: int) -> dict[str, Any]:
+        return hotpot_heads(width)
+
+    def upgrade_config(self, model_dir: Any, qa_json: dict[str, Any]) -> dict[str, Any]:
+        """A model directory from before the task field: hotpot.json holds the threshold."""
+        legacy = Path(model_dir) / LEGACY_CONFIG_NAME
+        if "task" in qa_json or not legacy.is_file():
+            return qa_json
+        try:
+            threshold = float(json.loads(legacy.read_text(encoding="utf-8"))["sp_threshold"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GPT2QAError(f"{legacy}: not a readable HotpotQA model config ({exc})") from None
+        return {**qa_json, "task": self.name, "task_state": {"sp_threshold": threshold}}
+
+    def upgrade_weights(self, weights: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in weights.items():
+            old = next((p for p in LEGACY_WEIGHTS if key.startswith(p)), None)
+            out[LEGACY_WEIGHTS[old] + key[len(old):] if old else key] = value
+        return out
+
+    def decode(self, examples: Sequence[HotpotExample], features: Sequence[Feature],
+               outputs: Sequence[WindowOutput], qa: Any,
+               overrides: Mapping[str, Any] | None = None) -> list[HotpotPrediction]:
+        threshold = (overrides or {}).get(
+            "sp_threshold", qa.task_state.get("sp_threshold", DEFAULT_SP_THRESHOLD))
+        return decode_hotpot(features, outputs, qa.n_best_size, qa.max_answer_length, threshold)
+
+    def evaluate(self, dataset: HotpotDataset, features: Sequence[Feature],
+                 outputs: Sequence[WindowOutput], qa: Any) -> Evaluation:
+        """Official metrics at the supporting-fact threshold tuned on these examples."""
+        threshold, _ = tune_sp_threshold(dataset.examples, features, outputs)
+        preds = self.decode(dataset.examples, features, outputs, qa, {"sp_threshold": threshold})
+        metrics = self.score(dataset.examples, preds)
+        metrics["sp_threshold"] = threshold
+        return Evaluation(metrics, self.files(preds), {"task_state": {"sp_threshold": threshold}})
+
+    def score(self, examples: Sequence[HotpotExample],
+              predictions: Sequence[HotpotPrediction]) -> dict[str, Any]:
+        return evaluate_hotpot(examples, {p.qas_id: p.answer for p in predictions},
+                               {p.qas_id: list(p.facts) for p in predictions})
+
+    def select(self, metrics: Mapping[str, Any]) -> tuple[float, ...]:
+        return float(metrics["joint_f1"]), float(metrics["f1"] + metrics["sp_f1"])
+
+    def files(self, predictions: Sequence[HotpotPrediction]) -> dict[str, Any]:
+        return {"predictions": predictions_json({p.qas_id: p.answer for p in predictions},
+                                                {p.qas_id: p.facts for p in predictions})}
+
+    def score_files(self, data: str, predictions: str, options: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+        return evaluate_hotpot_files(data, predictions)  # its options are refused (`refuses`)
+
+    def example(self, qas_id: str, question: Any, context: Any) -> HotpotExample:
+        """A question about ``[[title, [sentence, ...]], ...]``, checked as a data file is."""
+        item = {"_id": qas_id, "question": question, "context": context}
+        return parse_hotpot([item], "request", require_gold=False).examples[0]
+
+    def answer_dicts(self, prediction: HotpotPrediction, top_k: int) -> list[dict[str, Any]]:
+        return answer_dicts(prediction, top_k)
+
+    def parse_context(self, text: str, source: str) -> Any:
+        """``[[title, [sentence, ...]], ...]`` as JSON text."""
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GPT2QAError(f"{source}: a HotpotQA model reads JSON [[title, [sentence, ...]], "
+                              f"...] (invalid JSON at column {exc.colno}: {exc.msg})") from None
+
+    def answer_json(self, prediction: HotpotPrediction) -> dict[str, Any]:
+        facts = set(prediction.facts)
+        return {"answer": prediction.answer, "answer_type": prediction.answer_type,
+                "score": max(prediction.type_probs),
+                "supporting_facts": [[t, i, p] for t, i, p in prediction.sentences
+                                     if (t, i) in facts]}
+
+    def check_spans(self, dataset: HotpotDataset, tokenizer: Any, config: Any,
+                    special: Any) -> dict[str, Any]:
+        return span_report(dataset, tokenizer, config, special)

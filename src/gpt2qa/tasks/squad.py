@@ -1,0 +1,175 @@
+"""SQuAD 1.1 / 2.0 as a task: the official nested JSON, one context per window set, the span
+head alone, the abstain rule (`decode`), and the official EM/F1 with the tuned threshold.
+
+Its stages are the engine's span stages (`data`, `features`, `decode`, `evaluation`), which
+other tasks reuse for their span answers.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gpt2qa.data import SquadDataset, SquadExample, json_opening, load_squad
+from gpt2qa.decode import Prediction, WindowOutput, decode, predictions_to_json
+from gpt2qa.errors import GPT2QAError
+from gpt2qa.evaluation import evaluate_files, score_predictions
+from gpt2qa.features import (
+    Feature,
+    check_answer_recall,
+    convert_examples_to_features,
+    oracle_answers,
+    span_failure_kind,
+)
+from gpt2qa.metrics import evaluate_v2, exact_match
+from gpt2qa.task import Evaluation
+
+
+class SquadTask:
+    """See the module docstring and `gpt2qa.task.Task`."""
+
+    name = "squad"
+    refuses: Mapping[str, str] = {}
+    summary_keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
+                    "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
+
+    def sniff(self, path: str) -> bool:
+        return json_opening(path) == "{"
+
+    def read(self, path: str, misaligned: str = "error", gold: bool = True) -> SquadDataset:
+        return load_squad(path, misaligned, check_offsets=gold)  # type: ignore[arg-type]
+
+    def hub(self, name: str, misaligned: str) -> tuple[SquadDataset, SquadDataset | None]:
+        from gpt2qa.hub_data import load_hub_dataset
+
+        return load_hub_dataset(name, misaligned)  # type: ignore[arg-type]
+
+    def features(self, examples: Sequence[SquadExample], tokenizer: Any, config: Any,
+                 special: Any) -> list[Feature]:
+        return convert_examples_to_features(examples, tokenizer, config, special)
+
+    def check_training(self, dataset: SquadDataset, features: Sequence[Feature], source: str,
+                       config: Any) -> dict[str, Any]:
+        """Warn when the model cannot learn to abstain; refuse windows that lose the answers."""
+        if not any(ex.is_impossible for ex in dataset.examples):
+            print(f"gpt2qa train: {source}: no unanswerable questions, so the model cannot "
+                  "learn to abstain (SQuAD 2.0 files have them)", file=sys.stderr, flush=True)
+        return {"answer_recall": check_answer_recall(dataset.examples, features, config, source)}
+
+    def heads(self, width: int) -> dict[str, Any]:
+        return {}
+
+    def upgrade_config(self, model_dir: Any, qa_json: dict[str, Any]) -> dict[str, Any]:
+        return qa_json
+
+    def upgrade_weights(self, weights: dict[str, Any]) -> dict[str, Any]:
+        return weights
+
+    def decode(self, examples: Sequence[SquadExample], features: Sequence[Feature],
+               outputs: Sequence[WindowOutput], qa: Any,
+               overrides: Mapping[str, Any] | None = None) -> list[Prediction]:
+        threshold = (overrides or {}).get("null_score_diff_threshold")
+        contexts = {ex.qas_id: ex.context for ex in examples}
+        return decode(contexts, features, outputs, qa.decoding(threshold))
+
+    def evaluate(self, dataset: SquadDataset, features: Sequence[Feature],
+                 outputs: Sequence[WindowOutput], qa: Any) -> Evaluation:
+        """Official metrics at threshold 0, plus the threshold tuned on these examples (the
+        official best_f1 search over na_probs, as a null_score_diff_threshold)."""
+        preds = self.decode(dataset.examples, features, outputs, qa,
+                            {"null_score_diff_threshold": 0.0})
+        metrics = score_predictions(dataset.examples, preds, dataset.is_v2)
+        tuned = {"null_score_diff_threshold": metrics.get("tuned_null_score_diff_threshold",
+                                                          0.0)}
+        return Evaluation(metrics, self.files(preds), tuned)
+
+    def select(self, metrics: Mapping[str, Any]) -> tuple[float, ...]:
+        return (float(metrics.get("tuned_f1", metrics.get("f1", 0.0))),)
+
+    def files(self, predictions: Sequence[Prediction]) -> dict[str, Any]:
+        return dict(zip(("predictions", "na_probs", "nbest"), predictions_to_json(predictions),
+                        strict=True))
+
+    def score_files(self, data: str, predictions: str, options: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+        return evaluate_files(data, predictions, **options)
+
+    def example(self, qas_id: str, question: Any, context: Any) -> SquadExample:
+        where = "" if qas_id == "q" else f"question {qas_id}: "
+        if not isinstance(question, str) or not isinstance(context, str):
+            raise GPT2QAError(f"{where}question and context must be strings")
+        if not question.strip() or not context.strip():
+            raise GPT2QAError(f"{where}question and context must both be non-empty")
+        return SquadExample(qas_id=qas_id, question=question, context=context, answers=(),
+                            is_impossible=False)
+
+    def answer_dicts(self, prediction: Prediction, top_k: int) -> list[dict[str, Any]]:
+        return answer_dicts(prediction, top_k)
+
+    def parse_context(self, text: str, source: str) -> str:
+        return text
+
+    def answer_json(self, prediction: Prediction) -> dict[str, Any]:
+        best = prediction.nbest[0] if prediction.nbest else None
+        spans = best is not None and bool(prediction.text)
+        return {"answer": prediction.text, "is_impossible": prediction.is_impossible,
+                "score": best.score if best else None,
+                "no_answer_probability": prediction.na_prob,
+                "start": best.start if spans and best else None,
+                "end": best.end if spans and best else None}
+
+    def check_spans(self, dataset: SquadDataset, tokenizer: Any, config: Any,
+                    special: Any) -> dict[str, Any]:
+        return span_report(dataset, self.features(dataset.examples, tokenizer, config, special))
+
+
+def span_report(dataset: SquadDataset, features: Sequence[Feature]) -> dict[str, Any]:
+    """`gpt2qa check-spans` on SQuAD: the oracle's EM/F1 (each gold answer decoded back
+    through the windows' offsets) and every answer that does not survive, with why."""
+    oracle = oracle_answers(dataset.examples, features)
+    answerable = [ex for ex in dataset.examples if ex.qas_id in oracle]
+    scores = evaluate_v2(answerable, oracle) if answerable else {"exact": 0.0, "f1": 0.0}
+    golds = {ex.qas_id: ex for ex in answerable}
+    spans: dict[str, set[tuple[int, int]]] = {}
+    for f in features:
+        spans.setdefault(f.qas_id, set()).update(f.token_spans)
+    failures, kinds = [], Counter[str]()
+    for qid, text in oracle.items():
+        gold_texts = [a.text for a in golds[qid].answers]
+        if not any(exact_match(text, g) for g in gold_texts):
+            gold = golds[qid].answers[0]
+            kind = span_failure_kind(sorted(spans[qid]), gold.answer_start, gold.answer_end, text)
+            kinds[kind] += 1
+            failures.append({"id": qid, "gold": gold_texts[0], "decoded": text, "kind": kind})
+    return {"examples": len(dataset.examples), "features": len(features),
+            "answerable": len(answerable), "exact": scores["exact"], "f1": scores["f1"],
+            "exact_failures": len(failures), "failure_kinds": dict(kinds),
+            "repairs": len(dataset.repairs), "failures": failures[:20]}
+
+
+def answer_dicts(pred: Prediction, top_k: int) -> list[dict[str, Any]]:
+    """A Prediction as ranked dicts whose scores form one distribution over "no answer" and the
+    n-best spans: no answer gets na_prob; the spans share 1 - na_prob by softmax of their scores.
+
+    Worked example: na_prob 0.2, spans "1889" (score 3.0) and "in 1889" (score 2.0): the spans'
+    softmax is 0.73 / 0.27, so scores are 0.8 x 0.73 = 0.58 and 0.22, and no answer 0.2. The
+    decision (the threshold rule, `decode.decide`) comes first: "1889" here if the model answers,
+    else "" with 0.2, then the rest by score.
+    """
+    null = {"answer": "", "score": pred.na_prob, "start": 0, "end": 0, "is_impossible": True}
+    spans: list[dict[str, Any]] = []
+    if pred.nbest:
+        top = max(c.score for c in pred.nbest)
+        weights = [math.exp(c.score - top) for c in pred.nbest]
+        total = sum(weights)
+        spans = [{"answer": c.text, "score": (1.0 - pred.na_prob) * w / total, "start": c.start,
+                  "end": c.end, "is_impossible": False}
+                 for c, w in zip(pred.nbest, weights, strict=True)]
+    # nbest is ranked by score and the prediction answers with its best span, so spans[0] is it.
+    first, rest = ((null, spans) if pred.is_impossible or not spans
+                   else (spans[0], [null, *spans[1:]]))
+    rest.sort(key=lambda d: -d["score"])
+    return [first, *rest][:top_k]
