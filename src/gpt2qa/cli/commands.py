@@ -346,12 +346,3 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         precision=args.precision, log_level=args.log_level,
                         quantize=args.quantize)
     return 0
-
-
-def _missing(message: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise GPT2QAError(message)
-
-    return handler
-
-

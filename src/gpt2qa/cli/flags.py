@@ -326,13 +326,3 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(func=cmd.cmd_serve)
     return p
-
-
-def serve_parser() -> Parser:
-    """`python -m gpt2qa.serve`'s parser: the `gpt2qa serve` flags on their own."""
-    parser = Parser(prog="gpt2qa serve", description="serve a gpt2qa model over HTTP")
-    add_serve_arguments(parser)
-    parser.set_defaults(func=cmd.cmd_serve)
-    return parser
-
-
