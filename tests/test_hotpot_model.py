@@ -165,11 +165,11 @@ def test_real_tokenizer_real_sample(tmp_path: Path, capsys) -> None:
 
 
 def test_recipe_config_parses() -> None:
-    from gpt2qa.cli import _read_yaml_config
+    from gpt2qa.cli.commands import read_yaml_config
     from gpt2qa.config import TrainConfig
 
     names = {f for f in TrainConfig.__dataclass_fields__}
     path = Path(__file__).resolve().parents[1] / "configs" / "gpt2-hotpotqa.yaml"
-    config = TrainConfig(**_read_yaml_config(str(path), names))
+    config = TrainConfig(**read_yaml_config(str(path), names))
     assert config.null_position == "last" and config.max_seq_length == 1024
     assert config.train_file == "hotpot_train_v1.1.json"

@@ -34,7 +34,7 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
     """Dataclass defaults < YAML config file < command-line flags."""
     values: dict[str, Any] = {}
     if config_file:
-        values.update(_read_yaml_config(config_file, set(field_names(cls))))
+        values.update(read_yaml_config(config_file, set(field_names(cls))))
     values.update(given(args, field_names(cls)))
     try:
         return cls(**values)
@@ -42,7 +42,7 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
         raise GPT2QAError(f"bad configuration: {exc}") from None
 
 
-def _read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
+def read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
     from gpt2qa.io import load_yaml_mapping
 
     values = {str(k).replace("-", "_"): v for k, v in load_yaml_mapping(path).items()}

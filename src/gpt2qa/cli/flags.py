@@ -20,8 +20,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import gpt2qa.cli.commands as cmd
 from gpt2qa import __version__
-from gpt2qa.cli import commands as cmd
 from gpt2qa.config import (
     DEMO_FIXED,
     MISALIGNED_MODES,
