@@ -1,4 +1,4 @@
-"""Stage 6: score predictions the way the official SQuAD scripts do (v2.0 and v1.1).
+"""The `metrics` stage: score predictions the way the official SQuAD scripts do (v2.0 and v1.1).
 
 The numbers returned by `evaluate_v2` equal those of the official ``evaluate-v2.0.py`` for the
 same inputs: the same keys in the same order, the same arithmetic (``100.0 * sum / total``,
