@@ -134,12 +134,12 @@ def test_shipped_configs_parse(tmp_path):
     """configs/*.yaml use only known settings and valid values."""
     from pathlib import Path
 
-    from gpt2qa.cli import _read_yaml_config
+    from gpt2qa.cli.commands import read_yaml_config
     from gpt2qa.config import TrainConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
     names = {f for f in TrainConfig.__dataclass_fields__}
-    values = _read_yaml_config(str(root / "gpt2-squad2.yaml"), names)
+    values = read_yaml_config(str(root / "gpt2-squad2.yaml"), names)
     config = TrainConfig(**values)
     assert config.model == "gpt2" and config.precision == "bf16"
 

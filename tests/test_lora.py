@@ -204,10 +204,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_tokenizer):
                                               ("qwen2.5-0.5b-squad2-lora.yaml", 16),
                                               ("llama-3.2-1b-squad2-lora.yaml", 16)])
 def test_recipes_parse(name, lora_r):
-    from gpt2qa.cli import _read_yaml_config
+    from gpt2qa.cli.commands import read_yaml_config
 
     path = Path(__file__).resolve().parents[1] / "configs" / name
     text = path.read_text()
     assert "Memory (computed, not measured" in text
-    config = TrainConfig(**_read_yaml_config(str(path), set(TrainConfig.__dataclass_fields__)))
+    config = TrainConfig(**read_yaml_config(str(path), set(TrainConfig.__dataclass_fields__)))
     assert config.lora_r == lora_r and config.precision == "bf16"

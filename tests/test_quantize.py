@@ -176,10 +176,11 @@ def test_cli_predict_quantize_and_precision(capsys, tmp_path, tiny_tokenizer, mo
 
 def test_serve_flags_reach_the_pipeline(monkeypatch):
     from gpt2qa import serve
+    from gpt2qa.serve.__main__ import main as serve_main
 
     seen: dict = {}
     monkeypatch.setattr(serve, "serve_forever", lambda model, settings, **kw: seen.update(kw))
-    assert serve.main(["--model", "m", "--quantize", "int8", "--precision", "fp32"]) == 0
+    assert serve_main(["--model", "m", "--quantize", "int8", "--precision", "fp32"]) == 0
     assert seen["quantize"] == "int8" and seen["precision"] == "fp32"
 
 

@@ -238,9 +238,9 @@ class TrainConfig:
     group_by_length: bool = True
     """Batch features of similar length together (less padding); the order still shuffles."""
     compile: bool = False
-    """torch.compile the model (in place). Measured: bf16 training 1.26x faster on an H100 at
-    GPT-2-small shape after about 4 minutes of compiling; pays only on long runs. Losses match
-    the eager model within float tolerance (tests/test_speed_equivalence)."""
+    """torch.compile the model (in place): faster steps after a long first compile, so it pays
+    only on long runs (benchmarks/README.md). Losses match the eager model within float
+    tolerance (tests/test_speed_equivalence)."""
     misaligned: Misaligned = "error"
     """Answers whose offsets do not match their text: error, skip, or fix-by-search (each repair is
     reported)."""
@@ -355,8 +355,8 @@ class DemoConfig:
     """Synthetic train/dev level: easy (learnable in CPU minutes) or standard (the study's)."""
     n_train: int = 8000
     """Synthetic training passages (3 questions each at the easy level, 4 at standard). At the
-    demo's 900 steps x 32 that is 1.2 epochs; 1,500 passages (6 epochs) scored 5-11 F1 lower
-    on the test sample (seeds 0 and 1)."""
+    demo's 900 steps x 32 that is 1.2 epochs: more passages seen fewer times score higher than
+    fewer seen often (benchmarks/README.md)."""
     n_dev: int = 200
     eval_split: str = "dev"
     """Which held-out split to evaluate on: dev (same distribution) or hard."""

@@ -1,4 +1,4 @@
-"""Stage 1: SQuAD JSON (v1.1 or v2.0) -> typed, validated examples.
+"""The `data` stage: SQuAD JSON (v1.1 or v2.0) -> typed, validated examples.
 
 `load_squad` reads a file in the official layout and refuses bad input with one
 `DataError` that names the file, the JSON path and the question id. Misaligned

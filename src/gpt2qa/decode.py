@@ -1,4 +1,5 @@
-"""Stage 4: start/end logits and null scores -> answers (n-best, null threshold, output files).
+"""The `decode` stage: start/end logits and null scores -> answers (n-best, null threshold,
+output files).
 
 The decision rule is BERT's: for an example with windows w,
 

@@ -1,9 +1,12 @@
 """Scoring predictions: metrics as decoded, the tuned threshold, the baseline, any threshold;
 scores by question word and answer length; and scoring files (`gpt2qa evaluate`).
 
-Train, study, demo and zero-shot score through here, so "the number gpt2qa reports" means one
-thing everywhere. The official EM/F1 definitions live in `metrics`; the abstain rule itself is
-`decode.decide` (the decode stage owns the threshold, and must not depend on scoring).
+Train, study, demo and `gpt2qa evaluate` score through here, so "the number gpt2qa reports" for
+a fine-tuned model means one thing everywhere. Zero-shot does not: `zeroshot.run` reports the
+official `metrics` keys as they are (what `gpt2qa evaluate` prints for its files) plus the
+all-abstain baseline, without the tuned_* keys. The official EM/F1 definitions live in
+`metrics`; the abstain rule itself is `decode.decide` (the decode stage owns the threshold, and
+must not depend on scoring).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 2: examples -> model inputs (sliding windows, char <-> token spans, labels).
+"""The `features` stage: examples -> model inputs (sliding windows, char <-> token spans, labels).
 
 GPT-2 has no [CLS], [SEP] or [PAD]. The 2019 experiment wrote "[CLS]"/"[SEP]" as text and
 they became token id 0 ("!"). Here the separator and the no-answer slot are real added special

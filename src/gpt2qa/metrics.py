@@ -1,4 +1,4 @@
-"""Stage 6: score predictions the way the official SQuAD scripts do (v2.0 and v1.1).
+"""The `metrics` stage: score predictions the way the official SQuAD scripts do (v2.0 and v1.1).
 
 The numbers returned by `evaluate_v2` equal those of the official ``evaluate-v2.0.py`` for the
 same inputs: the same keys in the same order, the same arithmetic (``100.0 * sum / total``,
@@ -26,8 +26,7 @@ from typing import Any
 
 from gpt2qa.data import SquadExample
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.io import check_output_dir
-from gpt2qa.plots import plot_na_histogram, plot_pr_curve
+from gpt2qa.plots import plot_official_images
 
 _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in the official scripts
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -348,34 +347,25 @@ def evaluate_v2(examples: Sequence[SquadExample], predictions: Mapping[str, str]
         result["best_f1"] = best_f1
         result["best_f1_thresh"] = f1_thresh
         if out_image_dir is not None:
-            image_dir = Path(out_image_dir)
-            check_output_dir(image_dir, "--out-image-dir")
-            image_dir.mkdir(parents=True, exist_ok=True)
-            result.update(_pr_analysis(ranked, sum(has_ans), image_dir))
-            for name, keep in (("hasAns", has_ans), ("noAns", no_ans)):
-                hist = [na_probs[s.qas_id] for s, k in zip(scores, keep, strict=True)
-                        if k and s.qas_id in na_probs]
-                if hist:
-                    plot_na_histogram(hist, image_dir / f"na_prob_hist_{name}.png", name)
+            curves = _pr_curves(ranked, sum(has_ans))
+            result.update({f"{key}_ap": ap for key, (ap, _, _) in curves.items()})
+            histograms = {name: [na_probs[s.qas_id] for s, k in zip(scores, keep, strict=True)
+                                 if k and s.qas_id in na_probs]
+                          for name, keep in (("hasAns", has_ans), ("noAns", no_ans))}
+            plot_official_images(
+                out_image_dir, {key: (p, r) for key, (_, p, r) in curves.items()}, histograms)
 
     return _with_counts(result, sum(1 for s in scores if s.missing), examples, predictions)
 
 
-def _pr_analysis(ranked: Sequence[tuple[float, QuestionScore]], num_has_ans: int,
-                 image_dir: Path) -> dict[str, float]:
+def _pr_curves(ranked: Sequence[tuple[float, QuestionScore]], num_has_ans: int
+               ) -> dict[str, tuple[float, list[float], list[float]]]:
+    """``pr_exact``, ``pr_f1``, ``pr_oracle``: (average precision, precisions, recalls)."""
     if num_has_ans == 0:
         return {}  # recall is undefined without answerable questions
-    out = {}
-    for key, score_of, title in (
-        ("pr_exact", _exact_of, "Precision-Recall curve for Exact Match score"),
-        ("pr_f1", _f1_of, "Precision-Recall curve for F1 score"),
-        ("pr_oracle", _oracle_of,
-         "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)"),
-    ):
-        ap, precisions, recalls = _precision_recall(ranked, score_of, num_has_ans)
-        plot_pr_curve(precisions, recalls, image_dir / f"{key}.png", title)
-        out[f"{key}_ap"] = ap
-    return out
+    return {key: _precision_recall(ranked, score_of, num_has_ans)
+            for key, score_of in (("pr_exact", _exact_of), ("pr_f1", _f1_of),
+                                  ("pr_oracle", _oracle_of))}
 
 
 def null_baseline(examples: Sequence[SquadExample]) -> dict[str, Any]:

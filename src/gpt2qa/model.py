@@ -1,4 +1,4 @@
-"""Stage 3: a decoder-only backbone plus a span head and a no-answer score.
+"""The `model` stage: a decoder-only backbone plus a span head and a no-answer score.
 
 Heads:
   linear  one Linear(d, 2) over the hidden states (the 2019 experiment's head). Under causal

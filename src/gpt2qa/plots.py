@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS
-from gpt2qa.io import atomic_file
+from gpt2qa.io import atomic_file, check_output_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -123,6 +123,32 @@ def plot_na_histogram(probs: Sequence[float], path: Path, name: str) -> Path:
     ax.set_ylabel("Proportion of dataset")
     ax.set_title(f"Histogram of no-answer probability: {name}")
     return save_figure(fig, path)
+
+
+_PR_TITLES = {
+    "pr_exact": "Precision-Recall curve for Exact Match score",
+    "pr_f1": "Precision-Recall curve for F1 score",
+    "pr_oracle": "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)",
+}
+
+
+def plot_official_images(image_dir: str | os.PathLike[str],
+                         pr_curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                         na_probs: Mapping[str, Sequence[float]]) -> None:
+    """The official evaluation's PNGs in `image_dir` (created; `--out-image-dir`).
+
+    `pr_curves`: (precisions, recalls) by ``pr_exact``/``pr_f1``/``pr_oracle``, each drawn to
+    ``<key>.png``; `na_probs`: the no-answer probabilities by ``hasAns``/``noAns``, each
+    non-empty group drawn to ``na_prob_hist_<name>.png``.
+    """
+    path = Path(image_dir)
+    check_output_dir(path, "--out-image-dir")
+    path.mkdir(parents=True, exist_ok=True)
+    for key, (precisions, recalls) in pr_curves.items():
+        plot_pr_curve(precisions, recalls, path / f"{key}.png", _PR_TITLES[key])
+    for name, probs in na_probs.items():
+        if probs:
+            plot_na_histogram(probs, path / f"na_prob_hist_{name}.png", name)
 
 
 # --------------------------------------------------------------------------------------------

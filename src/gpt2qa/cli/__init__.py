@@ -2,24 +2,36 @@
 `flags.build_parser`), `commands` holds one handler per command, `hotpot` the HotpotQA side.
 
 Every GPT2QAError becomes one line on stderr and exit status 2.
+
+This package imports `flags` only when `main` runs or one of its names is looked up here, so
+that `flags` (which imports `commands` for the handlers) and this package never import each
+other while loading.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from gpt2qa.cli.commands import Handler, _read_yaml_config, config_from_sources
-from gpt2qa.cli.flags import Parser, add_settings_flags, build_parser, field_docs
+from gpt2qa.cli.commands import Handler, config_from_sources
 from gpt2qa.errors import GPT2QAError
 
-__all__ = ["Parser", "_read_yaml_config", "add_settings_flags", "build_parser",
-           "config_from_sources", "field_docs", "main"]
+if TYPE_CHECKING:
+    from gpt2qa.cli.flags import Parser, add_settings_flags, build_parser, field_docs
+
+__all__ = ["Parser", "add_settings_flags", "build_parser", "config_from_sources", "field_docs",
+           "main"]
+
+_FROM_FLAGS = ("Parser", "add_settings_flags", "build_parser", "field_docs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gpt2qa.cli.flags import build_parser
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers' own per-load progress bars would drown ours.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -40,3 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gpt2qa {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_FLAGS:
+        found = getattr(importlib.import_module(f"{__name__}.flags"), name)
+        globals()[name] = found  # later look-ups skip this function
+        return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

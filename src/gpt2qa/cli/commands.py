@@ -34,7 +34,7 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
     """Dataclass defaults < YAML config file < command-line flags."""
     values: dict[str, Any] = {}
     if config_file:
-        values.update(_read_yaml_config(config_file, set(field_names(cls))))
+        values.update(read_yaml_config(config_file, set(field_names(cls))))
     values.update(given(args, field_names(cls)))
     try:
         return cls(**values)
@@ -42,7 +42,7 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
         raise GPT2QAError(f"bad configuration: {exc}") from None
 
 
-def _read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
+def read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
     from gpt2qa.io import load_yaml_mapping
 
     values = {str(k).replace("-", "_"): v for k, v in load_yaml_mapping(path).items()}
@@ -309,12 +309,3 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         precision=args.precision, log_level=args.log_level,
                         quantize=args.quantize)
     return 0
-
-
-def _missing(message: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise GPT2QAError(message)
-
-    return handler
-
-

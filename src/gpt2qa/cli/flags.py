@@ -20,8 +20,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import gpt2qa.cli.commands as cmd
 from gpt2qa import __version__
-from gpt2qa.cli import commands as cmd
 from gpt2qa.config import (
     DEMO_FIXED,
     MISALIGNED_MODES,
@@ -338,13 +338,3 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(func=cmd.cmd_serve)
     return p
-
-
-def serve_parser() -> Parser:
-    """`python -m gpt2qa.serve`'s parser: the `gpt2qa serve` flags on their own."""
-    parser = Parser(prog="gpt2qa serve", description="serve a gpt2qa model over HTTP")
-    add_serve_arguments(parser)
-    parser.set_defaults(func=cmd.cmd_serve)
-    return parser
-
-

@@ -7,7 +7,7 @@ The package, FastAPI "Bigger Applications" style:
   middleware.py body size/deadline and malformed-JSON guard, header deadline, one-line 422s
   app.py        routes and create_app; the pipeline is a dependency (`get_pipeline`)
   run.py        uvicorn settings, serve_in_thread, serve_forever
-  __main__.py   `python -m gpt2qa.serve` (the flags and handler are in gpt2qa.cli)
+  __main__.py   `python -m gpt2qa.serve`: `main` hands its flags to the CLI's `serve`
 
 Every name below is importable from `gpt2qa.serve`. They load on first use: `gpt2qa --help`
 imports this package for its flags, and FastAPI, uvicorn and torch would cost it seconds.
@@ -16,8 +16,6 @@ imports this package for its flags, and FastAPI, uvicorn and torch would cost it
 from __future__ import annotations
 
 import importlib
-import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,19 +57,12 @@ __all__ = [
     "BatchResponse", "BodySizeLimit", "CandidateOut", "ErrorResponse", "Health", "Limits",
     "MicroBatcher", "ModelInfo", "ServeSettings", "answer_from_prediction", "body_problem",
     "create_app", "get_batcher", "get_pipeline", "get_settings", "http_protocol",
-    "invalid_request", "load_page", "main", "model_info", "readable_errors", "serve_forever",
+    "invalid_request", "load_page", "model_info", "readable_errors", "serve_forever",
     "serve_in_thread", "uvicorn_config", "validation_message",
 ]
 
 # Searched in this order, lightest first, so that the CLI's names never load FastAPI or torch.
 _MODULES = ("settings", "schemas", "batcher", "middleware", "app", "run")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m gpt2qa.serve ...`: `gpt2qa serve` with these flags (exit status as the CLI's)."""
-    from gpt2qa.cli import main as cli_main  # the CLI imports this package to build its parser
-
-    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 def __getattr__(name: str) -> Any:

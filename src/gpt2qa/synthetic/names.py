@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from gpt2qa.synthetic.settings import SPLITS, Split
 from gpt2qa.synthetic.templates import (
-    _CODAS,
-    _OCCUPATIONS,
-    _PRODUCTS,
-    _RELATIONS,
-    _SYLLABLES,
+    CODAS,
     COMPANY_SUFFIXES,
+    OCCUPATIONS,
+    PRODUCTS,
+    RELATIONS,
+    SYLLABLES,
 )
 
 
@@ -28,7 +28,7 @@ def syllable_word(rng: random.Random, n_syllables: int, syllables: Sequence[str]
 
 
 @dataclass(frozen=True)
-class _Entity:
+class Entity:
     """An invented entity. ``name`` is what templates insert ("Zorbel River", "Mount Hask")."""
 
     name: str
@@ -41,7 +41,7 @@ class _Entity:
         return f"the {self.name}" if self.kind == "river" else self.name
 
 
-class _NameBook:
+class NameBook:
     """Fresh name words for one split: never reused, never a template word, and always in
     this split's third of the CRC-32 partition (so no name word is shared between splits)."""
 
@@ -55,29 +55,29 @@ class _NameBook:
         rng = self._rng
         while True:
             n = 2 if rng.random() < 0.7 else 3
-            word = syllable_word(rng, n, _SYLLABLES, _CODAS)
+            word = syllable_word(rng, n, SYLLABLES, CODAS)
             if (word in self._used or word in self._reserved
                     or zlib.crc32(word.encode("ascii")) % len(SPLITS) != self._part):
                 continue
             self._used.add(word)
             return word.capitalize()
 
-    def entity(self, kind: str, surname: str | None = None) -> _Entity:
+    def entity(self, kind: str, surname: str | None = None) -> Entity:
         if kind == "person":
             last = surname or self.word()
-            return _Entity(f"{self.word()} {last}", kind, last)
+            return Entity(f"{self.word()} {last}", kind, last)
         if kind == "city":
-            return _Entity(self.word(), kind)
+            return Entity(self.word(), kind)
         if kind == "company":
-            return _Entity(f"{self.word()} {self._rng.choice(COMPANY_SUFFIXES)}", kind)
+            return Entity(f"{self.word()} {self._rng.choice(COMPANY_SUFFIXES)}", kind)
         if kind == "river":
-            return _Entity(f"{self.word()} River", kind)
+            return Entity(f"{self.word()} River", kind)
         if kind == "mountain":
-            return _Entity(f"Mount {self.word()}", kind)
+            return Entity(f"Mount {self.word()}", kind)
         raise RuntimeError(f"no entity kind {kind!r}")
 
 
-def _value(rng: random.Random, kind: str, used: set[str]) -> str:
+def fresh_value(rng: random.Random, kind: str, used: set[str]) -> str:
     """A value of a non-entity kind, distinct from the passage's other values when possible."""
     text = ""
     for _ in range(40):
@@ -92,11 +92,11 @@ def _value(rng: random.Random, kind: str, used: set[str]) -> str:
         elif kind == "height":
             text = f"{rng.randint(900, 8400):,} metres"
         elif kind == "occupation":
-            text = rng.choice(_OCCUPATIONS)
+            text = rng.choice(OCCUPATIONS)
         elif kind == "product":
-            text = rng.choice(_PRODUCTS)
+            text = rng.choice(PRODUCTS)
         elif kind == "relation":
-            return rng.choice(_RELATIONS)
+            return rng.choice(RELATIONS)
         else:
             raise RuntimeError(f"no value kind {kind!r}")
         if text not in used:

@@ -16,17 +16,17 @@ from types import MappingProxyType
 from typing import Literal
 
 from gpt2qa.synthetic import templates
-from gpt2qa.synthetic.names import _Entity, _NameBook, _value
+from gpt2qa.synthetic.names import Entity, NameBook, fresh_value
 from gpt2qa.synthetic.settings import SplitPreset
 from gpt2qa.synthetic.slots import (
-    _all_claims,
-    _field_kind,
-    _fields,
-    _fill,
-    _is_secondary,
-    _template_fields,
+    all_claims,
+    field_kind,
+    field_names,
+    fill,
+    is_secondary,
+    template_fields,
 )
-from gpt2qa.synthetic.templates import ENTITY_KINDS, _Template
+from gpt2qa.synthetic.templates import ENTITY_KINDS, Template
 
 Polarity = Literal["plain", "affirm", "deny", "twin"]
 
@@ -38,18 +38,18 @@ class _Block:
     ``twin`` prints ``affirm`` in the first paragraph of a twin pair and ``deny`` in the second.
     """
 
-    template: _Template
+    template: Template
     values: Mapping[str, str]
-    entities: Mapping[str, _Entity]
+    entities: Mapping[str, Entity]
     polarity: Polarity
 
 
 @dataclass
-class _PlanState:
+class PlanState:
     """What a passage plan has used so far (local to one plan)."""
 
-    main: _Entity
-    entities: list[_Entity]
+    main: Entity
+    entities: list[Entity]
     bindable: set[str]
     claims: set[tuple[str, str]]
     used_values: set[str]
@@ -57,12 +57,12 @@ class _PlanState:
 
 
 @functools.cache
-def _topic_kinds(tpl: _Template) -> frozenset[str]:
-    kinds = (_field_kind(f) for f in _template_fields(tpl) if not _is_secondary(f))
+def _topic_kinds(tpl: Template) -> frozenset[str]:
+    kinds = (field_kind(f) for f in template_fields(tpl) if not is_secondary(f))
     return frozenset(kind for kind in kinds if kind in ENTITY_KINDS)
 
 
-def _add_block(rng: random.Random, names: _NameBook, state: _PlanState, preset: SplitPreset,
+def add_block(rng: random.Random, names: NameBook, state: PlanState, preset: SplitPreset,
                two_way: bool, polarity: Polarity) -> None:
     """Choose a template, fill its slots and append the sentence to the plan."""
     first = not state.blocks
@@ -75,29 +75,29 @@ def _add_block(rng: random.Random, names: _NameBook, state: _PlanState, preset: 
                for t in pool]
     tpl = rng.choices(pool, weights)[0]
 
-    fields = _template_fields(tpl)
+    fields = template_fields(tpl)
     needs: dict[str, set[str]] = {f: set() for f in fields}
-    for name, attr in _all_claims(tpl):
+    for name, attr in all_claims(tpl):
         needs[name].add(attr)
-    has_relation = any(_field_kind(f) == "relation" for f in fields)
+    has_relation = any(field_kind(f) == "relation" for f in fields)
     values: dict[str, str] = {}
-    entities: dict[str, _Entity] = {}
-    new: list[_Entity] = []
+    entities: dict[str, Entity] = {}
+    new: list[Entity] = []
     main_placed = False
     # Primary slots first, so a relative ({p2}) can take the surname of {p}.
-    for name in sorted(fields, key=lambda f: (_is_secondary(f), fields.index(f))):
-        kind = _field_kind(name)
+    for name in sorted(fields, key=lambda f: (is_secondary(f), fields.index(f))):
+        kind = field_kind(name)
         if kind not in ENTITY_KINDS:
-            values[name] = _value(rng, kind, state.used_values)
+            values[name] = fresh_value(rng, kind, state.used_values)
             continue
         taken = {e.name for e in entities.values()}
         eligible = [e for e in state.entities
                     if e.kind == kind and e.name in state.bindable and e.name not in taken
                     and not any((e.name, a) in state.claims for a in needs[name])]
-        chosen: _Entity | None = None
-        if first and not main_placed and kind == state.main.kind and not _is_secondary(name):
+        chosen: Entity | None = None
+        if first and not main_placed and kind == state.main.kind and not is_secondary(name):
             chosen, main_placed = state.main, True
-        elif _is_secondary(name):
+        elif is_secondary(name):
             if eligible and rng.random() < 0.15:
                 chosen = rng.choice(eligible)
         elif state.main in eligible and rng.random() < 0.7:
@@ -113,7 +113,7 @@ def _add_block(rng: random.Random, names: _NameBook, state: _PlanState, preset: 
         entities[name] = chosen
         values[name] = chosen.name
 
-    in_both = set(_fields(tpl.affirm)) & set(_fields(tpl.deny)) if tpl.two_way else set(fields)
+    in_both = set(field_names(tpl.affirm)) & set(field_names(tpl.deny)) if tpl.two_way else set(fields)
     for name, ent in entities.items():
         if ent in new:
             state.entities.append(ent)
@@ -121,46 +121,46 @@ def _add_block(rng: random.Random, names: _NameBook, state: _PlanState, preset: 
             # the other twin would mention it without introducing it.
             if name in in_both:
                 state.bindable.add(ent.name)
-    for name, attr in _all_claims(tpl):
+    for name, attr in all_claims(tpl):
         state.claims.add((entities[name].name, attr))
     state.blocks.append(_Block(tpl, MappingProxyType(values), MappingProxyType(entities),
                                polarity))
 
 
 @dataclass(frozen=True)
-class _Span:
+class Span:
     text: str
     start: int
 
 
 @dataclass(frozen=True)
 class _Fact:
-    entity: _Entity
+    entity: Entity
     attr: str
-    value: _Span
+    value: Span
     after: bool
 
 
 @dataclass(frozen=True)
 class _Mention:
     kind: str
-    span: _Span
+    span: Span
 
 
 @dataclass(frozen=True)
-class _Paragraph:
+class Paragraph:
     context: str
     facts: tuple[_Fact, ...]
     probes: tuple[_Fact, ...]          # two-way pivots printed in their deny version
-    mentions: Mapping[str, _Entity]    # entities printed, by name
+    mentions: Mapping[str, Entity]    # entities printed, by name
     spans: tuple[_Mention, ...]        # every printed slot value
 
 
-def _render(blocks: Sequence[_Block], deny_twin: bool) -> _Paragraph:
+def render(blocks: Sequence[_Block], deny_twin: bool) -> Paragraph:
     sentences: list[str] = []
     facts: list[_Fact] = []
     probes: list[_Fact] = []
-    mentions: dict[str, _Entity] = {}
+    mentions: dict[str, Entity] = {}
     spans: list[_Mention] = []
     offset = 0
     for block in blocks:
@@ -169,13 +169,13 @@ def _render(blocks: Sequence[_Block], deny_twin: bool) -> _Paragraph:
         if polarity == "twin":
             polarity = "deny" if deny_twin else "affirm"
         text_tpl = tpl.deny if polarity == "deny" and tpl.deny is not None else tpl.affirm
-        sentence, local = _fill(text_tpl, block.values)
-        at = {name: _Span(block.values[name], offset + start)
+        sentence, local = fill(text_tpl, block.values)
+        at = {name: Span(block.values[name], offset + start)
               for name, (start, _end) in local.items()}
         for name, span in at.items():
             if name in block.entities:
                 mentions.setdefault(block.entities[name].name, block.entities[name])
-            spans.append(_Mention(_field_kind(name), span))
+            spans.append(_Mention(field_kind(name), span))
         if polarity == "deny":
             facts.extend(_Fact(block.entities[f.entity], f.attr, at[f.value], False)
                          for f in tpl.deny_facts)
@@ -188,6 +188,6 @@ def _render(blocks: Sequence[_Block], deny_twin: bool) -> _Paragraph:
                          for f in tpl.pivots)
         sentences.append(sentence)
         offset += len(sentence) + 1
-    return _Paragraph(" ".join(sentences), tuple(facts), tuple(probes),
+    return Paragraph(" ".join(sentences), tuple(facts), tuple(probes),
                       MappingProxyType(mentions), tuple(spans))
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.synthetic.names import _Entity, _NameBook
-from gpt2qa.synthetic.plan import _Paragraph, _Span
-from gpt2qa.synthetic.templates import _ATTRIBUTES, _ATTRS_BY_KIND
+from gpt2qa.synthetic.names import Entity, NameBook
+from gpt2qa.synthetic.plan import Paragraph, Span
+from gpt2qa.synthetic.templates import ATTRIBUTES, ATTRS_BY_KIND
 
 QuestionKind = Literal["ans", "ans-after", "unans", "unans-after"]
 QUESTION_KINDS: tuple[QuestionKind, ...] = ("ans", "ans-after", "unans", "unans-after")
@@ -36,16 +36,16 @@ def question_kind(qas_id: str) -> QuestionKind:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     """A possible question: about ``entity``'s ``attr``, with its answer or distractor span.
 
     ``absent`` marks an unanswerable question about a namesake of ``entity`` who is not in the
     passage (same surname, new first name); the name is drawn only when the question is used.
     """
 
-    entity: _Entity
+    entity: Entity
     attr: str
-    span: _Span
+    span: Span
     impossible: bool
     after: bool
     weight: float = 1.0
@@ -64,14 +64,14 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class _Pools:
-    answerable: tuple[_Candidate, ...]
-    after: tuple[_Candidate, ...]
-    other: tuple[_Candidate, ...]
+    answerable: tuple[Candidate, ...]
+    after: tuple[Candidate, ...]
+    other: tuple[Candidate, ...]
 
     def enough(self, n_questions: int, unanswerable_fraction: float) -> bool:
         """Whether ``n_questions`` distinct questions of the kinds allowed can be asked."""
         if unanswerable_fraction == 0.0:
-            pools: tuple[_Candidate, ...] = self.answerable
+            pools: tuple[Candidate, ...] = self.answerable
         elif unanswerable_fraction == 1.0:
             pools = (*self.after, *self.other)
         else:
@@ -79,40 +79,40 @@ class _Pools:
         return len({(c.entity.name, c.attr) for c in pools}) >= n_questions
 
 
-def _candidates(rng: random.Random, para: _Paragraph) -> _Pools:
-    answerable = tuple(_Candidate(f.entity, f.attr, f.value, False, f.after) for f in para.facts)
-    after = tuple(_Candidate(p.entity, p.attr, p.value, True, True) for p in para.probes)
+def candidates(rng: random.Random, para: Paragraph) -> _Pools:
+    answerable = tuple(Candidate(f.entity, f.attr, f.value, False, f.after) for f in para.facts)
+    after = tuple(Candidate(p.entity, p.attr, p.value, True, True) for p in para.probes)
     settled = {(f.entity.name, f.attr) for f in (*para.facts, *para.probes)}
-    other: list[_Candidate] = []
+    other: list[Candidate] = []
     for ent in para.mentions.values():
-        for attr in _ATTRS_BY_KIND[ent.kind]:
+        for attr in ATTRS_BY_KIND[ent.kind]:
             if (ent.name, attr) in settled:
                 continue
-            vkind = _ATTRIBUTES[(ent.kind, attr)][0]
+            vkind = ATTRIBUTES[(ent.kind, attr)][0]
             # Best distractor: the same attribute of another entity ("born in 1832" for the
             # sister); then another attribute of the same value kind; then any such value.
             tiers = (
                 (4.0, [f.value for f in para.facts
                        if f.attr == attr and f.entity.kind == ent.kind and f.entity != ent]),
                 (2.0, [f.value for f in para.facts
-                       if _ATTRIBUTES[(f.entity.kind, f.attr)][0] == vkind
+                       if ATTRIBUTES[(f.entity.kind, f.attr)][0] == vkind
                        and f.value.text != ent.name]),
                 (1.0, [m.span for m in para.spans
                        if m.kind == vkind and m.span.text != ent.name]),
             )
             for weight, spans in tiers:
                 if spans:
-                    other.append(_Candidate(ent, attr, rng.choice(spans), True, False, weight))
+                    other.append(Candidate(ent, attr, rng.choice(spans), True, False, weight))
                     break
     # A namesake who is not in the passage, asked about a fact stated for a relative.
     for fact in para.facts:
         if fact.entity.kind == "person":
-            other.append(_Candidate(fact.entity, fact.attr, fact.value, True, False, 0.5, True))
+            other.append(Candidate(fact.entity, fact.attr, fact.value, True, False, 0.5, True))
     return _Pools(answerable, after, tuple(other))
 
 
 @dataclass
-class _Quota:
+class Quota:
     """Keeps the split's unanswerable fraction and after-distractor share on target.
 
     Error diffusion: whatever a paragraph could not supply is added to the next one's target.
@@ -135,7 +135,7 @@ class _Quota:
     def want_after(self, rng: random.Random) -> bool:
         return rng.random() < self.after_share + self.after_debt
 
-    def balance(self, cand: _Candidate) -> float:
+    def balance(self, cand: Candidate) -> float:
         """Weight factor: above 1 when asking ``cand`` evens out its attribute's rate."""
         answerable, unanswerable = self.per_attr.get((cand.entity.kind, cand.attr), [0, 0])
         # Smoothed towards the target so that the first few questions move nothing.
@@ -143,7 +143,7 @@ class _Quota:
         gap = rate - self.unanswerable_fraction
         return math.exp(-8.0 * gap if cand.impossible else 8.0 * gap)
 
-    def record(self, chosen: Sequence[_Candidate]) -> None:
+    def record(self, chosen: Sequence[Candidate]) -> None:
         unanswerable = [c for c in chosen if c.impossible]
         self.unanswerable_debt += self.unanswerable_fraction * len(chosen) - len(unanswerable)
         for cand in unanswerable:
@@ -153,17 +153,17 @@ class _Quota:
                 int(cand.impossible)] += 1
 
 
-def _take(rng: random.Random, pool: Sequence[_Candidate], used: set[tuple[str, str, bool]],
-          asked: set[tuple[str, str]], quota: _Quota) -> _Candidate | None:
+def _take(rng: random.Random, pool: Sequence[Candidate], used: set[tuple[str, str, bool]],
+          asked: set[tuple[str, str]], quota: Quota) -> Candidate | None:
     left = [c for c in pool if c.key not in used and (c.entity.name, c.attr) not in asked]
     if not left:
         return None
     return rng.choices(left, [c.weight * quota.balance(c) for c in left])[0]
 
 
-def _choose(rng: random.Random, pools: _Pools, n_questions: int, quota: _Quota,
-            forced: _Candidate | None) -> list[_Candidate]:
-    chosen: list[_Candidate] = [forced] if forced is not None else []
+def choose(rng: random.Random, pools: _Pools, n_questions: int, quota: Quota,
+            forced: Candidate | None) -> list[Candidate]:
+    chosen: list[Candidate] = [forced] if forced is not None else []
     low = 1 if forced is not None and forced.impossible else 0
     high = n_questions - (1 if forced is not None and not forced.impossible else 0)
     n_unans = quota.n_unanswerable(rng, n_questions, low, high)
@@ -193,13 +193,13 @@ def _choose(rng: random.Random, pools: _Pools, n_questions: int, quota: _Quota,
     return chosen
 
 
-def _qa(rng: random.Random, names: _NameBook, cand: _Candidate, qas_id: str,
+def qa_entry(rng: random.Random, names: NameBook, cand: Candidate, qas_id: str,
         phrasing: float | None = None) -> dict[str, Any]:
     """One SQuAD question; ``phrasing`` in [0, 1) picks the wording (random when None)."""
     entity = cand.entity
     if cand.absent:
         entity = names.entity("person", entity.surname)
-    patterns = _ATTRIBUTES[(entity.kind, cand.attr)][1]
+    patterns = ATTRIBUTES[(entity.kind, cand.attr)][1]
     pick = rng.random() if phrasing is None else phrasing
     question = patterns[int(pick * len(patterns))].format(e=entity.surface)
     answer = {"text": cand.span.text, "answer_start": cand.span.start}

@@ -13,31 +13,31 @@ from collections.abc import Mapping
 
 from gpt2qa.synthetic import templates
 from gpt2qa.synthetic.templates import (
-    _ATTRIBUTES,
-    _FIELD_KINDS,
-    _OCCUPATIONS,
-    _PRODUCTS,
-    _RELATIONS,
+    ATTRIBUTES,
     COMPANY_SUFFIXES,
     ENTITY_KINDS,
-    _FactSpec,
-    _Template,
+    FIELD_KINDS,
+    OCCUPATIONS,
+    PRODUCTS,
+    RELATIONS,
+    FactSpec,
+    Template,
 )
 
 
 @functools.cache
-def _field_kind(name: str) -> str:
+def field_kind(name: str) -> str:
     match = re.fullmatch(r"([a-z]+?)(\d*)", name)
-    if match is None or match.group(1) not in _FIELD_KINDS:
+    if match is None or match.group(1) not in FIELD_KINDS:
         raise RuntimeError(f"synthetic template field {{{name}}} has no known kind")
-    return _FIELD_KINDS[match.group(1)]
+    return FIELD_KINDS[match.group(1)]
 
 
-def _is_secondary(name: str) -> bool:
+def is_secondary(name: str) -> bool:
     return name[-1].isdigit()
 
 
-def _fields(text: str) -> list[str]:
+def field_names(text: str) -> list[str]:
     """Field names in order of first appearance."""
     out: list[str] = []
     for _literal, name, _spec, _conv in string.Formatter().parse(text):
@@ -47,21 +47,21 @@ def _fields(text: str) -> list[str]:
 
 
 @functools.cache
-def _template_fields(tpl: _Template) -> tuple[str, ...]:
-    names = _fields(tpl.affirm)
-    for name in _fields(tpl.deny or ""):
+def template_fields(tpl: Template) -> tuple[str, ...]:
+    names = field_names(tpl.affirm)
+    for name in field_names(tpl.deny or ""):
         if name not in names:
             names.append(name)
     return tuple(names)
 
 
-def _all_claims(tpl: _Template) -> list[tuple[str, str]]:
+def all_claims(tpl: Template) -> list[tuple[str, str]]:
     """Every (field, attribute) the template settles, in either version."""
     claims = [(f.entity, f.attr) for f in (*tpl.facts, *tpl.pivots, *tpl.deny_facts)]
     return claims + list(tpl.unknown)
 
 
-def _fill(text: str, values: Mapping[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
+def fill(text: str, values: Mapping[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
     """Fill ``{field}`` slots; return the sentence and each field's first (start, end)."""
     parts: list[str] = []
     spans: dict[str, tuple[int, int]] = {}
@@ -91,20 +91,20 @@ def check_templates() -> None:
     # Read through the module, so that a test can swap in a broken template.
     for tpl in (*templates._PLAIN_TEMPLATES, *templates._TWO_WAY_TEMPLATES):
         where = f"synthetic template {tpl.affirm!r}"
-        fields = _template_fields(tpl)
-        kinds = {name: _field_kind(name) for name in fields}
-        groups: list[tuple[str, tuple[_FactSpec, ...]]] = [
+        fields = template_fields(tpl)
+        kinds = {name: field_kind(name) for name in fields}
+        groups: list[tuple[str, tuple[FactSpec, ...]]] = [
             (tpl.affirm, tpl.facts + tpl.pivots), (tpl.deny or "", tpl.deny_facts)]
         for text, facts in groups:
-            present = set(_fields(text))
+            present = set(field_names(text))
             for fact in facts:
                 key = (kinds.get(fact.entity, "?"), fact.attr)
-                if key not in _ATTRIBUTES or _ATTRIBUTES[key][0] != kinds.get(fact.value):
+                if key not in ATTRIBUTES or ATTRIBUTES[key][0] != kinds.get(fact.value):
                     raise RuntimeError(f"{where}: fact {fact} does not fit the field kinds")
                 if not {fact.entity, fact.value} <= present:
                     raise RuntimeError(f"{where}: fact {fact} uses a field its text lacks")
         for name, attr in tpl.unknown:
-            if (kinds.get(name, "?"), attr) not in _ATTRIBUTES:
+            if (kinds.get(name, "?"), attr) not in ATTRIBUTES:
                 raise RuntimeError(f"{where}: unknown ({name}, {attr}) does not fit")
         if tpl.deny is None:
             if tpl.pivots or tpl.deny_facts:
@@ -112,13 +112,13 @@ def check_templates() -> None:
             continue
         if not tpl.pivots:
             raise RuntimeError(f"{where}: a two-way template needs a pivot")
-        one_sided = set(_fields(tpl.affirm)) ^ set(_fields(tpl.deny))
-        if any(not _is_secondary(n) and kinds[n] in ENTITY_KINDS for n in one_sided):
+        one_sided = set(field_names(tpl.affirm)) ^ set(field_names(tpl.deny))
+        if any(not is_secondary(n) and kinds[n] in ENTITY_KINDS for n in one_sided):
             raise RuntimeError(f"{where}: only secondary entity fields may occur in one version")
         # Distinct placeholder values show where the two versions part.
         probe = {name: f"<{name}>" for name in fields}
-        affirm, a_spans = _fill(tpl.affirm, probe)
-        deny, d_spans = _fill(tpl.deny, probe)
+        affirm, a_spans = fill(tpl.affirm, probe)
+        deny, d_spans = fill(tpl.deny, probe)
         for pivot in tpl.pivots:
             end = a_spans[pivot.value][1]
             if a_spans[pivot.value] != d_spans.get(pivot.value) or affirm[:end] != deny[:end]:
@@ -135,9 +135,9 @@ def template_vocabulary() -> frozenset[str]:
     texts: list[str] = []
     for tpl in (*templates._PLAIN_TEMPLATES, *templates._TWO_WAY_TEMPLATES):
         texts.extend([tpl.affirm, tpl.deny or ""])
-    for _kind, patterns in _ATTRIBUTES.values():
+    for _kind, patterns in ATTRIBUTES.values():
         texts.extend(patterns)
-    texts.extend([*_OCCUPATIONS, *_PRODUCTS, *_RELATIONS, *COMPANY_SUFFIXES,
+    texts.extend([*OCCUPATIONS, *PRODUCTS, *RELATIONS, *COMPANY_SUFFIXES,
                   "mount", "river", "the", "kilometres", "metres"])
     words: set[str] = set()
     for text in texts:

@@ -15,14 +15,14 @@ ENTITY_KINDS = ("person", "city", "company", "river", "mountain")
 
 # Template field name prefix -> kind.  A field is the prefix plus an optional digit ("p2");
 # a digit marks a secondary slot that usually gets a new entity.
-_FIELD_KINDS: Mapping[str, str] = MappingProxyType({
+FIELD_KINDS: Mapping[str, str] = MappingProxyType({
     "p": "person", "c": "city", "co": "company", "r": "river", "m": "mountain",
     "y": "year", "n": "population", "k": "count", "len": "length", "h": "height",
     "occ": "occupation", "prod": "product", "rel": "relation",
 })
 
 # (entity kind, attribute) -> (kind of the value, question patterns).
-_ATTRIBUTES: Mapping[tuple[str, str], tuple[str, tuple[str, ...]]] = MappingProxyType({
+ATTRIBUTES: Mapping[tuple[str, str], tuple[str, tuple[str, ...]]] = MappingProxyType({
     ("person", "birth_year"): ("year", ("When was {e} born?", "In what year was {e} born?")),
     ("person", "death_year"): ("year", ("When did {e} die?", "In what year did {e} die?")),
     ("person", "birthplace"): ("city", ("Where was {e} born?", "In which town was {e} born?")),
@@ -51,28 +51,28 @@ _ATTRIBUTES: Mapping[tuple[str, str], tuple[str, tuple[str, ...]]] = MappingProx
                                                "Who was the first to climb {e}?")),
 })
 
-_ATTRS_BY_KIND: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    kind: tuple(attr for (k, attr) in _ATTRIBUTES if k == kind) for kind in ENTITY_KINDS})
+ATTRS_BY_KIND: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    kind: tuple(attr for (k, attr) in ATTRIBUTES if k == kind) for kind in ENTITY_KINDS})
 
 # Occupations start with a consonant so that "a {occ}" reads right.
-_OCCUPATIONS = ("painter", "printer", "sailor", "teacher", "doctor", "poet", "merchant",
+OCCUPATIONS = ("painter", "printer", "sailor", "teacher", "doctor", "poet", "merchant",
                 "lawyer", "botanist", "clockmaker", "surveyor", "singer", "miner", "baker",
                 "weaver", "carpenter", "tailor", "potter", "banker", "judge")
-_PRODUCTS = ("glass", "rope", "clocks", "paper", "bicycles", "soap", "lamps", "maps", "tea",
+PRODUCTS = ("glass", "rope", "clocks", "paper", "bicycles", "soap", "lamps", "maps", "tea",
              "salt", "bells", "boats", "candles", "cloth", "shoes", "pianos")
-_RELATIONS = ("sister", "brother", "cousin", "son", "daughter", "niece", "nephew")
+RELATIONS = ("sister", "brother", "cousin", "son", "daughter", "niece", "nephew")
 COMPANY_SUFFIXES = ("Works", "Mills", "Company", "Foundry", "Traders")
 
 # Name words are syllable strings with an optional final consonant.
-_SYLLABLES = ("ba", "be", "bo", "da", "de", "di", "do", "fa", "fe", "ga", "go", "ha", "he",
+SYLLABLES = ("ba", "be", "bo", "da", "de", "di", "do", "fa", "fe", "ga", "go", "ha", "he",
               "ka", "ke", "ki", "ko", "la", "le", "li", "lo", "ma", "me", "mi", "mo", "na",
               "ne", "ni", "no", "pa", "pe", "ra", "re", "ri", "ro", "sa", "se", "si", "so",
               "ta", "te", "ti", "to", "va", "ve", "vi", "za", "zo")
-_CODAS = ("", "", "n", "r", "l", "s", "k", "m", "th")
+CODAS = ("", "", "n", "r", "l", "s", "k", "m", "th")
 
 
 @dataclass(frozen=True)
-class _FactSpec:
+class FactSpec:
     """``entity`` field has attribute ``attr`` equal to the ``value`` field."""
 
     entity: str
@@ -80,18 +80,18 @@ class _FactSpec:
     value: str
 
 
-def _facts(*specs: str) -> tuple[_FactSpec, ...]:
-    """Parse ``"p.birth_year=y"`` into a `_FactSpec`."""
+def _facts(*specs: str) -> tuple[FactSpec, ...]:
+    """Parse ``"p.birth_year=y"`` into a `FactSpec`."""
     out = []
     for spec in specs:
         left, value = spec.split("=")
         entity, attr = left.split(".")
-        out.append(_FactSpec(entity, attr, value))
+        out.append(FactSpec(entity, attr, value))
     return tuple(out)
 
 
 @dataclass(frozen=True)
-class _Template:
+class Template:
     """One sentence pattern with ``{field}`` slots.
 
     A plain template states ``facts``. A two-way template also has a ``deny`` text: ``affirm``
@@ -102,10 +102,10 @@ class _Template:
     """
 
     affirm: str
-    facts: tuple[_FactSpec, ...] = ()
+    facts: tuple[FactSpec, ...] = ()
     deny: str | None = None
-    deny_facts: tuple[_FactSpec, ...] = ()
-    pivots: tuple[_FactSpec, ...] = ()
+    deny_facts: tuple[FactSpec, ...] = ()
+    pivots: tuple[FactSpec, ...] = ()
     unknown: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -113,17 +113,17 @@ class _Template:
         return self.deny is not None
 
 
-def _plain(text: str, *facts: str, unknown: tuple[tuple[str, str], ...] = ()) -> _Template:
-    return _Template(affirm=text, facts=_facts(*facts), unknown=unknown)
+def _plain(text: str, *facts: str, unknown: tuple[tuple[str, str], ...] = ()) -> Template:
+    return Template(affirm=text, facts=_facts(*facts), unknown=unknown)
 
 
 def _two_way(affirm: str, deny: str, pivots: Sequence[str], facts: Sequence[str] = (),
-             deny_facts: Sequence[str] = ()) -> _Template:
-    return _Template(affirm=affirm, deny=deny, pivots=_facts(*pivots), facts=_facts(*facts),
+             deny_facts: Sequence[str] = ()) -> Template:
+    return Template(affirm=affirm, deny=deny, pivots=_facts(*pivots), facts=_facts(*facts),
                      deny_facts=_facts(*deny_facts))
 
 
-_PLAIN_TEMPLATES: tuple[_Template, ...] = (
+_PLAIN_TEMPLATES: tuple[Template, ...] = (
     # people
     _plain("{p} was born in {y} in {c}.", "p.birth_year=y", "p.birthplace=c"),
     _plain("{p} was a {occ} born in {c} in {y}.", "p.occupation=occ", "p.birthplace=c",
@@ -169,7 +169,7 @@ _PLAIN_TEMPLATES: tuple[_Template, ...] = (
     _plain("The {r} rises on {m}, which is {h} high.", "r.source=m", "m.height=h"),
 )
 
-_TWO_WAY_TEMPLATES: tuple[_Template, ...] = (
+_TWO_WAY_TEMPLATES: tuple[Template, ...] = (
     # people
     _two_way("In {y}, {p} was born in {c}.",
              "In {y}, {p}'s {rel} {p2} was born in {c}.",

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import write_json_atomic
-from gpt2qa.synthetic.names import _NameBook
-from gpt2qa.synthetic.plan import _add_block, _PlanState, _render
-from gpt2qa.synthetic.questions import _Candidate, _candidates, _choose, _qa, _Quota
+from gpt2qa.synthetic.names import NameBook
+from gpt2qa.synthetic.plan import PlanState, add_block, render
+from gpt2qa.synthetic.questions import Candidate, Quota, candidates, choose, qa_entry
 from gpt2qa.synthetic.settings import MAX_SENTENCES, Split, SyntheticConfig
 from gpt2qa.synthetic.slots import check_templates, template_vocabulary
 
@@ -26,8 +26,8 @@ def generate(config: SyntheticConfig) -> dict[str, Any]:
     check_templates()
     preset = config.preset
     rng = random.Random(f"gpt2qa.synthetic/{config.split}/{config.seed}")
-    names = _NameBook(rng, config.split, template_vocabulary())
-    quota = _Quota(config.unanswerable_fraction, preset.after_distractor_share)
+    names = NameBook(rng, config.split, template_vocabulary())
+    quota = Quota(config.unanswerable_fraction, preset.after_distractor_share)
     twins_allowed = 0.0 < config.unanswerable_fraction < 1.0
     # A twin article holds two paragraphs: pairing a share t' of articles puts a share
     # 2t'/(1+t') of paragraphs in pairs, so t' = t/(2-t) gives twin_fraction t.
@@ -43,27 +43,27 @@ def generate(config: SyntheticConfig) -> dict[str, Any]:
         pivot_at = rng.randrange(n_sentences) if twin else -1
         main_kind = rng.choices(list(kind_weights), list(kind_weights.values()))[0]
         main = names.entity(main_kind)
-        state = _PlanState(main, [main], {main.name}, set(), set())
+        state = PlanState(main, [main], {main.name}, set(), set())
         for i in range(n_sentences):
             if i == pivot_at:
-                _add_block(rng, names, state, preset, True, "twin")
+                add_block(rng, names, state, preset, True, "twin")
             elif rng.random() < preset.two_way_rate:
-                _add_block(rng, names, state, preset, True, rng.choice(("affirm", "deny")))
+                add_block(rng, names, state, preset, True, rng.choice(("affirm", "deny")))
             else:
-                _add_block(rng, names, state, preset, False, "plain")
+                add_block(rng, names, state, preset, False, "plain")
         versions = (False, True) if twin else (False,)
         for extra in range(MAX_SENTENCES + 1):
-            paragraphs = [_render(state.blocks, deny) for deny in versions]
-            pools = [_candidates(rng, para) for para in paragraphs]
+            paragraphs = [render(state.blocks, deny) for deny in versions]
+            pools = [candidates(rng, para) for para in paragraphs]
             if all(p.enough(n_q, config.unanswerable_fraction) for p in pools):
                 break
             if extra == MAX_SENTENCES:
                 raise GPT2QAError(f"SyntheticConfig.questions_per_passage: cannot find {n_q} "
                                   "distinct questions of the allowed kinds for a passage")
             # Rare ("never married" settles no answerable pair): add a sentence.
-            _add_block(rng, names, state, preset, False, "plain")
+            add_block(rng, names, state, preset, False, "plain")
 
-        forced: list[_Candidate | None] = [None] * len(versions)
+        forced: list[Candidate | None] = [None] * len(versions)
         if twin:
             pivot = rng.choice(state.blocks[pivot_at].template.pivots)
             ent = state.blocks[pivot_at].entities[pivot.entity]
@@ -74,8 +74,8 @@ def generate(config: SyntheticConfig) -> dict[str, Any]:
         twin_phrasing = rng.random()
         paras_out = []
         for para, pool, force in zip(paragraphs, pools, forced, strict=True):
-            chosen = _choose(rng, pool, n_q, quota, force)
-            qas = [_qa(rng, names, cand,
+            chosen = choose(rng, pool, n_q, quota, force)
+            qas = [qa_entry(rng, names, cand,
                        f"{config.split}-{config.seed}-{n_done:05d}-{j:02d}-{cand.kind}",
                        twin_phrasing if cand is force else None)
                    for j, cand in enumerate(chosen)]

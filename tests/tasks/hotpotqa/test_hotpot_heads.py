@@ -13,7 +13,6 @@ import torch
 from gpt2qa.batching import collate
 from gpt2qa.checkpoint import load_model, save_model
 from gpt2qa.cli import main
-from gpt2qa.cli.commands import read_yaml_config as _read_yaml_config
 from gpt2qa.config import QAConfig
 from gpt2qa.decode import WindowOutput
 from gpt2qa.errors import GPT2QAError
@@ -180,10 +179,11 @@ def test_real_tokenizer_real_sample(tmp_path: Path, capsys, shared_data) -> None
 
 
 def test_recipe_config_parses() -> None:
+    from gpt2qa.cli.commands import read_yaml_config
     from gpt2qa.config import TrainConfig
 
     names = {f for f in TrainConfig.__dataclass_fields__}
     path = Path(__file__).resolve().parents[3] / "configs" / "gpt2-hotpotqa.yaml"
-    config = TrainConfig(**_read_yaml_config(str(path), names))
+    config = TrainConfig(**read_yaml_config(str(path), names))
     assert config.null_position == "last" and config.max_seq_length == 1024
     assert config.train_file == "hotpot_train_v1.1.json"
