@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gpt2qa.tasks.hotpotqa.data import parse_hotpot
 from gpt2qa.hotpot_demo import baseline_predictions, format_hotpot_table, majority_answer
+from gpt2qa.tasks.hotpotqa.data import parse_hotpot
 from gpt2qa.tasks.hotpotqa.metrics import METRIC_KEYS, evaluate_hotpot
 from gpt2qa.tasks.hotpotqa.synthetic import _split_of, generate
 
