@@ -53,6 +53,9 @@ class Task(Protocol):
     A listed setting given away from its default is refused by `refuse_unsupported`."""
     summary_keys: tuple[str, ...]
     """The metrics `gpt2qa train` prints."""
+    context_type: type
+    """What one question's context is in the Python API and over HTTP: str (SQuAD), or list
+    (HotpotQA's [[title, [sentence, ...]], ...]); `example` checks the rest."""
 
     def sniff(self, path: str) -> bool: ...
 

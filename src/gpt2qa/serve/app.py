@@ -1,7 +1,8 @@
 """The FastAPI app: routes on one APIRouter, the pipeline, settings and batcher as dependencies.
 
 Routes:
-  POST /v1/answer        {"question", "context", "top_k"=1, "null_score_diff_threshold"=null}
+  POST /v1/answer        {"question", "context", "top_k"=1, "null_score_diff_threshold"=null};
+                         a HotpotQA model takes "context": [[title, [sentence, ...]], ...]
   POST /v1/answer/batch  {"items": [...]} of the above -> {"results": [...]}
   GET  /v1/model         what the loaded model is and the limits this server enforces
   GET  /healthz          liveness, plus micro-batching counters
@@ -25,7 +26,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from pydantic import TypeAdapter, ValidationError
 
+from gpt2qa.errors import GPT2QAError
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.serve.batcher import MicroBatcher
 from gpt2qa.serve.middleware import BodySizeLimit, invalid_request
@@ -36,11 +39,15 @@ from gpt2qa.serve.schemas import (
     BatchResponse,
     ErrorResponse,
     Health,
+    HotpotAnswerResponse,
+    HotpotCandidate,
     Limits,
     ModelInfo,
     answer_from_prediction,
 )
 from gpt2qa.serve.settings import ServeSettings
+from gpt2qa.task import refuse_unsupported
+from gpt2qa.tasks.hotpotqa.heads import HotpotPrediction
 
 logger = logging.getLogger("gpt2qa.serve")
 
@@ -90,7 +97,7 @@ def model_info(pipeline: QAPipeline, settings: ServeSettings) -> ModelInfo:
     cfg = model.config
     first = next(model.parameters(), None)
     return ModelInfo(
-        head=cfg.head, layout=cfg.layout, null_position=cfg.null_position,
+        task=cfg.task, task_state=cfg.task_state, head=cfg.head, layout=cfg.layout, null_position=cfg.null_position,
         max_seq_length=cfg.max_seq_length, doc_stride=cfg.doc_stride,
         max_query_length=cfg.max_query_length, max_answer_length=cfg.max_answer_length,
         n_best_size=cfg.n_best_size, null_score_diff_threshold=cfg.null_score_diff_threshold,
@@ -112,23 +119,48 @@ def load_page() -> str:
 
 def check_item(item: AnswerRequest, where: str, pipeline: QAPipeline,
                settings: ServeSettings) -> None:
-    """413 for a context over the limit, 422 for top_k over the model's n_best_size."""
-    if len(item.context) > settings.max_context_chars:
-        raise HTTPException(413, f"{where}context has {len(item.context)} characters; this "
+    """413 for a context over the limit; 422 for top_k over the model's n_best_size, a context
+    this model's task cannot read, or a setting it refuses (one line, as the CLI's)."""
+    chars = item.context_chars()
+    if chars > settings.max_context_chars:
+        raise HTTPException(413, f"{where}context has {chars} characters; this "
                                  f"server accepts at most {settings.max_context_chars} "
                                  "(--max-context-chars)")
     n_best = pipeline.model.config.n_best_size
     if item.top_k > n_best:
         raise HTTPException(422, f"invalid request: {where}top_k: must be at most {n_best} "
                                  "(the model's n_best_size)")
+    try:
+        TypeAdapter(pipeline.task.context_type).validate_python(item.context, strict=True)
+    except ValidationError as exc:
+        raise HTTPException(422, f"invalid request: {where}context: "
+                                 f"{exc.errors()[0]['msg']}") from None
+    try:
+        refuse_unsupported(pipeline.task,
+                           {"null_score_diff_threshold": item.null_score_diff_threshold})
+        pipeline.task.example("request", item.question, item.context)
+    except GPT2QAError as exc:
+        raise HTTPException(422, f"invalid request: {where}{exc}") from None
 
 
 async def run_one(item: AnswerRequest, pipeline: QAPipeline,
-                  batcher: MicroBatcher) -> AnswerResponse:
+                  batcher: MicroBatcher) -> AnswerResponse | HotpotAnswerResponse:
     pred = await batcher.submit(item.question, item.context, pipeline)
+    if isinstance(pred, HotpotPrediction):
+        return hotpot_answer(pipeline, pred, item.top_k)
     threshold = (pipeline.model.config.null_score_diff_threshold
                  if item.null_score_diff_threshold is None else item.null_score_diff_threshold)
     return answer_from_prediction(pred, threshold, item.top_k)
+
+
+def hotpot_answer(pipeline: QAPipeline, pred: HotpotPrediction,
+                  top_k: int) -> HotpotAnswerResponse:
+    best = pipeline.task.answer_json(pred)
+    ranked = pipeline.task.answer_dicts(pred, top_k)
+    return HotpotAnswerResponse(
+        **best, sp_threshold=pipeline.model.config.task_state.get("sp_threshold", 0.5),
+        candidates=[HotpotCandidate(answer=c["answer"], answer_type=c["answer_type"],
+                                    score=c["score"]) for c in ranked])
 
 
 # -- routes -----------------------------------------------------------------------------------
@@ -136,10 +168,12 @@ async def run_one(item: AnswerRequest, pipeline: QAPipeline,
 router = APIRouter()
 
 
-@router.post("/v1/answer", response_model=AnswerResponse, responses=ERRORS_DOC)
+@router.post("/v1/answer", response_model=AnswerResponse | HotpotAnswerResponse,
+             responses=ERRORS_DOC)
 async def answer(item: AnswerRequest, pipeline: PipelineDep, settings: SettingsDep,
-                 batcher: BatcherDep) -> AnswerResponse:
-    """Answer one question about one context (or abstain)."""
+                 batcher: BatcherDep) -> AnswerResponse | HotpotAnswerResponse:
+    """Answer one question about one context (a SQuAD model may abstain; a HotpotQA model
+    answers span, yes or no, with its supporting facts)."""
     check_item(item, "", pipeline, settings)
     try:
         return await run_one(item, pipeline, batcher)
@@ -165,7 +199,7 @@ async def answer_batch(batch: BatchRequest, pipeline: PipelineDep, settings: Set
             logger.error("POST /v1/answer/batch item %d failed", i, exc_info=results[i])
         raise HTTPException(500, "internal error while answering items "
                                  f"{failed[:10]}; see the server log")
-    return BatchResponse(results=[r for r in results if isinstance(r, AnswerResponse)])
+    return BatchResponse(results=[r for r in results if not isinstance(r, BaseException)])
 
 
 @router.get("/v1/model", response_model=ModelInfo)
@@ -204,7 +238,8 @@ def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> F
     settings = settings or ServeSettings()
     load_page()  # a missing page fails here, at start-up, not on the first visit
     app = FastAPI(title="gpt2qa", version="1", lifespan=lifespan,
-                  description="Extractive question answering with abstention (SQuAD 2.0 style).")
+                  description="Extractive question answering: SQuAD 2.0 style with abstention, or "
+                              "HotpotQA style with yes/no and supporting facts.")
     app.state.pipeline = pipeline
     app.state.settings = settings
     app.state.batcher = MicroBatcher(pipeline, settings.max_batch_size, settings.batch_wait_ms)

@@ -20,15 +20,16 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction
 from gpt2qa.pipeline import QAPipeline
 
 
 @dataclass(frozen=True)
 class _Job:
-    example: SquadExample
+    example: Any
+    """The task's example (`Task.example`)."""
     pipeline: QAPipeline
     future: asyncio.Future[Prediction]
     queued_at: float = field(default_factory=time.monotonic)
@@ -81,16 +82,16 @@ class MicroBatcher:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    async def submit(self, question: str, context: str,
+    async def submit(self, question: str, context: Any,
                      pipeline: QAPipeline | None = None) -> Prediction:
         """Queue one question; resolve with its Prediction (decoded at the model's threshold).
-        `pipeline` answers it (default: the batcher's own)."""
+        `pipeline` answers it (default: the batcher's own), with its task's example."""
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("MicroBatcher is not running")
-        example = SquadExample(qas_id=f"r{next(self._ids)}", question=question, context=context,
-                               answers=(), is_impossible=False)
+        pipeline = pipeline or self.pipeline
+        example = pipeline.task.example(f"r{next(self._ids)}", question, context)
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(example, pipeline or self.pipeline, future))
+        await self._queue.put(_Job(example, pipeline, future))
         return await future
 
     async def _collect(self, jobs: list[_Job]) -> None:
@@ -169,7 +170,7 @@ class MicroBatcher:
                 _resolve(job.future, pred)
 
 
-def _predict(pipeline: QAPipeline, examples: list[SquadExample]) -> dict[str, Prediction]:
+def _predict(pipeline: QAPipeline, examples: list[Any]) -> dict[str, Prediction]:
     # The forward batch size is the device's (pipeline default), not the number of requests.
     preds = pipeline.predict(examples, null_score_diff_threshold=None)
     return {p.qas_id: p for p in preds}

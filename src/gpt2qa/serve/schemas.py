@@ -1,10 +1,14 @@
 """Request and response bodies of `gpt2qa serve` (pydantic), and Prediction -> response.
 
+A SQuAD model answers with `AnswerResponse`, a HotpotQA model with `HotpotAnswerResponse`.
+
 Offsets in answers are Python string indices into the context, i.e. Unicode code points
 (a browser, which counts UTF-16 units, must convert; the page does).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,22 +23,42 @@ class AnswerRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     question: str = Field(description="The question; must contain a non-space character.")
-    context: str = Field(description="The passage to answer from.")
-    top_k: int = Field(1, ge=1, description="How many ranked candidate spans to return.")
+    context: Any = Field(
+        description="The passage to answer from (a string); for a HotpotQA model, its "
+                    "paragraphs as [[title, [sentence, ...]], ...] (the task checks the shape).",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array"}]})
+    top_k: int = Field(1, ge=1, description="How many ranked candidates to return.")
     null_score_diff_threshold: float | None = Field(
         None, allow_inf_nan=False,
-        description="Answer nothing when score_diff exceeds this; null uses the model's own.")
+        description="Answer nothing when score_diff exceeds this; null uses the model's own "
+                    "(SQuAD models).")
 
     @field_validator("question", "context")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: Any) -> Any:
+        if not isinstance(value, (str, list)):
+            raise ValueError("must be a string (or, for a HotpotQA model, a list of "
+                             "[title, [sentence, ...]])")
+        if isinstance(value, str) and not value.strip():
             raise ValueError("must contain a non-space character")
         # Refused here, in the schema, so such an item never joins (and fails) a batch.
-        problem = unicode_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
+        for text in _strings(value):
+            problem = unicode_problem(text)
+            if problem is not None:
+                raise ValueError(problem)
         return value
+
+    def context_chars(self) -> int:
+        return sum(len(text) for text in _strings(self.context))
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value (a context is text, or paragraphs of sentences)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 class BatchRequest(BaseModel):
@@ -58,8 +82,27 @@ class AnswerResponse(BaseModel):
     candidates: list[CandidateOut]
 
 
+class HotpotCandidate(BaseModel):
+    answer: str
+    answer_type: str = Field(description="span, yes or no.")
+    score: float = Field(description="Probability: yes and no get the type head's, the spans "
+                                     "share P(span).")
+
+
+class HotpotAnswerResponse(BaseModel):
+    """A HotpotQA model's answer: every question has one (span, yes or no)."""
+
+    answer: str
+    answer_type: str = Field(description="span, yes or no.")
+    score: float
+    supporting_facts: list[tuple[str, int, float]] = Field(
+        description="[title, sentence_index, probability] of each sentence above sp_threshold.")
+    sp_threshold: float = Field(description="The supporting-fact threshold that was applied.")
+    candidates: list[HotpotCandidate]
+
+
 class BatchResponse(BaseModel):
-    results: list[AnswerResponse]
+    results: list[AnswerResponse | HotpotAnswerResponse]
 
 
 class ErrorResponse(BaseModel):
@@ -75,6 +118,9 @@ class Limits(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    task: str
+    task_state: dict[str, float] = Field(description="What the task tuned besides the null "
+                                                     "threshold (HotpotQA: sp_threshold).")
     head: str
     layout: str
     null_position: str

@@ -33,6 +33,7 @@ class SquadTask:
 
     name = "squad"
     refuses: Mapping[str, str] = {}
+    context_type = str
     summary_keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
                     "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
 

@@ -54,6 +54,7 @@ class HotpotTask:
         "out_image_dir": "it applies to SQuAD data",
         "breakdown": "it applies to SQuAD data",
     }
+    context_type = list
     summary_keys = (*METRIC_KEYS, "sp_threshold")
 
     def sniff(self, path: str) -> bool:
