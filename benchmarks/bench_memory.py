@@ -103,7 +103,7 @@ def run_cell(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     tokenizer = common.load_gpt2_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
-    qa = QAConfig(head="bilstm", max_seq_length=args.max_seq_length, doc_stride=128)
+    qa = QAConfig.of(head="bilstm", max_seq_length=args.max_seq_length, doc_stride=128)
     examples = common.load_dev(args.data, limit=200)
     feats = sorted(convert_examples_to_features(examples, tokenizer, qa.features(), special),
                    key=lambda f: -len(f.input_ids))
@@ -111,7 +111,7 @@ def run_cell(args: argparse.Namespace) -> dict[str, Any]:
     batches = [feats[i * args.batch_size:(i + 1) * args.batch_size] for i in range(n_batches)]
     baseline = rss_mib()
 
-    config = TrainConfig(model="(benchmark)", train_file="(benchmark)",
+    config = TrainConfig.of(model="(benchmark)", train_file="(benchmark)",
                          lora_r=args.lora_r if mode != "full" else 0,
                          gradient_checkpointing=mode == "lora+gc", precision=args.precision)
     model = QAModel(AutoModel.from_config(shape.config(), dtype=torch.float32), qa)

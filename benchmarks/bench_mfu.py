@@ -113,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from gpt2qa.batching import inference_batch_size, length_grouped_batches
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.inference import run_model
+    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.schedule import epoch_batches
 
     shape = common.shape_from_flag(args.tiny)
@@ -125,14 +125,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{ {s: [round(x, 1) for x in v] for s, v in sweep.items()} }", file=sys.stderr)
 
     config = common.train_config(args.data, args.batch_size, args.seed)
-    qa = config.qa_config()
+    qa = config.qa
     examples = common.load_dev(args.data)
     tokenizer = common.load_gpt2_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
     features = convert_examples_to_features(examples, tokenizer, qa.features(), special)
     lengths = [len(f.input_ids) for f in features]
     infer_batch = args.infer_batch or inference_batch_size(torch.device("cpu"), shape.n_embd,
-                                                           qa.max_seq_length)
+                                                           qa.features.max_seq_length)
 
     train_batches = epoch_batches(lengths, config, epoch=0)
     train_widths = [max(lengths[i] for i in b) for b in train_batches]

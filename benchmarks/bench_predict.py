@@ -148,7 +148,7 @@ def save_random_model(shape: common.ModelShape, tokenizer_dir: str, out: Path, s
     tokenizer = common.load_gpt2_tokenizer(tokenizer_dir)
     torch.manual_seed(seed)
     model = QAModel(backbone_from_config(shape.gpt2_config()),
-                    QAConfig(head="linear", layout="question-first", null_position="first",
+                    QAConfig.of(head="linear", layout="question-first", null_position="first",
                              max_answer_length=30))
     return save_model(model, tokenizer, out)
 

@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     shape = common.shape_from_flag(args.tiny)
     config = common.train_config(args.data, args.batch_size, args.seed)
-    qa: QAConfig = config.qa_config()
+    qa: QAConfig = config.qa
     examples = common.load_dev(args.data)
     tokenizer = common.load_gpt2_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)

@@ -218,7 +218,7 @@ def train_config(data: str, batch_size: int, seed: int) -> Any:
     """gpt2qa's TrainConfig in the HF-compatible layout (<|null|> question <|sep|> context)."""
     from gpt2qa.config import TrainConfig
 
-    return TrainConfig(model="(benchmark)", train_file=data, batch_size=batch_size, seed=seed,
+    return TrainConfig.of(model="(benchmark)", train_file=data, batch_size=batch_size, seed=seed,
                        null_position="first", layout="question-first", head="linear",
                        group_by_length=True, progress=False)
 

@@ -91,7 +91,7 @@ def build_model(out_dir: Path, seed: int, n_layer: int, n_embd: int,
     torch.manual_seed(seed)
     backbone = backbone_from_config(tiny_gpt2_config(len(tokenizer), n_layer=n_layer,
                                                      n_embd=n_embd, n_positions=256))
-    model = QAModel(backbone, QAConfig(max_seq_length=256, doc_stride=128, max_query_length=32))
+    model = QAModel(backbone, QAConfig.of(max_seq_length=256, doc_stride=128, max_query_length=32))
     return save_model(model, tokenizer, out_dir / "model"), pairs
 
 

@@ -102,8 +102,8 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
     from gpt2qa.config import QAConfig, TrainConfig
     from gpt2qa.data import load_squad
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.inference import run_model
+    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.tokenizer import load_tokenizer
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -111,9 +111,9 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
     tok = load_tokenizer(tok_dir)
     special = prepare_tokenizer(tok)
     examples = load_squad(data / "cs224n-dev-v2.0.json").examples
-    qa = QAConfig()
+    qa = QAConfig.of()
     all_feats = convert_examples_to_features(examples, tok, qa.features(), special)
-    full = [f for f in all_feats if len(f.input_ids) == qa.max_seq_length]
+    full = [f for f in all_feats if len(f.input_ids) == qa.features.max_seq_length]
     shape = dict(n_layer=2, n_embd=64, n_head=2) if tiny else {}
     results = []
     for precision, compiled in runs:
@@ -122,7 +122,7 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
             torch.manual_seed(0)
             backbone = backbone_from_config(GPT2Config(vocab_size=len(tok), **shape))
             model = QAModel(backbone, qa).to(dev)
-            cfg = TrainConfig(train_file="unused", batch_size=batch,
+            cfg = TrainConfig.of(train_file="unused", batch_size=batch,
                               precision=precision if dev.type == "cuda" else "fp32")
             tr = Gpt2qaTrainer(model, cfg, feats, special.pad, total_steps=10 ** 6,
                                compiled=compiled)

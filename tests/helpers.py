@@ -18,7 +18,7 @@ def tiny_model(tokenizer, qa: QAConfig | None = None, seed: int = 0, n_embd: int
     prepare_tokenizer(tokenizer)
     backbone = backbone_from_config(tiny_gpt2_config(len(tokenizer), n_layer=2, n_embd=n_embd,
                                                      n_head=2, n_positions=128))
-    return QAModel(backbone, qa or QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16))
+    return QAModel(backbone, qa or QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16))
 
 
 def save_init_dir(tokenizer, path: Path, seed: int = 0) -> Path:

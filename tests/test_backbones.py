@@ -169,7 +169,7 @@ def assert_right_padding_is_invisible(model: QAModel, tokenizer: Any) -> None:
     """Rows of different lengths batched together (right-padded, maybe without a padding mask)
     get the logits each gets alone, and those the masked path gives."""
     special = prepare_tokenizer(tokenizer)
-    feats = convert_examples_to_features(EXAMPLES, tokenizer, model.config.features(), special)
+    feats = convert_examples_to_features(EXAMPLES, tokenizer, model.config.features, special)
     assert len({len(f.input_ids) for f in feats}) > 1  # there is padding to hide
     model.eval()
     with torch.no_grad():
@@ -202,7 +202,7 @@ def test_type_outside_the_matrix_keeps_the_padding_mask():
         vocab_size=len(tokenizer), hidden_size=WIDTH, num_hidden_layers=LAYERS,
         num_attention_heads=HEADS, ffn_dim=64, word_embed_proj_dim=WIDTH,
         max_position_embeddings=POSITIONS))
-    model = QAModel(backbone, QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16))
+    model = QAModel(backbone, QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16))
     assert backbone.config.model_type not in CAUSAL_MODEL_TYPES
     assert not model.skip_padding_mask
     assert_right_padding_is_invisible(model, tokenizer)

@@ -135,12 +135,12 @@ def test_shipped_configs_parse(tmp_path):
     from pathlib import Path
 
     from gpt2qa.cli.commands import read_yaml_config
-    from gpt2qa.config import TrainConfig
+    from gpt2qa.config import TrainConfig, flat_fields
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    names = {f for f in TrainConfig.__dataclass_fields__}
+    names = set(flat_fields(TrainConfig))
     values = read_yaml_config(str(root / "gpt2-squad2.yaml"), names)
-    config = TrainConfig(**values)
+    config = TrainConfig.of(**values)
     assert config.model == "gpt2" and config.precision == "bf16"
 
 

@@ -165,7 +165,7 @@ def test_sigkill_during_a_two_process_run_then_resume_matches(runs):
 # -- the schedule, as pure functions ------------------------------------------------------------
 
 def _config(**kw) -> TrainConfig:
-    return TrainConfig(**{"train_file": "t.json", **kw})
+    return TrainConfig.of(**{"train_file": "t.json", **kw})
 
 
 @pytest.mark.parametrize(("n", "batch", "accum", "procs", "per_device", "steps", "repeated"), [
@@ -262,7 +262,7 @@ def test_bf16_saved_checkpoint_trains_in_fp32(tmp_path, tiny_tokenizer, kind, he
     init = _bf16_checkpoint(kind, tiny_tokenizer, tmp_path / "init")
     assert json.loads((init / "config.json").read_text())["dtype"] == "bfloat16"
     data = write_tiny_squad(tmp_path / "d.json", copies=2)
-    result = train(TrainConfig(model=str(init), train_file=str(data), eval_file=str(data),
+    result = train(TrainConfig.of(model=str(init), train_file=str(data), eval_file=str(data),
                                output_dir=str(tmp_path / "run"), head=head, max_steps=3,
                                batch_size=2, max_seq_length=64, doc_stride=16,
                                max_query_length=16, lr=5e-5, progress=False))
@@ -285,12 +285,12 @@ def test_heads_compute_in_fp32_under_autocast(tiny_tokenizer):
     from gpt2qa.features import convert_examples_to_features
 
     special = prepare_tokenizer(tiny_tokenizer)
-    qa = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    qa = QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16)
     torch.manual_seed(0)
     model = QAModel(backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_embd=32,
                                                           n_positions=128)), qa).eval()
     examples = parse_squad(squad_v2_dict(), "mem").examples
-    features = convert_examples_to_features(examples, tiny_tokenizer, qa.features(), special)
+    features = convert_examples_to_features(examples, tiny_tokenizer, qa.features, special)
     batch = collate(features, special.pad, with_labels=False)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         out = model(**batch)
@@ -338,7 +338,7 @@ def test_fsdp_without_processes_is_refused(tmp_path, tiny_tokenizer):
     init = save_init_dir(tiny_tokenizer, tmp_path / "init")
     data = write_tiny_squad(tmp_path / "d.json")
     with pytest.raises(GPT2QAError, match="--fsdp needs several processes"):
-        train(TrainConfig(model=str(init), train_file=str(data), output_dir=str(tmp_path / "o"),
+        train(TrainConfig.of(model=str(init), train_file=str(data), output_dir=str(tmp_path / "o"),
                           max_steps=1, batch_size=2, max_seq_length=64, doc_stride=16,
                           max_query_length=16, fsdp=True, progress=False))
     assert not (tmp_path / "o").exists()

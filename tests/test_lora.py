@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 from gpt2qa.batching import collate  # noqa: E402
 from gpt2qa.checkpoint import load_model  # noqa: E402
 from gpt2qa.cli import main  # noqa: E402
-from gpt2qa.config import QAConfig, TrainConfig  # noqa: E402
+from gpt2qa.config import QAConfig, TrainConfig, flat_fields  # noqa: E402
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer  # noqa: E402
 from gpt2qa.lora import LORA_TARGETS, is_lora, parameter_counts, prepare_for_training  # noqa: E402
 from gpt2qa.model import QAModel  # noqa: E402
@@ -23,7 +23,7 @@ from gpt2qa.tasks import fine_tune as train  # noqa: E402
 from helpers import save_init_dir, tiny_model, write_tiny_squad  # noqa: E402
 from test_backbones import EXAMPLES, FAMILIES, make_tokenizer  # noqa: E402
 
-QA = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+QA = QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16)
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -40,7 +40,7 @@ def train_args(init: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def lora_config(init: Path, **kw) -> TrainConfig:
-    return TrainConfig(model=str(init), train_file="unused.json", **kw)
+    return TrainConfig.of(model=str(init), train_file="unused.json", **kw)
 
 
 def test_lora_run_adapter_dir_merge_and_predict(tmp_path, capsys, tiny_tokenizer):
@@ -75,7 +75,7 @@ def test_lora_run_adapter_dir_merge_and_predict(tmp_path, capsys, tiny_tokenizer
     assert len(base_wte) == len(wte)
     assert torch.equal(wte[~added], base_wte[~added])
     assert not torch.allclose(wte[added], base_wte[added])
-    feats = convert_examples_to_features(EXAMPLES, tok, adapter.config.features(), special)
+    feats = convert_examples_to_features(EXAMPLES, tok, adapter.config.features, special)
     with torch.no_grad():
         a, b = adapter(**collate(feats, special.pad)), merged(**collate(feats, special.pad))
     torch.testing.assert_close(a.start_logits, b.start_logits, atol=1e-4, rtol=1e-4)
@@ -114,13 +114,13 @@ def test_lora_resume_matches_an_uninterrupted_run(tmp_path, tiny_tokenizer):
                   doc_stride=16, max_query_length=16, batch_size=2, lr=0.01, progress=False,
                   seed=7, max_steps=6, save_every=3, eval_every=3, keep_checkpoints=3,
                   lora_r=4)
-    full = train(TrainConfig(output_dir=str(tmp_path / "full"), **common))
+    full = train(TrainConfig.of(output_dir=str(tmp_path / "full"), **common))
     # A run stopped after its step-3 checkpoint: everything later removed.
     cut = tmp_path / "cut"
     shutil.copytree(full.output_dir, cut)
     shutil.rmtree(cut / "checkpoints" / "step-0000006")
     shutil.rmtree(cut / "model")
-    resumed = train(TrainConfig(output_dir=str(cut), resume=True, **common))
+    resumed = train(TrainConfig.of(output_dir=str(cut), resume=True, **common))
     assert resumed.steps == 6
     a = load_file(str(full.output_dir / "checkpoints" / "step-0000006" / "model.safetensors"))
     b = load_file(str(cut / "checkpoints" / "step-0000006" / "model.safetensors"))
@@ -147,7 +147,7 @@ def test_default_targets_per_family(family):
     assert counts["total_parameters"] > before and counts["trainable_parameters"] < before
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert {"qa_outputs", "lstm"} <= trainable
-    feats = convert_examples_to_features(EXAMPLES, tok, QA.features(), special)
+    feats = convert_examples_to_features(EXAMPLES, tok, QA.features, special)
     out = model(**collate(feats, special.pad))
     out.loss.backward()
     assert model.qa_outputs.weight.grad is not None
@@ -186,7 +186,7 @@ def test_unknown_type_needs_target_modules(tiny_tokenizer):
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_tokenizer):
     special = prepare_tokenizer(tiny_tokenizer)
-    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, QA.features(), special)
+    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, QA.features, special)
     grads = []
     for checkpointing in (False, True):
         model = tiny_model(tiny_tokenizer, QA, seed=3).train()
@@ -209,5 +209,5 @@ def test_recipes_parse(name, lora_r):
     path = Path(__file__).resolve().parents[1] / "configs" / name
     text = path.read_text()
     assert "Memory (computed, not measured" in text
-    config = TrainConfig(**read_yaml_config(str(path), set(TrainConfig.__dataclass_fields__)))
+    config = TrainConfig.of(**read_yaml_config(str(path), set(flat_fields(TrainConfig))))
     assert config.lora_r == lora_r and config.precision == "bf16"

@@ -24,14 +24,14 @@ EXAMPLES = [
 
 def batch_for(tok, qa):
     ids = prepare_tokenizer(tok)
-    feats = convert_examples_to_features(EXAMPLES, tok, qa.features(), ids)
+    feats = convert_examples_to_features(EXAMPLES, tok, qa.features, ids)
     return feats, collate(feats, ids.pad)
 
 
 @pytest.mark.parametrize("head", ["linear", "bilstm"])
 @pytest.mark.parametrize("null_position", ["first", "last", "classifier"])
 def test_shapes_masking_and_loss(tiny_tokenizer, head, null_position):
-    qa = QAConfig(head=head, null_position=null_position, max_seq_length=64, doc_stride=16,
+    qa = QAConfig.of(head=head, null_position=null_position, max_seq_length=64, doc_stride=16,
                   max_query_length=16)
     model = tiny_model(tiny_tokenizer, qa)
     feats, batch = batch_for(tiny_tokenizer, qa)
@@ -58,14 +58,14 @@ def test_shapes_masking_and_loss(tiny_tokenizer, head, null_position):
 def test_first_position_null_is_blind_under_causal_attention(tiny_tokenizer):
     """Position 0 sees nothing but itself: with a linear head its null score is one constant
     for every input. (A bilstm head's backward direction reads the whole input, even there.)"""
-    qa = QAConfig(head="linear", null_position="first", max_seq_length=64, doc_stride=16,
+    qa = QAConfig.of(head="linear", null_position="first", max_seq_length=64, doc_stride=16,
                   max_query_length=16)
     model = tiny_model(tiny_tokenizer, qa).eval()
     _, batch = batch_for(tiny_tokenizer, qa)
     with torch.no_grad():
         null = model(**batch).null_score
     assert torch.allclose(null, null[0].expand_as(null), atol=1e-5)
-    qa_last = QAConfig(head="linear", null_position="last", max_seq_length=64, doc_stride=16,
+    qa_last = QAConfig.of(head="linear", null_position="last", max_seq_length=64, doc_stride=16,
                        max_query_length=16)
     model = tiny_model(tiny_tokenizer, qa_last).eval()
     _, batch = batch_for(tiny_tokenizer, qa_last)
@@ -76,10 +76,10 @@ def test_first_position_null_is_blind_under_causal_attention(tiny_tokenizer):
 
 @pytest.mark.parametrize("head", ["linear", "bilstm"])
 def test_logits_do_not_depend_on_batch_padding(tiny_tokenizer, head):
-    qa = QAConfig(head=head, max_seq_length=64, doc_stride=16, max_query_length=16)
+    qa = QAConfig.of(head=head, max_seq_length=64, doc_stride=16, max_query_length=16)
     model = tiny_model(tiny_tokenizer, qa).eval()
     ids = prepare_tokenizer(tiny_tokenizer)
-    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, qa.features(), ids)
+    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, qa.features, ids)
     with torch.no_grad():
         together = model(**collate(feats, ids.pad))
         for i, f in enumerate(feats):
@@ -114,9 +114,9 @@ def test_bilstm_right_padded_matches_packing(lengths, bias):
 
 
 def test_collate_refuses_label_outside_context(tiny_tokenizer):
-    qa = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    qa = QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16)
     ids = prepare_tokenizer(tiny_tokenizer)
-    f = convert_examples_to_features(EXAMPLES[:1], tiny_tokenizer, qa.features(), ids)[0]
+    f = convert_examples_to_features(EXAMPLES[:1], tiny_tokenizer, qa.features, ids)[0]
     import dataclasses
 
     bad = dataclasses.replace(f, start_position=0)
@@ -152,7 +152,7 @@ def test_hf_compatible_export(tiny_tokenizer, tmp_path):
     """linear + first + question-first loads in transformers' GPT2ForQuestionAnswering."""
     from transformers import GPT2ForQuestionAnswering
 
-    qa = QAConfig(head="linear", null_position="first", layout="question-first",
+    qa = QAConfig.of(head="linear", null_position="first", layout="question-first",
                   max_seq_length=64, doc_stride=16, max_query_length=16)
     model = tiny_model(tiny_tokenizer, qa).eval()
     save_model(model, tiny_tokenizer, tmp_path / "m")
@@ -170,7 +170,7 @@ def test_hf_compatible_export(tiny_tokenizer, tmp_path):
 @pytest.mark.parametrize("head", ["linear", "bilstm"])
 @pytest.mark.parametrize("null_position", ["last", "classifier"])
 def test_save_load_round_trip(tiny_tokenizer, tmp_path, head, null_position):
-    qa = QAConfig(head=head, null_position=null_position, max_seq_length=64, doc_stride=16,
+    qa = QAConfig.of(head=head, null_position=null_position, max_seq_length=64, doc_stride=16,
                   max_query_length=16, null_score_diff_threshold=1.5)
     model = tiny_model(tiny_tokenizer, qa).eval()
     save_model(model, tiny_tokenizer, tmp_path / "m")
@@ -189,15 +189,15 @@ def test_load_errors(tmp_path, tiny_tokenizer):
     with pytest.raises(GPT2QAError, match="not a gpt2qa model directory"):
         load_model(tmp_path / "plain")
     with pytest.raises(GPT2QAError, match="head"):
-        QAConfig(head="mlp")  # type: ignore[arg-type]
+        QAConfig.of(head="mlp")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("head", ["linear", "bilstm"])
 def test_padding_to_a_multiple_changes_nothing_but_width(tiny_tokenizer, head):
-    qa = QAConfig(head=head, max_seq_length=64, doc_stride=16, max_query_length=16)
+    qa = QAConfig.of(head=head, max_seq_length=64, doc_stride=16, max_query_length=16)
     model = tiny_model(tiny_tokenizer, qa).eval()
     ids = prepare_tokenizer(tiny_tokenizer)
-    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, qa.features(), ids)
+    feats = convert_examples_to_features(EXAMPLES, tiny_tokenizer, qa.features, ids)
     plain, rounded = collate(feats, ids.pad), collate(feats, ids.pad, pad_to_multiple_of=64)
     assert rounded["input_ids"].shape[1] == 64 and plain["input_ids"].shape[1] < 64
     with torch.no_grad():

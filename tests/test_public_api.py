@@ -32,7 +32,7 @@ def readme_python_snippet() -> str:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     root = tmp_path_factory.mktemp("api")
-    save_model(tiny_model(tiny_tokenizer, QAConfig(max_seq_length=64, doc_stride=32,
+    save_model(tiny_model(tiny_tokenizer, QAConfig.of(max_seq_length=64, doc_stride=32,
                                                    max_query_length=16)),
                tiny_tokenizer, root / "runs" / "demo" / "run" / "model")
     return root

@@ -19,7 +19,7 @@ from gpt2qa.inference import run_model
 from gpt2qa.pipeline import QAPipeline
 from helpers import tiny_model, write_tiny_squad
 
-QA = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+QA = QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16)
 CONTEXTS = [
     "The Eiffel Tower was completed in 1889 in Paris, France.",
     "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911.",
@@ -43,7 +43,7 @@ def allow_bf16(monkeypatch):
 
 
 def _pipeline(tokenizer, head: str = "linear", null_position: str = "first") -> QAPipeline:
-    model = tiny_model(tokenizer, QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16,
+    model = tiny_model(tokenizer, QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16,
                                            head=head, null_position=null_position), n_embd=64)
     with torch.no_grad():  # spread the random logits so that near-ties are rare
         model.qa_outputs.weight.mul_(20.0)
@@ -112,7 +112,7 @@ def test_conv1d_to_linear_is_the_same_map(tiny_tokenizer):
     pipe = QAPipeline(model, tiny_tokenizer, prepare_tokenizer(tiny_tokenizer))
     from gpt2qa.features import convert_examples_to_features
 
-    feats = convert_examples_to_features(_examples()[:4], tiny_tokenizer, QA.features(),
+    feats = convert_examples_to_features(_examples()[:4], tiny_tokenizer, QA.features,
                                          pipe.special_ids)
     before = run_model(model, feats, pipe.special_ids.pad)
     assert quantize.conv1d_to_linear(model.transformer) == 8
@@ -197,7 +197,7 @@ def test_int8_weights_are_per_channel_and_engine_is_restored(tiny_tokenizer):
 
 
 def test_int8_models_get_smaller_cpu_batches(tiny_tokenizer, monkeypatch):
-    from gpt2qa import batching, pipeline
+    from gpt2qa import batching, inference
 
     cpu = torch.device("cpu")
     assert batching.inference_batch_size(cpu, 768, 384, int8=True) == 1  # GPT-2-small shape
@@ -206,11 +206,11 @@ def test_int8_models_get_smaller_cpu_batches(tiny_tokenizer, monkeypatch):
     pipe = _pipeline(tiny_tokenizer)
     quantize.quantize_backbone_int8(pipe.model)
     seen: list[int] = []
-    real = pipeline.length_grouped_batches
-    monkeypatch.setattr(pipeline, "length_grouped_batches",
+    real = inference.length_grouped_batches
+    monkeypatch.setattr(inference, "length_grouped_batches",
                         lambda lengths, size, **kw: seen.append(size) or real(lengths, size, **kw))
     # A budget of two 64-wide, 64-token windows: tiny models hit the cap of 64 otherwise.
-    monkeypatch.setattr(batching, "CPU_INT8_BATCH_FLOATS", 2 * 64 * QA.max_seq_length)
+    monkeypatch.setattr(batching, "CPU_INT8_BATCH_FLOATS", 2 * 64 * QA.features.max_seq_length)
     pipe.predict(_examples()[:2])
     assert seen == [2]
-    assert batching.inference_batch_size(cpu, 64, QA.max_seq_length) == 64
+    assert batching.inference_batch_size(cpu, 64, QA.features.max_seq_length) == 64

@@ -36,7 +36,7 @@ def two_runs(tmp_path_factory, tiny_tokenizer):
     data = write_tiny_squad(tmp / "tiny.json", copies=4)
     runs = []
     for name, null in (("run-last", "last"), ("run-first", "first")):
-        config = TrainConfig(model=str(init), train_file=str(data), eval_file=str(data),
+        config = TrainConfig.of(model=str(init), train_file=str(data), eval_file=str(data),
                              output_dir=str(tmp / name), null_position=null, max_seq_length=64,
                              doc_stride=16, max_query_length=16, batch_size=4, lr=3e-3,
                              max_steps=10, eval_every=5, log_every=2, progress=False, seed=3)

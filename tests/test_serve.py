@@ -57,7 +57,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> 
     torch.manual_seed(0)
     prepare_tokenizer(tiny_tokenizer)
     backbone = backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_positions=256))
-    model = QAModel(backbone, QAConfig(max_seq_length=128, doc_stride=32, max_query_length=32))
+    model = QAModel(backbone, QAConfig.of(max_seq_length=128, doc_stride=32, max_query_length=32))
     return save_model(model, tiny_tokenizer, tmp_path_factory.mktemp("serve") / "model")
 
 
@@ -148,7 +148,7 @@ def test_answer_matches_pipeline_at_every_threshold(client: TestClient, pipeline
     assert body["no_answer_probability"] == pytest.approx(want.na_prob)
     assert [(c["text"], c["start"], c["end"]) for c in body["candidates"]] == \
         [(c.text, c.start, c.end) for c in want.nbest]
-    used = pipeline.model.config.null_score_diff_threshold if threshold is None else threshold
+    used = pipeline.model.config.decoding.null_score_diff_threshold if threshold is None else threshold
     assert body["null_score_diff_threshold"] == used
     if threshold == NEVER:
         assert body["answer"] == "" and body["is_impossible"] is True
@@ -171,7 +171,7 @@ def test_long_context_uses_sliding_windows(client: TestClient, pipeline: QAPipel
     context = " ".join(sentences * 6)
     example = SquadExample("x", QUESTION, context, (), False)
     windows = convert_examples_to_features([example], pipeline.tokenizer,
-                                           pipeline.model.config.features(),
+                                           pipeline.model.config.features,
                                            pipeline.special_ids)
     assert len(windows) >= 4  # far longer than max_seq_length=128 tokens
     first_window_end = windows[0].token_spans[-1][1]
@@ -527,7 +527,7 @@ def test_dependency_override_replaces_the_pipeline(pipeline: QAPipeline) -> None
         assert r.status_code == 200
         assert r.json() == {"answer": "Zorbel", "is_impossible": False,
                             "no_answer_probability": 0.25,
-                            "null_score_diff_threshold": pipeline.model.config.null_score_diff_threshold,
+                            "null_score_diff_threshold": pipeline.model.config.decoding.null_score_diff_threshold,
                             "candidates": [{"text": "Zorbel", "score": 7.5, "start": 2, "end": 8}]}
         # The request's own threshold still decides: score_diff -3.0 > -5.0, so it abstains.
         r = c.post("/v1/answer/batch", json={"items": [

@@ -47,7 +47,7 @@ def server(chromium: Path, tmp_path_factory: pytest.TempPathFactory,
     torch.manual_seed(0)
     prepare_tokenizer(tiny_tokenizer)
     backbone = backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_positions=256))
-    model = QAModel(backbone, QAConfig(max_seq_length=128, doc_stride=32, max_query_length=32))
+    model = QAModel(backbone, QAConfig.of(max_seq_length=128, doc_stride=32, max_query_length=32))
     model_dir = save_model(model, tiny_tokenizer, tmp_path_factory.mktemp("browser") / "model")
     app = create_app(QAPipeline.from_pretrained(model_dir, device="cpu"), ServeSettings(port=0))
     with serve_in_thread(app) as url:

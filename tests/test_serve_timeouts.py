@@ -29,7 +29,7 @@ def pipeline(tiny_tokenizer: Any) -> QAPipeline:
     from helpers import tiny_model
 
     special = prepare_tokenizer(tiny_tokenizer)
-    model = tiny_model(tiny_tokenizer, QAConfig(max_seq_length=64, doc_stride=16,
+    model = tiny_model(tiny_tokenizer, QAConfig.of(max_seq_length=64, doc_stride=16,
                                                 max_query_length=16)).eval()
     return QAPipeline(model, tiny_tokenizer, special, "fp32")
 

@@ -17,8 +17,8 @@ from gpt2qa.config import QAConfig, TrainConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import decode
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-from gpt2qa.model import QAModel
 from gpt2qa.inference import run_model
+from gpt2qa.model import QAModel
 from gpt2qa.pipeline import predict_examples
 from gpt2qa.schedule import fused_adamw_for, optimizer_for
 from helpers import tiny_model
@@ -40,7 +40,7 @@ def _examples() -> list[SquadExample]:
 
 
 def _qa(null_position: str) -> QAConfig:
-    return QAConfig(null_position=null_position, max_seq_length=64, doc_stride=16,
+    return QAConfig.of(null_position=null_position, max_seq_length=64, doc_stride=16,
                     max_query_length=16)
 
 
@@ -61,7 +61,7 @@ def examples() -> list[SquadExample]:
 
 def test_fixture_has_varied_lengths_and_several_windows(tiny_tokenizer, examples):
     """The other tests only mean something if batches really need padding."""
-    feats = convert_examples_to_features(examples, tiny_tokenizer, _qa("last").features())
+    feats = convert_examples_to_features(examples, tiny_tokenizer, _qa("last").features)
     lengths = {len(f.input_ids) for f in feats}
     assert len(lengths) >= 4
     assert max(f.window_index for f in feats) >= 2
@@ -72,10 +72,10 @@ def test_run_model_outputs_do_not_depend_on_batch_size(tiny_tokenizer, examples,
     qa = _qa(null_position)
     model = tiny_model(tiny_tokenizer, qa)
     special = prepare_tokenizer(tiny_tokenizer)
-    feats = convert_examples_to_features(examples, tiny_tokenizer, qa.features(), special)
+    feats = convert_examples_to_features(examples, tiny_tokenizer, qa.features, special)
     contexts = {ex.qas_id: ex.context for ex in examples}
     alone = run_model(model, feats, special.pad, batch_size=1)
-    preds_alone = decode(contexts, feats, alone, qa.decoding())
+    preds_alone = decode(contexts, feats, alone, qa.decoding)
     for batch_size in (0, 3, 8, 64):  # 0: the device's default
         batched = run_model(model, feats, special.pad, batch_size=batch_size)
         assert len(alone) == len(batched) == len(feats)
@@ -85,7 +85,7 @@ def test_run_model_outputs_do_not_depend_on_batch_size(tiny_tokenizer, examples,
             np.testing.assert_allclose(a.start_logits, b.start_logits, atol=1e-5, rtol=0)
             np.testing.assert_allclose(a.end_logits, b.end_logits, atol=1e-5, rtol=0)
             assert math.isclose(a.null_score, b.null_score, abs_tol=1e-5)
-        preds = decode(contexts, feats, batched, qa.decoding())
+        preds = decode(contexts, feats, batched, qa.decoding)
         assert [(p.qas_id, p.text, p.best_span) for p in preds] == \
             [(p.qas_id, p.text, p.best_span) for p in preds_alone]
         assert [[(c.start, c.end) for c in p.nbest] for p in preds] == \
@@ -107,7 +107,7 @@ def test_predict_examples_same_answers_for_any_batch_size(tiny_tokenizer, exampl
 def _padded_batch(tokenizer, null_position: str = "last"):
     qa = _qa(null_position)
     special = prepare_tokenizer(tokenizer)
-    feats = convert_examples_to_features(_examples(), tokenizer, qa.features(), special)
+    feats = convert_examples_to_features(_examples(), tokenizer, qa.features, special)
     feats = sorted(feats, key=lambda f: len(f.input_ids))[::3][:8]
     batch = collate(feats, special.pad)
     assert (batch["attention_mask"] == 0).any(), "the batch must hold padding"
@@ -191,7 +191,7 @@ def test_non_causal_backbone_keeps_its_padding_mask():
 
     backbone = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
                                     num_attention_heads=2, intermediate_size=64))
-    model = QAModel(backbone, QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16))
+    model = QAModel(backbone, QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16))
     assert not model.skip_padding_mask
 
 
@@ -208,7 +208,7 @@ def _fused_adamw_on_cpu() -> bool:
 @pytest.mark.skipif(not _fused_adamw_on_cpu(), reason="this torch has no fused CPU AdamW")
 def test_fused_adamw_steps_like_foreach(tmp_path):
     """optimizer_for(fused=True) on CPU takes the same steps as the foreach path."""
-    config = TrainConfig(train_file=str(tmp_path / "unused.json"), lr=1e-3, weight_decay=0.01)
+    config = TrainConfig.of(train_file=str(tmp_path / "unused.json"), lr=1e-3, weight_decay=0.01)
     gen = torch.Generator().manual_seed(0)
     init = {"h0_weight": torch.randn(16, 8, generator=gen), "ln_weight": torch.randn(8, generator=gen)}
     grads = [{k: torch.randn(v.shape, generator=gen) * 1e-2 for k, v in init.items()}
@@ -233,7 +233,7 @@ def test_fused_adamw_trains_a_model_like_foreach(tiny_tokenizer, tmp_path):
     """Same losses step by step on a tiny model (weights whose gradient is rounding noise may
     move differently: Adam divides by sqrt(v) + eps, so the two paths' last bits show)."""
     qa, _, batch = _padded_batch(tiny_tokenizer, "first")
-    config = TrainConfig(train_file=str(tmp_path / "unused.json"), lr=1e-3,
+    config = TrainConfig.of(train_file=str(tmp_path / "unused.json"), lr=1e-3,
                          null_position="first", max_seq_length=64, doc_stride=16,
                          max_query_length=16)
     losses = {}
@@ -277,7 +277,7 @@ def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path):
     runs = {}
     for compiled in (False, True):
         out = tmp_path / f"run-{compiled}"
-        train(TrainConfig(model=str(init), train_file=str(data),
+        train(TrainConfig.of(model=str(init), train_file=str(data),
                           output_dir=str(out), max_seq_length=64, doc_stride=16,
                           max_query_length=16, batch_size=4, lr=3e-3, max_steps=6, log_every=1,
                           progress=False, seed=3, head="linear", compile=compiled))

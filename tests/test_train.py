@@ -29,7 +29,7 @@ def config_for(tmp: Path, init: Path, data: Path, out: str, **kw) -> TrainConfig
                 output_dir=str(tmp / out), max_seq_length=64, doc_stride=16, max_query_length=16,
                 batch_size=2, lr=3e-3, log_every=2, progress=False, seed=7)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.of(**base)
 
 
 @pytest.fixture()
@@ -64,7 +64,7 @@ def test_train_save_load_predict(setup):
     assert all({"loss", "lr", "examples_per_s"} <= set(r) for r in log if r["event"] == "train")
     # The saved model answers through the shared pipeline, with the tuned threshold.
     pipe = QAPipeline.from_pretrained(out / "model", device="cpu")
-    assert pipe.model.config.null_score_diff_threshold == pytest.approx(
+    assert pipe.model.config.decoding.null_score_diff_threshold == pytest.approx(
         metrics["tuned_null_score_diff_threshold"])
     preds = json.loads((out / "predictions.json").read_text())
     from gpt2qa.data import load_squad
@@ -173,7 +173,7 @@ def test_config_checks(tmp_path, kw, match):
     base = dict(model="m", train_file="t.json", output_dir=str(tmp_path))
     base.update(kw)
     with pytest.raises(GPT2QAError, match=match):
-        TrainConfig(**base)
+        TrainConfig.of(**base)
 
 
 @pytest.mark.parametrize(("precision", "match"), [

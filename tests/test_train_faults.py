@@ -23,7 +23,7 @@ def config_for(tmp: Path, init: Path, data: Path, out: str, **kw) -> TrainConfig
                 batch_size=2, lr=3e-3, log_every=1, progress=False, seed=7, max_steps=6,
                 save_every=2, keep_checkpoints=5)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.of(**base)
 
 
 def weights(directory: Path) -> dict[str, torch.Tensor]:

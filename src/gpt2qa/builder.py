@@ -4,11 +4,12 @@ gradient checkpointing and LoRA (`lora.prepare_for_training`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gpt2qa.checkpoint import load_model
-from gpt2qa.config import QA_CONFIG_NAME, TrainConfig
+from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.lora import prepare_for_training
@@ -19,14 +20,16 @@ from gpt2qa.tokenizer import load_tokenizer
 
 def build_model(config: TrainConfig, task: Task) -> tuple[QAModel, Any]:
     """The model `gpt2qa train` starts from, and its tokenizer (special tokens registered)."""
-    qa = config.qa_config(task.name)
+    qa = replace(config.qa, task=task.name)
     if (Path(config.model) / QA_CONFIG_NAME).is_file():
         model, tokenizer, _ = load_model(config.model, task=task)
         saved = model.config
-        if (saved.task, saved.head, saved.null_position) != (qa.task, qa.head, qa.null_position):
-            raise GPT2QAError(f"{config.model}: saved with task={saved.task}, head={saved.head}, "
-                              f"null_position={saved.null_position}; the run asks for "
-                              f"task={qa.task}, head={qa.head}, null_position={qa.null_position}")
+        def kind(c: QAConfig) -> str:
+            return f"task={c.task}, head={c.head}, null_position={c.features.null_position}"
+
+        if kind(saved) != kind(qa):
+            raise GPT2QAError(f"{config.model}: saved with {kind(saved)}; the run asks for "
+                              f"{kind(qa)}")
         check_fits(model.transformer, qa, len(tokenizer))
         model.config = qa
         model.train()

@@ -63,8 +63,8 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
     (default: the model's state dict) is the whole state of a sharded model."""
     backbone_config = model.transformer.config
     qa = qa or model.config
-    compatible = (qa.head == "linear" and qa.null_position == "first"
-                  and qa.layout == "question-first"
+    compatible = (qa.head == "linear" and qa.features.null_position == "first"
+                  and qa.features.layout == "question-first"
                   and getattr(backbone_config, "model_type", "") == "gpt2")
     # Recorded so transformers' GPT2ForQuestionAnswering.from_pretrained(dir) just works.
     backbone_config.architectures = ["GPT2ForQuestionAnswering"] if compatible else None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -17,22 +18,102 @@ from gpt2qa.errors import GPT2QAError
 # Literal types every stage shares; they live here so that no stage imports another for them.
 Layout = Literal["question-first", "context-first"]
 NullPosition = Literal["first", "last", "classifier"]
-LAYOUTS: tuple[str, ...] = ("question-first", "context-first")
-NULL_POSITIONS: tuple[str, ...] = ("first", "last", "classifier")
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+NULL_POSITIONS: tuple[str, ...] = get_args(NullPosition)
 NullScoring = Literal["span", "classifier"]
 Misaligned = Literal["error", "skip", "fix-by-search"]
-MISALIGNED_MODES: tuple[Misaligned, ...] = ("error", "skip", "fix-by-search")
+MISALIGNED_MODES: tuple[Misaligned, ...] = get_args(Misaligned)
 """The accepted values of ``misaligned``."""
 Head = Literal["linear", "bilstm"]
-HEADS: tuple[str, ...] = ("linear", "bilstm")
+HEADS: tuple[str, ...] = get_args(Head)
 QA_CONFIG_NAME = "gpt2qa.json"
 Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 TaskName = Literal["auto", "squad", "hotpotqa"]
 TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 """`--task`: auto (from the data file or the model directory), or a registered task."""
 QUANTIZE_MODES = ("none", "int8")
 """`--quantize`: none, or dynamic int8 quantisation of the backbone's matmuls (CPU)."""
+
+SAVED = {"saved": True}
+"""Field metadata: recorded with a trained model (tuned), not a training setting, so the
+QAConfig nested in TrainConfig leaves it out of the flags and YAML keys."""
+DERIVED = {"derived": True, **SAVED}
+"""Field metadata: set by the record that holds this one; never a flag or a key."""
+
+
+# -- nested settings, read and written flat (flags, YAML keys, gpt2qa.json) ----------------------
+
+def flat_fields(cls: type, settings_only: bool = False,
+                inside: bool = False) -> dict[str, tuple[str, ...]]:
+    """Every leaf setting of a (nested) settings class: flat name -> attribute path.
+
+    QAConfig: {"head": ("head",), "max_seq_length": ("features", "max_seq_length"), ...}.
+    Nested records leave out DERIVED fields, and under `settings_only` SAVED ones too.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for f in fields(cls):
+        if (inside and f.metadata.get("derived")) or (settings_only and f.metadata.get("saved")):
+            continue
+        inner = f.metadata.get("nested")
+        if inner is None:
+            out[f.name] = (f.name,)
+            continue
+        below = flat_fields(inner, settings_only or f.metadata["settings_only"], True)
+        out.update({k: (f.name, *path) for k, path in below.items()})
+    return out
+
+
+def build(cls: type, values: Mapping[str, Any], source: str = "settings") -> Any:
+    """A (nested) settings record from flat names; one line for an unknown name."""
+    paths = flat_fields(cls)
+    unknown = sorted(set(values) - set(paths))
+    if unknown:
+        raise GPT2QAError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    return _build(cls, {paths[k]: v for k, v in values.items()})
+
+
+def _build(cls: type, values: dict[tuple[str, ...], Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.metadata.get("nested") is not None:
+            inner = {path[1:]: v for path, v in values.items() if path[0] == f.name}
+            kwargs[f.name] = _build(f.metadata["nested"], inner)
+        elif (f.name,) in values:
+            kwargs[f.name] = values[(f.name,)]
+    return cls(**kwargs)
+
+
+def flatten(record: Any) -> dict[str, Any]:
+    """The leaf settings of a record by flat name (`build`'s inverse)."""
+    out: dict[str, Any] = {}
+    for name, path in flat_fields(type(record)).items():
+        value = record
+        for part in path:
+            value = getattr(value, part)
+        out[name] = value
+    return out
+
+
+def replace_flat(record: Any, **changes: Any) -> Any:
+    """`dataclasses.replace` by flat names: replace_flat(qa, max_seq_length=64)."""
+    return build(type(record), {**flatten(record), **changes})
+
+
+class FlatSettings:
+    """`of`: build a nested settings record from flat names, as the flags and YAML do."""
+
+    @classmethod
+    def of(cls, **settings: Any) -> Any:
+        """QAConfig.of(head="linear", max_seq_length=64) == QAConfig(head="linear",
+        features=FeatureConfig(max_seq_length=64))."""
+        return build(cls, settings)
+
+
+def nested(cls: type, settings_only: bool = False) -> Any:
+    """A field holding a nested settings record (its defaults); `settings_only` leaves the
+    record's SAVED fields out of the flat names."""
+    return field(default_factory=cls, metadata={"nested": cls, "settings_only": settings_only})
 
 
 @dataclass(frozen=True)
@@ -44,10 +125,16 @@ class FeatureConfig:
     """
 
     max_seq_length: int = 384
+    """Tokens per window, special tokens included."""
     doc_stride: int = 128
+    """Tokens between the starts of consecutive context windows."""
     max_query_length: int = 64
+    """Questions are cut to this many tokens."""
     layout: Layout = "question-first"
+    """Token order: question before context (every context token sees the question) or after."""
     null_position: NullPosition = "last"
+    """Where the no-answer score is read: first token, a <|null|> token after the input, or a
+    separate classifier on it."""
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -68,9 +155,14 @@ class DecodeConfig:
     """How logits become answers."""
 
     n_best_size: int = 20
+    """Start and end candidates kept per window when decoding."""
     max_answer_length: int = 30
-    null_score_diff_threshold: float = 0.0
-    null_scoring: NullScoring = "span"
+    """Longest answer in tokens."""
+    null_score_diff_threshold: float = field(default=0.0, metadata=SAVED)
+    """Answer "" when the null score beats the best span's by more than this (tuned on the
+    evaluation set and saved with the model)."""
+    null_scoring: NullScoring = field(default="span", metadata=DERIVED)
+    """span (null score from the span logits) or classifier; QAConfig derives it."""
 
     def __post_init__(self) -> None:
         if self.n_best_size < 1:
@@ -84,23 +176,18 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
-class QAConfig:
-    """Everything besides the weights that `predict` needs; saved as gpt2qa.json."""
+class QAConfig(FlatSettings):
+    """Everything besides the weights that `predict` needs; saved (flat) as gpt2qa.json."""
 
     head: Head = "bilstm"
-    layout: Layout = "question-first"
-    null_position: NullPosition = "last"
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    null_score_diff_threshold: float = 0.0
+    """Span head: linear (start/end from one token) or bilstm (sees text on both sides)."""
     lstm_hidden_size: int = 0
-    """Hidden size of each LSTM direction; 0 means half the backbone width."""
-    task: str = "squad"
+    """Hidden size of each LSTM direction (bilstm head); 0 means half the backbone width."""
+    features: FeatureConfig = nested(FeatureConfig)
+    decoding: DecodeConfig = nested(DecodeConfig)
+    task: str = field(default="squad", metadata=SAVED)
     """The task the model was trained for (its heads, decoding and prediction files)."""
-    task_state: dict[str, float] = field(default_factory=dict)
+    task_state: dict[str, float] = field(default_factory=dict, metadata=SAVED)
     """What the task tuned on the evaluation set besides the null threshold (HotpotQA:
     ``sp_threshold``, the supporting-fact probability cut)."""
 
@@ -116,33 +203,27 @@ class QAConfig:
                 isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
                 and math.isfinite(v) for k, v in self.task_state.items()):
             raise GPT2QAError("task_state must map names to finite numbers")
-        self.features()  # validates layout, null position and lengths
-        self.decoding()
+        # How the null score is read follows from where it is: derived here, once.
+        scoring = "classifier" if self.features.null_position == "classifier" else "span"
+        object.__setattr__(self, "decoding", replace(self.decoding, null_scoring=scoring))
 
-    def features(self) -> FeatureConfig:
-        return FeatureConfig(max_seq_length=self.max_seq_length, doc_stride=self.doc_stride,
-                             max_query_length=self.max_query_length, layout=self.layout,
-                             null_position=self.null_position)
-
-    def decoding(self, null_score_diff_threshold: float | None = None) -> DecodeConfig:
-        threshold = (self.null_score_diff_threshold if null_score_diff_threshold is None
-                     else null_score_diff_threshold)
-        return DecodeConfig(
-            n_best_size=self.n_best_size, max_answer_length=self.max_answer_length,
-            null_score_diff_threshold=threshold,
-            null_scoring="classifier" if self.null_position == "classifier" else "span")
+    def decoder(self, null_score_diff_threshold: float | None = None) -> DecodeConfig:
+        """The decoding settings, with the threshold overridden when one is given."""
+        if null_score_diff_threshold is None:
+            return self.decoding
+        return replace(self.decoding, null_score_diff_threshold=null_score_diff_threshold)
 
     def to_json(self) -> dict[str, Any]:
-        return {"gpt2qa_version": 1, **asdict(self)}
+        return {"gpt2qa_version": 1, **flatten(self)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], source: str = QA_CONFIG_NAME) -> QAConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(obj) - known - {"gpt2qa_version"})
+        values = {k: v for k, v in obj.items() if k != "gpt2qa_version"}
+        unknown = sorted(set(values) - set(flat_fields(cls)))
         if unknown:
             raise GPT2QAError(f"{source}: unknown field(s) {', '.join(unknown)}")
         try:
-            return cls(**{k: v for k, v in obj.items() if k in known})
+            return build(cls, values, source)
         except (TypeError, GPT2QAError) as exc:
             raise GPT2QAError(f"{source}: {exc}") from None
 
@@ -168,7 +249,7 @@ def read_qa_json(model_dir: str | Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(FlatSettings):
     """One fine-tuning run. Every field is also a `gpt2qa train` flag and a YAML config key."""
 
     model: str = "gpt2"
@@ -178,30 +259,14 @@ class TrainConfig:
     output_dir: str = "runs/gpt2qa"
     """Run directory: log, checkpoints, the best model in model/."""
     train_file: str | None = None
-    """SQuAD v1.1/v2.0 JSON to train on."""
+    """SQuAD v1.1/v2.0 or HotpotQA JSON to train on."""
     eval_file: str | None = None
-    """SQuAD JSON to evaluate on (official EM/F1; picks the best model and the threshold)."""
+    """A file of the same task to evaluate on (its official metric; picks the best model and
+    tunes the task's threshold)."""
     dataset: str | None = None
     """Hub dataset name (``squad_v2``); needs the optional ``datasets`` extra and a network."""
-    head: Head = "bilstm"
-    """Span head: linear (start/end from one token) or bilstm (sees text on both sides)."""
-    layout: Layout = "question-first"
-    """Token order: question before context (every context token sees the question) or after."""
-    null_position: NullPosition = "last"
-    """Where the no-answer score is read: first token, a <|null|> token after the input, or a
-    separate classifier on it."""
-    max_seq_length: int = 384
-    """Tokens per window, special tokens included."""
-    doc_stride: int = 128
-    """Tokens between the starts of consecutive context windows."""
-    max_query_length: int = 64
-    """Questions are cut to this many tokens."""
-    n_best_size: int = 20
-    """Start and end candidates kept per window when decoding."""
-    max_answer_length: int = 30
-    """Longest answer in tokens."""
-    lstm_hidden_size: int = 0
-    """Hidden size of each LSTM direction (bilstm head); 0 means half the backbone width."""
+    qa: QAConfig = nested(QAConfig, settings_only=True)
+    """The model's QA settings (head, windows, decoding); each is a flag of its own."""
     epochs: float = 2.0
     """Passes over the training features (fractions allowed)."""
     max_steps: int = 0
@@ -303,14 +368,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GPT2QAError(f"bad training setting: {message}")
-        self.qa_config()
-
-    def qa_config(self, task: str = "squad") -> QAConfig:
-        return QAConfig(task=task, head=self.head, layout=self.layout, null_position=self.null_position,
-                        max_seq_length=self.max_seq_length, doc_stride=self.doc_stride,
-                        max_query_length=self.max_query_length, n_best_size=self.n_best_size,
-                        max_answer_length=self.max_answer_length,
-                        lstm_hidden_size=self.lstm_hidden_size)
 
 
 # -- the demos: their own data and model shape; training settings are TrainConfig overrides --------
@@ -375,9 +432,10 @@ class DemoConfig:
         """The run's TrainConfig: the demo's settings, the user's overrides, these paths (none:
         the training settings alone), and four evaluations, the last at the final step (ceil:
         750 steps must not also eval at 748)."""
-        return TrainConfig(**self.settings(), model=model, train_file=train_file,
-                           eval_file=eval_file, output_dir=output_dir, seed=self.seed,
-                           progress=self.progress, eval_every=max(-(-self.steps // 4), 1))
+        return build(TrainConfig, {
+            **self.settings(), "model": model, "train_file": train_file, "eval_file": eval_file,
+            "output_dir": output_dir, "seed": self.seed, "progress": self.progress,
+            "eval_every": max(-(-self.steps // 4), 1)})
 
     def settings(self) -> dict[str, Any]:
         """The TrainConfig overrides in force: the demo's own, then the user's."""
@@ -414,8 +472,7 @@ class HotpotDemoConfig(DemoConfig):
 
 
 def _check_demo(config: DemoConfig, extra: list[tuple[bool, str]]) -> None:
-    unknown = sorted(set(config.training) - {f.name for f in fields(TrainConfig)}
-                     - set(DEMO_FIXED))
+    unknown = sorted(set(config.training) - set(flat_fields(TrainConfig)) - set(DEMO_FIXED))
     fixed = sorted(set(config.training) & set(DEMO_FIXED))
     checks = [
         (not unknown, f"unknown training setting(s) {', '.join(unknown)}"),

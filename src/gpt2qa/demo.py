@@ -48,7 +48,7 @@ def prepare_tiny_model(config: DemoConfig, texts: Iterable[str], init_dir: Path)
     tokenizer = train_bpe_tokenizer(texts, vocab_size=config.vocab_size)
     prepare_tokenizer(tokenizer)
     torch.manual_seed(config.seed)
-    max_seq_length = config.train_config().max_seq_length
+    max_seq_length = config.train_config().qa.features.max_seq_length
     backbone = backbone_from_config(tiny_gpt2_config(
         len(tokenizer), n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head,
         n_positions=max(256, max_seq_length), dropout=0.0))
@@ -99,7 +99,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     metrics = {**result.metrics, "test": test, "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "demo_metrics.json", metrics)
     print(f"\ngpt2qa demo: tiny GPT-2 ({config.n_layer} layers, {config.n_embd} wide, "
-          f"{train_config.head} head), {train_config.max_steps} steps; {config.eval_split} split "
+          f"{train_config.qa.head} head), {train_config.max_steps} steps; {config.eval_split} split "
           f"({metrics['total']} questions) and a fresh test sample ({test['total']})")
     print(format_table(metrics, test))
     print(f"  {'wall time (s)':<28}{metrics['wall_seconds']:8.1f}")

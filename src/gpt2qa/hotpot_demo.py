@@ -86,7 +86,7 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
                "baseline_answer": answer, "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "demo_metrics.json", metrics)
     print(f"\ngpt2qa demo --task hotpot: tiny GPT-2 ({config.n_layer} layers, {config.n_embd} "
-          f"wide, {train_config.head} head), {result.steps} steps, seed {config.seed}; "
+          f"wide, {train_config.qa.head} head), {result.steps} steps, seed {config.seed}; "
           f"{len(test_ex)} held-out test questions about unseen entities")
     print(format_hotpot_table([("model, dev", result.metrics), ("model, test", test),
                                ("baselines, test", baseline)]))

@@ -32,7 +32,7 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
     """
     device = device or next(model.parameters()).device
     if batch_size == 0:
-        batch_size = inference_batch_size(device, model.width, model.config.max_seq_length,
+        batch_size = inference_batch_size(device, model.width, model.config.features.max_seq_length,
                                           int8=is_int8(model))
     rank, world = process_group() if sharded else (0, 1)
     fsdp = is_sharded(model)

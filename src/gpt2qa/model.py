@@ -96,7 +96,7 @@ class QAModel(nn.Module):
             self.qa_outputs = nn.Linear(2 * hidden, 2)
         else:
             self.qa_outputs = nn.Linear(width, 2)
-        if config.null_position == "classifier":
+        if config.features.null_position == "classifier":
             self.na_classifier = nn.Linear(width, 1)
         # Empty for SQuAD, so its parameter names stay GPT2ForQuestionAnswering's.
         self.task_heads = nn.ModuleDict(dict(heads(width)) if heads else {})
@@ -141,13 +141,13 @@ class QAModel(nn.Module):
         start_logits, end_logits = logits[..., 0], logits[..., 1]
 
         allowed = context_mask.bool()
-        if self.config.null_position != "classifier":
+        if self.config.features.null_position != "classifier":
             allowed = allowed.clone()
             allowed[rows, null_index] = True
         start_logits = start_logits.masked_fill(~allowed, MASK_VALUE)
         end_logits = end_logits.masked_fill(~allowed, MASK_VALUE)
 
-        if self.config.null_position == "classifier":
+        if self.config.features.null_position == "classifier":
             null_score = self.na_classifier(hidden[rows, null_index]).squeeze(-1)
         else:
             null_score = start_logits[rows, null_index] + end_logits[rows, null_index]
@@ -169,7 +169,7 @@ class QAModel(nn.Module):
     def _loss(self, start_logits: torch.Tensor, end_logits: torch.Tensor,
               null_score: torch.Tensor, null_index: torch.Tensor,
               start_positions: torch.Tensor, end_positions: torch.Tensor) -> torch.Tensor:
-        if self.config.null_position != "classifier":
+        if self.config.features.null_position != "classifier":
             return (F.cross_entropy(start_logits, start_positions)
                     + F.cross_entropy(end_logits, end_positions)) / 2
         is_null = (start_positions == null_index).float()
@@ -270,8 +270,8 @@ def check_fits(backbone: nn.Module, config: QAConfig, vocab_size: int) -> None:
     """Refuse settings the backbone cannot run, before any training time is spent."""
     max_pos = getattr(backbone.config, "n_positions", None) or getattr(
         backbone.config, "max_position_embeddings", None)
-    if max_pos is not None and config.max_seq_length > max_pos:
-        raise GPT2QAError(f"max_seq_length {config.max_seq_length} exceeds the model's "
+    if max_pos is not None and config.features.max_seq_length > max_pos:
+        raise GPT2QAError(f"max_seq_length {config.features.max_seq_length} exceeds the model's "
                           f"{max_pos} positions")
     emb = backbone.get_input_embeddings().weight.shape[0]
     if emb < vocab_size:

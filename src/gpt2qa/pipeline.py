@@ -33,7 +33,7 @@ def predict_examples(model: QAModel, tokenizer: Any, special_ids: SpecialIds,
     overrides: Mapping[str, Any] = {"null_score_diff_threshold": null_score_diff_threshold}
     refuse_unsupported(task, overrides)
     if features is None:
-        features = task.features(examples, tokenizer, model.config.features(), special_ids)
+        features = task.features(examples, tokenizer, model.config.features, special_ids)
     outputs = run_model(model, features, special_ids.pad, batch_size, precision=precision,
                         sharded=sharded)
     return task.decode(examples, features, outputs, model.config, overrides)

@@ -61,7 +61,7 @@ from gpt2qa.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from gpt2qa.config import TrainConfig
+from gpt2qa.config import TrainConfig, flatten, replace_flat
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, prepare_tokenizer
 from gpt2qa.inference import run_model
@@ -247,14 +247,14 @@ def _features(config: TrainConfig, task: Task, datasets: tuple[Any, Any | None],
     train_data, eval_data = datasets
     train_data = _limit(train_data, config.max_train_examples)
     source = str(config.train_file or config.dataset)
-    train_features = task.features(train_data.examples, tokenizer, qa.features(), special)
+    train_features = task.features(train_data.examples, tokenizer, qa.features, special)
     if not train_features:
         raise GPT2QAError(f"{source}: no training examples")
-    checked = task.check_training(train_data, train_features, source, qa.features())
+    checked = task.check_training(train_data, train_features, source, qa.features)
     eval_data = _limit(eval_data, config.max_eval_examples) if eval_data else None
     if eval_data is not None and not eval_data.examples:
         eval_data = None
-    eval_features = (task.features(eval_data.examples, tokenizer, qa.features(), special)
+    eval_features = (task.features(eval_data.examples, tokenizer, qa.features, special)
                      if eval_data is not None else [])
     return train_features, eval_data, eval_features, checked
 
@@ -303,7 +303,7 @@ def _open_log(config: TrainConfig, task: Task, model: QAModel, schedule: Schedul
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     write_json_atomic(out / "train_config.json",
-                      {**dataclasses.asdict(config), "task": task.name,
+                      {**flatten(config), "task": task.name,
                        "schedule": dataclasses.asdict(schedule)})
     log = RunLog(out, resume_from.state["step"] if resume_from else None, config.tensorboard)
     counts = parameter_counts(model)
@@ -374,7 +374,7 @@ def _save_best(run: Run, state: TrainState, step: int, result: Evaluation,
                weights: dict[str, torch.Tensor] | None) -> None:
     state.best_score, state.best_step = list(run.task.select(result.metrics)), step
     save_model(run.raw_model, run.tokenizer, run.out / "model",
-               qa=dataclasses.replace(run.raw_model.config, **result.tuned), weights=weights)
+               qa=replace_flat(run.raw_model.config, **result.tuned), weights=weights)
     for name, obj in result.files.items():
         write_json_atomic(run.out / f"{name}.json", obj)
     write_json_atomic(run.out / "metrics.json", {**result.metrics, "step": step})
@@ -466,7 +466,7 @@ def fit(run: Run, state: TrainState) -> TrainState:
         last = list_checkpoints(run.out)
         raise GPT2QAError(
             f"out of memory at step {state.step} ({schedule.per_device_batch_size} features per "
-            f"micro-batch, max_seq_length {config.max_seq_length}); raise --grad-accum to keep "
+            f"micro-batch, max_seq_length {config.qa.features.max_seq_length}); raise --grad-accum to keep "
             f"the effective batch. Last good checkpoint: {last[-1] if last else 'none'}"
         ) from None
     finally:

@@ -7,7 +7,6 @@ run, so that building the parser (and `gpt2qa --help`) never imports torch.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -27,7 +26,10 @@ def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
 
 
 def field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+    """A settings class's flat setting names (nested records included): its flags."""
+    from gpt2qa.config import flat_fields
+
+    return list(flat_fields(cls))
 
 
 def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | None) -> Any:
@@ -36,8 +38,10 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
     if config_file:
         values.update(read_yaml_config(config_file, set(field_names(cls))))
     values.update(given(args, field_names(cls)))
+    from gpt2qa.config import build
+
     try:
-        return cls(**values)
+        return build(cls, values, config_file or "settings")
     except TypeError as exc:
         raise GPT2QAError(f"bad configuration: {exc}") from None
 

@@ -32,6 +32,7 @@ from gpt2qa.config import (
     DemoConfig,
     FeatureConfig,
     TrainConfig,
+    flat_fields,
 )
 from gpt2qa.zeroshot.settings import NA_SCORINGS, ZeroShotConfig
 
@@ -131,12 +132,18 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def settings_fields(cls: type) -> list[tuple[str, Any, Any, str]]:
-    """(name, type, default, docstring) of each field of a settings dataclass or pydantic model."""
+    """(name, type, default, docstring) of each setting of a settings dataclass, nested records
+    included under their flat names (`config.flat_fields`), or of a pydantic model."""
     if dataclasses.is_dataclass(cls):
-        hints = typing.get_type_hints(cls)
-        docs = field_docs(cls)
-        return [(f.name, hints[f.name], f.default, docs.get(f.name, ""))
-                for f in dataclasses.fields(cls)]
+        out = []
+        for name, path in flat_fields(cls).items():
+            owner = cls
+            for part in path[:-1]:
+                owner = {f.name: f for f in dataclasses.fields(owner)}[part].metadata["nested"]
+            f = {f.name: f for f in dataclasses.fields(owner)}[path[-1]]
+            out.append((name, typing.get_type_hints(owner)[f.name], f.default,
+                        field_docs(owner).get(f.name, "")))
+        return out
     return [(name, info.annotation, info.default, " ".join((info.description or "").split()))
             for name, info in cls.model_fields.items()]  # type: ignore[attr-defined]
 

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter, ValidationError
 
+from gpt2qa.config import flatten
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.serve.batcher import MicroBatcher
@@ -96,11 +97,9 @@ def model_info(pipeline: QAPipeline, settings: ServeSettings) -> ModelInfo:
     model = pipeline.model
     cfg = model.config
     first = next(model.parameters(), None)
+    saved = {k: v for k, v in flatten(cfg).items() if k in ModelInfo.model_fields}
     return ModelInfo(
-        task=cfg.task, task_state=cfg.task_state, head=cfg.head, layout=cfg.layout, null_position=cfg.null_position,
-        max_seq_length=cfg.max_seq_length, doc_stride=cfg.doc_stride,
-        max_query_length=cfg.max_query_length, max_answer_length=cfg.max_answer_length,
-        n_best_size=cfg.n_best_size, null_score_diff_threshold=cfg.null_score_diff_threshold,
+        **saved,
         vocab_size=len(pipeline.tokenizer),
         parameter_count=sum(p.numel() for p in model.parameters()),
         device=str(first.device) if first is not None else "cpu",
@@ -126,7 +125,7 @@ def check_item(item: AnswerRequest, where: str, pipeline: QAPipeline,
         raise HTTPException(413, f"{where}context has {chars} characters; this "
                                  f"server accepts at most {settings.max_context_chars} "
                                  "(--max-context-chars)")
-    n_best = pipeline.model.config.n_best_size
+    n_best = pipeline.model.config.decoding.n_best_size
     if item.top_k > n_best:
         raise HTTPException(422, f"invalid request: {where}top_k: must be at most {n_best} "
                                  "(the model's n_best_size)")
@@ -148,7 +147,7 @@ async def run_one(item: AnswerRequest, pipeline: QAPipeline,
     pred = await batcher.submit(item.question, item.context, pipeline)
     if isinstance(pred, HotpotPrediction):
         return hotpot_answer(pipeline, pred, item.top_k)
-    threshold = (pipeline.model.config.null_score_diff_threshold
+    threshold = (pipeline.model.config.decoding.null_score_diff_threshold
                  if item.null_score_diff_threshold is None else item.null_score_diff_threshold)
     return answer_from_prediction(pred, threshold, item.top_k)
 

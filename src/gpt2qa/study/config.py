@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS, TrainConfig
+from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS, TrainConfig, build
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import load_yaml_mapping
 
@@ -119,7 +119,7 @@ class TrainSettings:
 
     def train_config(self, **cell: Any) -> TrainConfig:
         """TrainConfig's defaults, these overrides, then a cell's own values on top."""
-        return TrainConfig(**{**self.overrides(), **cell})
+        return build(TrainConfig, {**self.overrides(), **cell})
 
 
 @dataclass(frozen=True)

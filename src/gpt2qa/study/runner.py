@@ -56,7 +56,7 @@ def evaluate_split(model_dir: Path, examples: Sequence[Any], batch_size: int
     preds = pipe.predict(examples, batch_size=batch_size, null_score_diff_threshold=0.0)
     texts, na_probs, _ = predictions_to_json(preds)
     metrics = score_predictions(examples, preds)
-    saved = pipe.model.config.null_score_diff_threshold
+    saved = pipe.model.config.decoding.null_score_diff_threshold
     at_saved = score_at_threshold(examples, preds, saved)
     metrics.update({"dev_threshold_exact": at_saved["exact"], "dev_threshold_f1": at_saved["f1"],
                     "dev_null_score_diff_threshold": saved})

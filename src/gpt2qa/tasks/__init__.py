@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.config import QA_CONFIG_NAME, TASK_NAMES, TrainConfig
+from gpt2qa.config import QA_CONFIG_NAME, TASK_NAMES, TrainConfig, build, flatten
 from gpt2qa.errors import DataError, GPT2QAError
 from gpt2qa.task import Task, refuse_unsupported
 from gpt2qa.tasks.hotpotqa import HotpotTask
@@ -66,15 +66,13 @@ def resolve(name: str = "auto", data: str | os.PathLike[str] | None = None,
 
 def for_training(config: TrainConfig) -> Task:
     """The task of a training run, with every setting it cannot honour refused."""
-    import dataclasses
-
     model_dir = config.model if (Path(config.model) / QA_CONFIG_NAME).is_file() else None
     task = resolve(config.task, config.train_file, None if config.train_file else model_dir)
     if config.eval_file is not None and not task.sniff(config.eval_file):
         raise GPT2QAError(f"{config.eval_file}: the train file is {task.name}, so the eval "
                           "file must be too")
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    refuse_unsupported(task, dataclasses.asdict(config), defaults)
+    defaults = flatten(build(TrainConfig, {"train_file": "-"}))
+    refuse_unsupported(task, flatten(config), defaults)
     return task
 
 

@@ -74,7 +74,7 @@ class SquadTask:
                overrides: Mapping[str, Any] | None = None) -> list[Prediction]:
         threshold = (overrides or {}).get("null_score_diff_threshold")
         contexts = {ex.qas_id: ex.context for ex in examples}
-        return decode(contexts, features, outputs, qa.decoding(threshold))
+        return decode(contexts, features, outputs, qa.decoder(threshold))
 
     def evaluate(self, dataset: SquadDataset, features: Sequence[Feature],
                  outputs: Sequence[WindowOutput], qa: Any) -> Evaluation:

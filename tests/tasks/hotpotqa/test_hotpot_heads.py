@@ -26,7 +26,7 @@ from gpt2qa.tasks.hotpotqa.heads import decode_hotpot, hotpot_heads, tune_sp_thr
 from gpt2qa.tasks.hotpotqa.inputs import convert_hotpot_examples, window_of
 from gpt2qa.tasks.hotpotqa.metrics import METRIC_KEYS
 
-QA = QAConfig(task="hotpotqa", head="bilstm", max_seq_length=96, max_query_length=24)
+QA = QAConfig.of(task="hotpotqa", head="bilstm", max_seq_length=96, max_query_length=24)
 
 
 def tiny_hotpot(tokenizer, qa: QAConfig = QA, seed: int = 0) -> QAModel:
@@ -39,7 +39,7 @@ def tiny_hotpot(tokenizer, qa: QAConfig = QA, seed: int = 0) -> QAModel:
 
 def features_for(tokenizer, hotpot_list, qa: QAConfig = QA):
     examples = parse_hotpot(hotpot_list(), "t").examples
-    return examples, convert_hotpot_examples(examples, tokenizer, qa.features())
+    return examples, convert_hotpot_examples(examples, tokenizer, qa.features)
 
 
 def collate_hotpot(model, features, pad_id):
@@ -94,7 +94,8 @@ def test_decode_and_threshold(tiny_tokenizer, hotpot_list) -> None:
     no = WindowOutput(start[:len(feats[1].input_ids)], end, 0.0,
                       {"answer_type": np.log(np.array([0.1, 0.2, 0.7])),
                        "supporting_facts": _logit(np.full(n_no, 0.6))})
-    preds = decode_hotpot(feats, [span, no], QA.n_best_size, QA.max_answer_length, 0.5)
+    preds = decode_hotpot(feats, [span, no], QA.decoding.n_best_size,
+                          QA.decoding.max_answer_length, 0.5)
     answers = {p.qas_id: p.answer for p in preds}
     facts = {p.qas_id: list(p.facts) for p in preds}
     assert answers == {"b1": "Quellton", "c1": "no"}
@@ -180,10 +181,10 @@ def test_real_tokenizer_real_sample(tmp_path: Path, capsys, shared_data) -> None
 
 def test_recipe_config_parses() -> None:
     from gpt2qa.cli.commands import read_yaml_config
-    from gpt2qa.config import TrainConfig
+    from gpt2qa.config import TrainConfig, flat_fields
 
-    names = {f for f in TrainConfig.__dataclass_fields__}
+    names = set(flat_fields(TrainConfig))
     path = Path(__file__).resolve().parents[3] / "configs" / "gpt2-hotpotqa.yaml"
-    config = TrainConfig(**read_yaml_config(str(path), names))
-    assert config.null_position == "last" and config.max_seq_length == 1024
+    config = TrainConfig.of(**read_yaml_config(str(path), names))
+    assert config.qa.features.null_position == "last" and config.qa.features.max_seq_length == 1024
     assert config.train_file == "hotpot_train_v1.1.json"

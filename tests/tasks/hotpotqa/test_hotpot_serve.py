@@ -34,7 +34,7 @@ def server(tmp_path_factory, tiny_tokenizer) -> Iterator[str]:
     prepare_tokenizer(tiny_tokenizer)
     backbone = backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_embd=32,
                                                      n_positions=256))
-    qa = QAConfig(task="hotpotqa", max_seq_length=128, max_query_length=32,
+    qa = QAConfig.of(task="hotpotqa", max_seq_length=128, max_query_length=32,
                   task_state={"sp_threshold": 0.45})
     model_dir = save_model(QAModel(backbone, qa, hotpot_heads), tiny_tokenizer,
                            tmp_path_factory.mktemp("hotpot-serve") / "model")

@@ -101,7 +101,8 @@ class HotpotTask:
                overrides: Mapping[str, Any] | None = None) -> list[HotpotPrediction]:
         threshold = (overrides or {}).get(
             "sp_threshold", qa.task_state.get("sp_threshold", DEFAULT_SP_THRESHOLD))
-        return decode_hotpot(features, outputs, qa.n_best_size, qa.max_answer_length, threshold)
+        return decode_hotpot(features, outputs, qa.decoding.n_best_size,
+                             qa.decoding.max_answer_length, threshold)
 
     def evaluate(self, dataset: HotpotDataset, features: Sequence[Feature],
                  outputs: Sequence[WindowOutput], qa: Any) -> Evaluation:
