@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import CORPUS
+from builders import CORPUS
 from gpt2qa.batching import collate
 from gpt2qa.checkpoint import load_model
 from gpt2qa.cli import main
@@ -125,12 +125,12 @@ def test_family_end_to_end(family: Family, tmp_path: Path, capsys: pytest.Captur
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_neox_with_gpt2s_real_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_neox_with_gpt2s_real_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         shared_data):
     """Pythia's shape of checkpoint (GPT-NeoX, fp16) with GPT-2's own 50257-token tokenizer."""
-    from conftest import shared_file
     from gpt2qa.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(shared_file("gpt2-tokenizer"))
+    tokenizer = load_tokenizer(shared_data("gpt2-tokenizer"))
     family = next(f for f in FAMILIES if f.model_type == "gpt_neox")
     run_family(family, save_family_dir(family, tmp_path / "init", tokenizer=tokenizer), tmp_path,
                capsys)

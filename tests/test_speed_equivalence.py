@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CORPUS
+from builders import CORPUS
 from gpt2qa.batching import collate
 from gpt2qa.config import QAConfig, TrainConfig
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import decode
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-from gpt2qa.model import QAModel
 from gpt2qa.inference import run_model
+from gpt2qa.model import QAModel
 from gpt2qa.pipeline import predict_examples
 from gpt2qa.schedule import fused_adamw_for, optimizer_for
 from helpers import tiny_model
