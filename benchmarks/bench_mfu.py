@@ -113,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from gpt2qa.batching import inference_batch_size, length_grouped_batches
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.inference import run_model
+    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.schedule import epoch_batches
 
     shape = common.shape_from_flag(args.tiny)

@@ -102,8 +102,8 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
     from gpt2qa.config import QAConfig, TrainConfig
     from gpt2qa.data import load_squad
     from gpt2qa.features import convert_examples_to_features, prepare_tokenizer
-    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.inference import run_model
+    from gpt2qa.model import QAModel, backbone_from_config
     from gpt2qa.tokenizer import load_tokenizer
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
