@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import squad_v2_dict
+from builders import squad_v2_dict
 from gpt2qa.config import QAConfig
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CORPUS
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.tokenizer import train_bpe_tokenizer
 
@@ -24,8 +23,8 @@ CTX = "The Eiffel Tower was completed in 1889 in Paris, France."
 
 
 @pytest.fixture(scope="module")
-def hf_tok():
-    tok = train_bpe_tokenizer(CORPUS, vocab_size=400)
+def hf_tok(corpus):
+    tok = train_bpe_tokenizer(corpus, vocab_size=400)
     tok.pad_token = tok.eos_token  # as the benchmark does (run_qa needs a pad token)
     return tok
 

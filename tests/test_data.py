@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 import gpt2qa.data
-from conftest import shared_file, squad_v2_dict
 from gpt2qa.data import (
     Answer,
     Repair,
@@ -158,7 +157,7 @@ ERROR_CASES: list[tuple[str, Mutation, str | None, str | None, str]] = [
                          ids=[c[0] for c in ERROR_CASES])
 def test_bad_input_raises_one_clear_error(tmp_path: Path, case: str, mutate: Mutation,
                                           json_path: str | None, qas_id: str | None,
-                                          fragment: str) -> None:
+                                          fragment: str, squad_v2_dict) -> None:
     d = squad_v2_dict()
     mutate(d)
     path = write_json(tmp_path, d, "broken-v2.json")
@@ -179,7 +178,7 @@ def test_bad_input_raises_one_clear_error(tmp_path: Path, case: str, mutate: Mut
         assert "id=" not in message
 
 
-def test_duplicate_id_names_both_places(tmp_path: Path) -> None:
+def test_duplicate_id_names_both_places(tmp_path: Path, squad_v2_dict) -> None:
     d = squad_v2_dict()
     _qa(d, 1, 0)["id"] = "q1"
     path = write_json(tmp_path, d, "dup.json")
@@ -221,7 +220,8 @@ def test_not_a_squad_object(tmp_path: Path, content: str, fragment: str) -> None
 
 
 @pytest.mark.parametrize("bom", [b"", codecs.BOM_UTF8])
-def test_invalid_utf8_reports_the_byte_position(tmp_path: Path, bom: bytes) -> None:
+def test_invalid_utf8_reports_the_byte_position(tmp_path: Path, bom: bytes,
+                                                 squad_v2_dict) -> None:
     good = json.dumps(squad_v2_dict(), ensure_ascii=False).encode("utf-8")
     cut = good.index(b"Paris, France")
     path = tmp_path / "latin1.json"
@@ -453,7 +453,7 @@ def test_fix_by_search_picks_nearest_occurrence(given: int, expected: int) -> No
 
 # --- writing back ------------------------------------------------------------------------
 
-def test_round_trip_reproduces_the_official_layout(squad_v2_file: Path) -> None:
+def test_round_trip_reproduces_the_official_layout(squad_v2_file: Path, squad_v2_dict) -> None:
     ds = load_squad(squad_v2_file)
     written = examples_to_squad_json(ds.examples)
     assert written == squad_v2_dict()
@@ -480,7 +480,7 @@ def test_writer_groups_by_title_then_context() -> None:
     assert sorted(e.qas_id for e in parse_squad(written, "<grouped>").examples) == list("1234")
 
 
-def test_writer_refuses_unanswerable_in_v1() -> None:
+def test_writer_refuses_unanswerable_in_v1(squad_v2_dict) -> None:
     (q2,) = [e for e in parse_squad(squad_v2_dict(), "<v2>").examples if e.is_impossible]
     with pytest.raises(GPT2QAError, match="id=q2: an unanswerable question cannot be written"):
         examples_to_squad_json([q2], version="1.1")
@@ -494,8 +494,9 @@ def test_writer_refuses_unanswerable_in_v1() -> None:
     (("squad-v2", "train-v2.0-first10articles.json"), 4719, 4371, True),
     (("squad-v1.1", "bloomsbury-dev-half-v1.1.json"), 4961, 4961, False),
 ])
-def test_real_files(parts: tuple[str, str], n: int, answerable: int, is_v2: bool) -> None:
-    ds = load_squad(shared_file(*parts))
+def test_real_files(parts: tuple[str, str], n: int, answerable: int, is_v2: bool,
+                    shared_data) -> None:
+    ds = load_squad(shared_data(*parts))
     assert len(ds.examples) == n
     assert sum(not e.is_impossible for e in ds.examples) == answerable
     assert sum(e.is_impossible for e in ds.examples) == n - answerable
@@ -505,7 +506,7 @@ def test_real_files(parts: tuple[str, str], n: int, answerable: int, is_v2: bool
     if is_v2:
         impossible = [e for e in ds.examples if e.is_impossible]
         assert all(e.plausible_answers and not e.answers for e in impossible)
-    unchecked = load_squad(shared_file(*parts), check_offsets=False)
+    unchecked = load_squad(shared_data(*parts), check_offsets=False)
     assert unchecked.examples == ds.examples
 
 

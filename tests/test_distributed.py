@@ -277,8 +277,7 @@ def test_bf16_saved_checkpoint_trains_in_fp32(tmp_path, tiny_tokenizer, kind, he
     assert len(moved) == len(first), sorted(set(first) - set(moved))[:5]
 
 
-def test_heads_compute_in_fp32_under_autocast(tiny_tokenizer):
-    from conftest import squad_v2_dict
+def test_heads_compute_in_fp32_under_autocast(tiny_tokenizer, squad_v2_dict):
     from gpt2qa.batching import collate
     from gpt2qa.config import QAConfig
     from gpt2qa.data import parse_squad

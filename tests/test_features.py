@@ -209,15 +209,14 @@ def test_config_checks():
     # ("7" inside the token "17", "Japan" inside "Japanese"): 99.46 F1, measured.
     ("train-v2.0-first10articles.json", 99.4, 99.0),
 ])
-def test_oracle_f1_on_real_squad(name, min_f1, min_exact):
+def test_oracle_f1_on_real_squad(name, min_f1, min_exact, shared_data):
     """Gold answers survive GPT-2 tokenisation, measured on real SQuAD 2.0."""
-    from conftest import shared_file
     from gpt2qa.data import load_squad
     from gpt2qa.metrics import evaluate_v2
     from gpt2qa.tokenizer import load_tokenizer
 
-    path = shared_file("squad-v2", name)
-    tok = load_tokenizer(shared_file("gpt2-tokenizer"))
+    path = shared_data("squad-v2", name)
+    tok = load_tokenizer(shared_data("gpt2-tokenizer"))
     ids = prepare_tokenizer(tok)
     assert ids.pad == 50256 and ids.sep == 50257 and ids.null == 50258
     examples = load_squad(path).examples

@@ -128,3 +128,65 @@ def test_no_task_name_is_compared_below_the_edges():
             if names & TASK_NAMES:
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert found == []
+
+
+
+TESTS = Path(__file__).resolve().parent
+LOCAL_ROOTS = {"tests"} | {p.name for p in TESTS.rglob("*") if p.is_dir()}
+"""First parts of a dotted name that point inside tests/ (tests itself or one of its folders)."""
+
+
+def _is_conftest_or_test_module(module: str) -> bool:
+    """conftest anywhere in the dotted name, or a test_* part of a name inside tests/."""
+    parts = module.split(".")
+    if "conftest" in parts:
+        return True
+    if len(parts) > 1 and parts[0] not in LOCAL_ROOTS:
+        return False  # e.g. `from gpt2qa.x import test_y`: not a test module
+    return any(p.startswith("test_") for p in parts)
+
+
+def conftest_and_test_module_imports(source: str) -> list[tuple[int, str]]:
+    """(line, module), once per statement, for each import of conftest or of a test module in
+    `source`: `import`, `from ... import` (relative ones count as inside tests/),
+    importlib.import_module and __import__ with a literal name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(filter(None, ["tests", base]))
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                   or (isinstance(node.func, ast.Name) and node.func.id == "__import__"))):
+            names = [node.args[0].value]
+        bad = [name for name in names if name and _is_conftest_or_test_module(name)]
+        if bad:
+            found.append((node.lineno, bad[0]))
+    return found
+
+
+def test_the_import_check_sees_every_form():
+    bad = ("from conftest import CORPUS\nimport conftest\nfrom test_backbones import FAMILIES\n"
+           "import tests.test_lora\nfrom tests import test_data\nfrom . import conftest\n"
+           "from tasks.hotpotqa import test_hotpot_data\n"
+           "importlib.import_module('test_model')\n__import__('conftest')\n")
+    assert [line for line, _ in conftest_and_test_module_imports(bad)] == list(range(1, 10))
+    good = ("from builders import CORPUS, squad_v2_dict\nfrom families import FAMILIES\n"
+            "from helpers import tiny_model\nimport pytest\nfrom gpt2qa.x import test_y\n")
+    assert conftest_and_test_module_imports(good) == []
+
+
+def test_no_test_file_imports_conftest_or_another_test_module():
+    # Shared builders are fixtures (conftest.py) or live in a non-test module (builders.py,
+    # families.py, helpers.py); conftest.py files may import those too.
+    files = sorted(TESTS.rglob("*.py"))
+    assert TESTS / "conftest.py" in files and Path(__file__).resolve() in files
+    found = [f"{path.relative_to(TESTS).as_posix()}:{line}: {name}" for path in files
+             for line, name in conftest_and_test_module_imports(path.read_text(encoding="utf-8"))]
+    assert found == [], "take a fixture, or import from builders.py / families.py / helpers.py"

@@ -12,6 +12,7 @@ import torch
 
 pytest.importorskip("peft")
 
+from families import EXAMPLES, FAMILIES, make_tokenizer  # noqa: E402
 from gpt2qa.batching import collate  # noqa: E402
 from gpt2qa.checkpoint import load_model  # noqa: E402
 from gpt2qa.cli import main  # noqa: E402
@@ -21,7 +22,6 @@ from gpt2qa.lora import LORA_TARGETS, is_lora, parameter_counts, prepare_for_tra
 from gpt2qa.model import QAModel  # noqa: E402
 from gpt2qa.tasks import fine_tune as train  # noqa: E402
 from helpers import save_init_dir, tiny_model, write_tiny_squad  # noqa: E402
-from test_backbones import EXAMPLES, FAMILIES, make_tokenizer  # noqa: E402
 
 QA = QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_file
 from gpt2qa.data import Answer, SquadExample, examples_to_squad_json, load_squad
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import (
@@ -495,8 +494,8 @@ def test_read_helpers_keep_values(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 @pytest.mark.realdata
-def test_cs224n_dev_baselines(tmp_path: Path) -> None:
-    data = shared_file("squad-v2", "cs224n-dev-v2.0.json")
+def test_cs224n_dev_baselines(tmp_path: Path, shared_data) -> None:
+    data = shared_data("squad-v2", "cs224n-dev-v2.0.json")
     examples = load_squad(data, check_offsets=False).examples
     assert len(examples) == 6078
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers import tiny_model
 
 import gpt2qa
 from gpt2qa.checkpoint import save_model
@@ -18,6 +17,7 @@ from gpt2qa.decode import Candidate, Prediction
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.tasks.squad import answer_dicts
+from helpers import tiny_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CONTEXT = "Ada Lovelace was born in London in 1815."

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CORPUS
+from builders import CORPUS
 from gpt2qa.batching import collate
 from gpt2qa.config import QAConfig, TrainConfig
 from gpt2qa.data import Answer, SquadExample

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import squad_v2_dict
 from gpt2qa.cli.flags import add_study_parser
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.study import (
@@ -133,7 +132,7 @@ def _write_cell(out: Path, cell: Cell, f1: float, na_probs: dict[str, float]) ->
     (d / "na_probs.json").write_text(json.dumps(na_probs))
 
 
-def test_summarize_aggregates_hand_made_cells(tmp_path):
+def test_summarize_aggregates_hand_made_cells(tmp_path, squad_v2_dict):
     # squad_v2_dict: q1 and q3 answerable, q2 unanswerable.
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "dev.json").write_text(json.dumps(squad_v2_dict()))

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from conftest import CORPUS, shared_file, squad_v2_dict
 from gpt2qa.cli import main
 from gpt2qa.config import FeatureConfig
 from gpt2qa.data import Answer, SquadExample
@@ -35,13 +34,13 @@ LAYOUTS = [(layout, null) for layout in ("question-first", "context-first")
 
 
 @pytest.fixture(scope="module")
-def metaspace() -> Any:
-    return train_metaspace_tokenizer(CORPUS, vocab_size=600, limit_alphabet=40)
+def metaspace(corpus) -> Any:
+    return train_metaspace_tokenizer(corpus, vocab_size=600, limit_alphabet=40)
 
 
 @pytest.fixture(scope="module")
-def byte_level() -> Any:
-    return train_bpe_tokenizer(CORPUS, vocab_size=400)
+def byte_level(corpus) -> Any:
+    return train_bpe_tokenizer(corpus, vocab_size=400)
 
 
 def test_metaspace_falls_back_to_bytes_never_to_unk(metaspace):
@@ -86,8 +85,8 @@ def test_offsets_and_bos_in_every_layout(request, family, layout, null_position)
             assert feature_answer_text(f, CTX) == gold
 
 
-def test_missing_pad_and_missing_eos():
-    tok = train_metaspace_tokenizer(CORPUS, vocab_size=600)
+def test_missing_pad_and_missing_eos(corpus):
+    tok = train_metaspace_tokenizer(corpus, vocab_size=600)
     tok.eos_token = None
     with pytest.raises(GPT2QAError, match="neither an end-of-text nor a pad token"):
         prepare_tokenizer(tok)
@@ -103,7 +102,7 @@ def test_failure_kinds():
     assert span_failure_kind(spans, 0, 5, "1889") == "other"
 
 
-def test_check_spans_with_metaspace_tokenizer(tmp_path, capsys, metaspace):
+def test_check_spans_with_metaspace_tokenizer(tmp_path, capsys, metaspace, squad_v2_dict):
     metaspace.save_pretrained(tmp_path / "tok")
     data = tmp_path / "d.json"
     data.write_text(json.dumps(squad_v2_dict(), ensure_ascii=False), encoding="utf-8")
@@ -115,12 +114,12 @@ def test_check_spans_with_metaspace_tokenizer(tmp_path, capsys, metaspace):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_check_spans_real_dev_with_a_4k_metaspace_tokenizer(tmp_path, capsys):
+def test_check_spans_real_dev_with_a_4k_metaspace_tokenizer(tmp_path, capsys, shared_data):
     """A 4k Llama-style tokenizer trained on the shared train contexts, on the cs224n dev set.
     Measured (2026-11-30): oracle F1 99.83, 5 failures of 2910 answerable, all sub-token
     (gold "1775" inside the token "–1775")."""
-    train = json.loads(shared_file("squad-v2", "train-v2.0-first10articles.json").read_text())
-    dev = shared_file("squad-v2", "cs224n-dev-v2.0.json")
+    train = json.loads(shared_data("squad-v2", "train-v2.0-first10articles.json").read_text())
+    dev = shared_data("squad-v2", "cs224n-dev-v2.0.json")
     contexts = [p["context"] for art in train["data"] for p in art["paragraphs"]]
     train_metaspace_tokenizer(contexts, vocab_size=4000, limit_alphabet=200).save_pretrained(
         tmp_path / "tok")

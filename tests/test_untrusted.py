@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import squad_v2_dict
+import builders
 from gpt2qa.cli import main
 from gpt2qa.data import load_squad
 from gpt2qa.errors import DataError, GPT2QAError
@@ -45,7 +45,7 @@ def copy_model(model_dir: Path, to: Path) -> Path:
 # -- lone surrogates and undecodable bytes (item 6) --------------------------------------------
 
 def poisoned_squad(tmp_path: Path, field: str = "question") -> Path:
-    data = squad_v2_dict()
+    data = builders.squad_v2_dict()
     qa = data["data"][0]["paragraphs"][0]["qas"][1]
     qa[field] = "Who designed \ud800 it?"
     path = tmp_path / "poisoned.json"
@@ -53,7 +53,8 @@ def poisoned_squad(tmp_path: Path, field: str = "question") -> Path:
     return path
 
 
-def test_load_squad_names_file_json_path_and_id_of_a_lone_surrogate(tmp_path: Path) -> None:
+def test_load_squad_names_file_json_path_and_id_of_a_lone_surrogate(tmp_path: Path,
+                                                                    squad_v2_dict) -> None:
     path = poisoned_squad(tmp_path)
     with pytest.raises(DataError) as info:
         load_squad(path)

@@ -11,7 +11,6 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from conftest import squad_v2_dict
 from gpt2qa.cli.flags import add_zero_shot_parser
 from gpt2qa.data import Answer, SquadExample
 from gpt2qa.decode import sigmoid
@@ -207,7 +206,7 @@ def test_build_prompt_refuses_when_question_alone_does_not_fit(tiny_tokenizer):
         build_prompt(EX, [], tiny_tokenizer, config, question_only - 1)
 
 
-def test_select_shots_is_seeded_and_skips_evaluated_contexts(tmp_path):
+def test_select_shots_is_seeded_and_skips_evaluated_contexts(tmp_path, squad_v2_dict):
     data = squad_v2_dict()
     extra = {"title": "More", "paragraphs": [
         {"context": SHOT_A.context, "qas": [
