@@ -1,0 +1,171 @@
+"""W3-2, the second adversarial pass: special files are written through and never replaced,
+the demo never overwrites a user's files, a folder asking for remote code is refused before
+transformers sees it, over-long integers and bad devices are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from gpt2qa.cli import main
+from gpt2qa.errors import GPT2QAError
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code: int, err: str) -> str:
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def write_preds(tmp_path: Path) -> Path:
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps({"q1": "1889", "q2": "", "q3": "poems"}))
+    return preds
+
+
+# -- item 1: special files and symlinks as --out-file -----------------------------------------
+
+def test_evaluate_out_file_writes_through_a_fifo(capsys, squad_v2_file: Path,
+                                                 tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as fh:  # blocks until the writer opens it
+            received.append(fh.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    code, out, err = run(capsys, "evaluate", str(squad_v2_file), str(write_preds(tmp_path)),
+                         "--out-file", str(fifo))
+    thread.join(timeout=20)
+    assert code == 0, err
+    assert not thread.is_alive() and received, "the FIFO's reader got nothing"
+    assert json.loads(received[0]) == json.loads(out)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO, not a regular file
+
+
+def test_evaluate_out_file_follows_a_symlink(capsys, squad_v2_file: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real" / "metrics.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(Path("real") / "metrics.json")  # relative, as `ln -s` makes it
+    code, out, err = run(capsys, "evaluate", str(squad_v2_file), str(write_preds(tmp_path)),
+                         "--out-file", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(Path("real") / "metrics.json")
+    assert json.loads(real.read_text()) == json.loads(out)
+    assert sorted(p.name for p in real.parent.iterdir()) == ["metrics.json"]  # no temp left
+
+
+def test_evaluate_out_file_through_a_dangling_symlink(capsys, squad_v2_file: Path,
+                                                      tmp_path: Path) -> None:
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "new.json")
+    code, out, err = run(capsys, "evaluate", str(squad_v2_file), str(write_preds(tmp_path)),
+                         "--out-file", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and json.loads((tmp_path / "new.json").read_text()) == json.loads(out)
+    # A link into a folder that does not exist is one line, before any work.
+    bad = tmp_path / "bad.json"
+    bad.symlink_to(tmp_path / "absent" / "x.json")
+    code, _, err = run(capsys, "evaluate", str(squad_v2_file), str(write_preds(tmp_path)),
+                       "--out-file", str(bad))
+    assert "--out-file" in one_line_error(code, err) and "does not exist" in err
+    assert not (tmp_path / "absent").exists()
+
+
+def test_evaluate_out_file_writes_through_a_char_device(capsys, squad_v2_file: Path,
+                                                        tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    node = tmp_path / "mynull"
+    null = os.stat("/dev/null").st_rdev
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(os.major(null), os.minor(null)))
+    except PermissionError:
+        pytest.skip("this container may not make device nodes")
+    code, out, err = run(capsys, "evaluate", str(squad_v2_file), str(write_preds(tmp_path)),
+                         "--out-file", str(node))
+    assert code == 0, err
+    st = os.lstat(node)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == null  # still the device
+    assert json.loads(out)["total"] == 3
+
+
+def test_a_link_to_an_open_descriptor_is_written_through(tmp_path: Path) -> None:
+    """/dev/stdout and `ln -s /proc/self/fd/1 out`: the descriptor's file gets the data."""
+    from gpt2qa.io import write_json_atomic
+
+    read_end, write_end = os.pipe()
+    try:
+        link = tmp_path / "out_link"
+        link.symlink_to(f"/proc/self/fd/{write_end}")
+        write_json_atomic(link, {"a": 1})
+        os.set_blocking(read_end, False)
+        try:
+            got = os.read(read_end, 1 << 16)
+        except BlockingIOError:
+            got = b""
+        assert got and json.loads(got) == {"a": 1}
+        assert link.is_symlink()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    # A descriptor open on a regular file (stdout redirected to a file): same inode, appended.
+    target = tmp_path / "stdout.txt"
+    with open(target, "w") as fh:
+        fh.write("before\n")
+        fh.flush()
+        inode = os.stat(target).st_ino
+        link2 = tmp_path / "out_link2"
+        link2.symlink_to(f"/proc/self/fd/{fh.fileno()}")
+        write_json_atomic(link2, {"b": 2})
+    assert os.stat(target).st_ino == inode
+    assert target.read_text().startswith("before\n{")
+
+
+def test_check_output_file_accepts_special_files_and_refuses_what_cannot_be_written(
+        tmp_path: Path) -> None:
+    from gpt2qa.io import check_output_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "real.json")
+    (tmp_path / "dangling").symlink_to(tmp_path / "new.json")
+    for ok in (fifo, tmp_path / "link", tmp_path / "dangling", tmp_path / "fresh.json"):
+        check_output_file(ok, "--out-file")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(GPT2QAError, match="--out-file .*loop: cannot follow"):
+        check_output_file(tmp_path / "loop", "--out-file")
+    (tmp_path / "into_absent").symlink_to(tmp_path / "absent" / "x.json")
+    with pytest.raises(GPT2QAError, match="folder does not exist"):
+        check_output_file(tmp_path / "into_absent", "--out-file")
+
+
+def test_atomic_dir_through_a_symlink_replaces_the_directory_and_keeps_the_link(
+        tmp_path: Path) -> None:
+    from gpt2qa.io import atomic_dir
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "old.txt").write_text("old")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with atomic_dir(link) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert link.is_symlink() and sorted(p.name for p in real.iterdir()) == ["new.txt"]
