@@ -169,3 +169,42 @@ def test_atomic_dir_through_a_symlink_replaces_the_directory_and_keeps_the_link(
     with atomic_dir(link) as tmp:
         (tmp / "new.txt").write_text("new")
     assert link.is_symlink() and sorted(p.name for p in real.iterdir()) == ["new.txt"]
+
+
+# -- item 2: the demo never overwrites a user's files -----------------------------------------
+
+@pytest.mark.parametrize("task", ["squad", "hotpot"])
+def test_demo_refuses_a_folder_of_the_users_and_leaves_it_alone(capsys, tmp_path: Path,
+                                                                task: str) -> None:
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "train.json").write_text("my own data")
+    # Tiny settings bound the damage of a demo that would (wrongly) start.
+    code, _, err = run(capsys, "demo", "--task", task, "--out-dir", str(out), "--steps", "1",
+                       "--n-train", "20", "--n-dev", "10", "--n-layer", "1", "--n-embd", "16",
+                       "--n-head", "1")
+    assert "mine" in one_line_error(code, err) and "--out-dir" in err
+    assert (out / "data" / "train.json").read_text() == "my own data"
+    assert sorted(p.name for p in out.rglob("*")) == ["data", "train.json"]  # nothing added
+
+
+def test_demo_dir_guard_accepts_new_empty_and_marked_folders(tmp_path: Path) -> None:
+    from gpt2qa.rundir import DEMO_MARKER, claim_demo_dir
+
+    claim_demo_dir(tmp_path / "new")  # created, and marked first thing
+    assert (tmp_path / "new" / DEMO_MARKER).is_file()
+    (tmp_path / "empty").mkdir()
+    claim_demo_dir(tmp_path / "empty")
+    assert (tmp_path / "empty" / DEMO_MARKER).is_file()
+    marked = tmp_path / "new"
+    (marked / "data").mkdir()
+    (marked / "data" / "train.json").write_text("a demo's data")
+    claim_demo_dir(marked)  # a folder a demo wrote is the demo's to rewrite
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "demo_metrics.json").write_text("{}")
+    with pytest.raises(GPT2QAError, match="did not write .*demo_metrics.json"):
+        claim_demo_dir(tmp_path / "user")
+    assert not (tmp_path / "user" / DEMO_MARKER).exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GPT2QAError, match="not a directory"):
+        claim_demo_dir(tmp_path / "file")
