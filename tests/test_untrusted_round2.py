@@ -7,13 +7,21 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gpt2qa.cli import main
 from gpt2qa.errors import GPT2QAError
+from helpers import write_tiny_squad
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+       "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -208,3 +216,77 @@ def test_demo_dir_guard_accepts_new_empty_and_marked_folders(tmp_path: Path) -> 
     (tmp_path / "file").write_text("x")
     with pytest.raises(GPT2QAError, match="not a directory"):
         claim_demo_dir(tmp_path / "file")
+
+
+# -- item 4: a folder that asks for remote code ------------------------------------------------
+
+def hostile_folder(root: Path, tokenizer: Any, where: str = "config.json") -> tuple[Path, Path]:
+    """A model folder whose `where` maps AutoConfig to its own configuration_evil.py, which
+    creates a marker file on import; everything else a gpt2qa model folder needs is there."""
+    folder = root / "evil"
+    folder.mkdir()
+    tokenizer.save_pretrained(folder)
+    marker = root / "PWNED"
+    (folder / "configuration_evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import PretrainedConfig\n\n\n"
+        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n")
+    config = {"model_type": "evil"}
+    if where == "config.json":
+        config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig"}
+    else:
+        tok_config = json.loads((folder / where).read_text())
+        tok_config["auto_map"] = {"AutoTokenizer": ["configuration_evil.EvilConfig", None]}
+        (folder / where).write_text(json.dumps(tok_config))
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "gpt2qa.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"never read")
+    return folder, marker
+
+
+def gpt2qa_cli(*args: str, **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpt2qa", *args], env=ENV, capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def test_predict_with_a_hostile_folder_and_no_terminal_is_one_line(tmp_path: Path,
+                                                                    tiny_tokenizer: Any) -> None:
+    folder, marker = hostile_folder(tmp_path, tiny_tokenizer)
+    done = gpt2qa_cli("predict", "--model", str(folder), "--question", "q", "--context", "c",
+                      stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "auto_map" in done.stderr and "config.json" in done.stderr
+    assert "Do you wish" not in done.stdout + done.stderr
+    assert not marker.exists()
+
+
+def test_train_with_a_hostile_folder_runs_nothing_even_after_a_yes(tmp_path: Path,
+                                                                   tiny_tokenizer: Any) -> None:
+    """A user who would answer "y" to transformers' prompt: no prompt, no code."""
+    folder, marker = hostile_folder(tmp_path, tiny_tokenizer)
+    squad = write_tiny_squad(tmp_path / "train.json")
+    done = gpt2qa_cli("train", "--model", str(folder), "--train-file", str(squad),
+                      "--eval-file", str(squad), "--output-dir", str(tmp_path / "run"),
+                      "--max-steps", "1", input="y\ny\ny\n")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "auto_map" in done.stderr and "Do you wish" not in done.stdout + done.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_auto_map_in_tokenizer_config_is_refused_in_process(capsys, tmp_path: Path,
+                                                            tiny_tokenizer: Any) -> None:
+    folder, marker = hostile_folder(tmp_path, tiny_tokenizer, where="tokenizer_config.json")
+    code, _, err = run(capsys, "check-spans", str(write_tiny_squad(tmp_path / "d.json")),
+                       "--tokenizer", str(folder))
+    assert "tokenizer_config.json: auto_map" in one_line_error(code, err)
+    assert not marker.exists()
+
+
+def test_every_hub_load_is_told_not_to_trust_remote_code(tmp_path: Path) -> None:
+    from gpt2qa.tokenizer import hub_kwargs
+
+    assert hub_kwargs(str(tmp_path))["trust_remote_code"] is False
+    assert hub_kwargs("some-org/some-model")["trust_remote_code"] is False

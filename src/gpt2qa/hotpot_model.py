@@ -41,7 +41,7 @@ from gpt2qa.hotpot_features import HotpotFeature, convert_hotpot_examples
 from gpt2qa.hotpot_metrics import sp_scores
 from gpt2qa.io import atomic_dir
 from gpt2qa.model import QAModel
-from gpt2qa.tokenizer import load_tokenizer
+from gpt2qa.tokenizer import load_tokenizer, refuse_remote_code
 
 HOTPOT_CONFIG_NAME = "hotpot.json"
 Fact = tuple[str, int]
@@ -241,8 +241,10 @@ def load_hotpot_model(model_dir: str | os.PathLike[str], device: str | torch.dev
         raise GPT2QAError(f"{model_dir / HOTPOT_CONFIG_NAME}: not a readable HotpotQA model "
                           f"config ({exc})") from None
     qa = QAConfig.load(model_dir)
+    refuse_remote_code(model_dir)
     try:
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir))
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir,
+                                                                    trust_remote_code=False))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
     tokenizer = load_tokenizer(model_dir)
