@@ -290,3 +290,71 @@ def test_every_hub_load_is_told_not_to_trust_remote_code(tmp_path: Path) -> None
 
     assert hub_kwargs(str(tmp_path))["trust_remote_code"] is False
     assert hub_kwargs("some-org/some-model")["trust_remote_code"] is False
+
+
+# -- item 5: integers over Python's 4,300-digit limit ------------------------------------------
+
+BIG = "9" * 5000
+
+
+@pytest.mark.parametrize("which", ["hotpot data", "squad data", "predictions", "na-prob"])
+def test_an_over_long_integer_in_evaluate_files_is_one_line(capsys, squad_v2_file: Path,
+                                                            tmp_path: Path, which: str) -> None:
+    big = tmp_path / "big.json"
+    preds, na = write_preds(tmp_path), tmp_path / "na.json"
+    na.write_text(json.dumps({"q1": 0.1, "q2": 0.9, "q3": 0.6}))
+    data = squad_v2_file
+    if which == "hotpot data":  # the reproduction: `gpt2qa evaluate big.json big.json`
+        big.write_text('[{"_id":"a","n":' + BIG + "}]")
+        data = preds = big
+    elif which == "squad data":
+        big.write_text('{"version": "v2.0", "note": "9999",\n "data": [], "n": ' + BIG + "}")
+        data = big
+    elif which == "predictions":
+        big.write_text('{"q1": ' + BIG + "}")
+        preds = big
+    else:
+        big.write_text('{"q1": 0.5, "q2": ' + BIG + "}")
+        na = big
+    na_flag = [] if which == "hotpot data" else ["--na-prob-file", str(na)]
+    code, _, err = run(capsys, "evaluate", str(data), str(preds), *na_flag)
+    assert "big.json" in one_line_error(code, err) and "5000 digits" in err
+    if which == "squad data":  # digits inside a string do not count; the position is exact
+        assert "line 2 column 19" in err
+
+
+def test_an_over_long_integer_in_hotpot_predictions_and_gpt2qa_json(tmp_path: Path) -> None:
+    from gpt2qa.config import QAConfig
+    from gpt2qa.hotpot_metrics import read_hotpot_predictions
+
+    big = tmp_path / "preds.json"
+    big.write_text('{"answer": {"a": ' + BIG + '}, "sp": {}}')
+    with pytest.raises(GPT2QAError, match="preds.json: invalid JSON at line 1 column 18"):
+        read_hotpot_predictions(big)
+    (tmp_path / "gpt2qa.json").write_text('{"max_seq_length": ' + BIG + "}")
+    with pytest.raises(GPT2QAError, match="gpt2qa.json: .*5000 digits"):
+        QAConfig.load(tmp_path)
+
+
+def test_the_server_answers_an_over_long_integer_with_its_422(tmp_path: Path,
+                                                              tiny_tokenizer: Any) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from gpt2qa.checkpoint import save_model
+    from gpt2qa.pipeline import QAPipeline
+    from gpt2qa.serve import create_app
+    from helpers import tiny_model
+
+    model_dir = save_model(tiny_model(tiny_tokenizer), tiny_tokenizer, tmp_path / "model")
+    with TestClient(create_app(QAPipeline.from_pretrained(model_dir, device="cpu"))) as client:
+        raw = ('{"question": "q?", "context": "' + "1" * 5000 + '", "top_k": ' + BIG + "}")
+        r = client.post("/v1/answer", content=raw.encode(),
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        body = r.json()
+        assert body["detail"].startswith("invalid request: body: malformed JSON at character")
+        assert "5000 digits" in body["detail"] and body["errors"][0]["loc"] == "body"
+        # Digits inside strings are text, not numbers: this one is answered.
+        ok = {"question": "q?", "context": "It was " + "1" * 5000 + " years."}
+        assert client.post("/v1/answer", json=ok).status_code == 200

@@ -1,4 +1,5 @@
-"""The one family of atomic writers: every output file and directory gpt2qa writes goes here.
+"""The one family of atomic writers: every output file and directory gpt2qa writes goes here
+(and `loads_json`, under every JSON reader).
 
 Each writer builds its output under a temporary name beside the final path and renames it
 into place, so a run killed at any moment leaves either the old file or the new one, never a
@@ -28,12 +29,13 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import DataError, GPT2QAError
 
 
 def _check_parents(path: Path, what: str) -> None:
@@ -179,6 +181,45 @@ def write_json_atomic(path: str | os.PathLike[str], obj: object) -> Path:
     with atomic_file(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, ensure_ascii=False, indent=2)
     return Path(path)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def loads_json(text: str, name: str, **kwargs: Any) -> Any:
+    """`json.loads` for the text of the file `name`, under every JSON reader (data, predictions,
+    na-prob, gpt2qa.json). An integer longer than Python converts (4,300 digits by default:
+    `sys.get_int_max_str_digits`) is one `DataError` naming the file, the line and the column,
+    where json raises a bare ValueError. JSONDecodeError and RecursionError are left to the
+    caller's own message."""
+    try:
+        return json.loads(text, **kwargs)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        if "digits" not in str(exc):
+            raise
+    match, limit = long_number(text)
+    if match is None:
+        raise DataError(name, f"invalid JSON: a number has more than {limit} digits")
+    line = text.count("\n", 0, match.start()) + 1
+    column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+    raise DataError(name, f"invalid JSON at line {line} column {column}: a number with "
+                          f"{len(match.group())} digits (Python reads at most {limit})")
+
+
+def long_number(text: str) -> tuple[re.Match[str] | None, int]:
+    """The first run of digits outside JSON strings longer than Python converts to an int
+    (json.loads raises ValueError on it), or None; and that limit (4,300 by default)."""
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if limit <= 0:  # no limit set (or a Python without one)
+        return None, limit
+    pattern = re.compile(rf"\d{{{limit + 1},}}")
+    if pattern.search(text) is None:  # the common case: one cheap scan
+        return None, limit
+    # Blank out strings (keeping offsets) so that digits inside them do not count.
+    blanked = _JSON_STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', text)
+    return pattern.search(blanked), limit
 
 
 def load_yaml_mapping(path: str | os.PathLike[str], what: str = "config file") -> dict[str, Any]:
