@@ -358,3 +358,49 @@ def test_the_server_answers_an_over_long_integer_with_its_422(tmp_path: Path,
         # Digits inside strings are text, not numbers: this one is answered.
         ok = {"question": "q?", "context": "It was " + "1" * 5000 + " years."}
         assert client.post("/v1/answer", json=ok).status_code == 200
+
+
+# -- item 14: --device values this machine cannot run on ---------------------------------------
+
+@pytest.fixture(scope="module")
+def small_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
+    from gpt2qa.checkpoint import save_model
+    from helpers import tiny_model
+
+    return save_model(tiny_model(tiny_tokenizer), tiny_tokenizer,
+                      tmp_path_factory.mktemp("device") / "model")
+
+
+def unusable_devices() -> list[str]:
+    import torch
+
+    bad = ["foo", "meta", f"cuda:{max(torch.cuda.device_count(), 7)}"]
+    if not torch.cuda.is_available():
+        bad.append("cuda")
+    return bad
+
+
+@pytest.mark.parametrize("device", unusable_devices())
+def test_predict_with_a_device_this_machine_lacks_is_one_line(capsys, small_model_dir: Path,
+                                                              device: str) -> None:
+    code, _, err = run(capsys, "predict", "--model", str(small_model_dir), "--question", "q?",
+                       "--context", "It was completed in 1889.", "--device", device)
+    assert f"--device {device}" in one_line_error(code, err).replace("'", "")
+    assert "available here: cpu" in err
+
+
+@pytest.mark.parametrize("device", unusable_devices())
+def test_from_pretrained_with_a_device_this_machine_lacks_is_a_gpt2qa_error(
+        small_model_dir: Path, device: str) -> None:
+    from gpt2qa.pipeline import QAPipeline
+
+    with pytest.raises(GPT2QAError, match=f"--device '?{device}'?: .*available here: cpu"):
+        QAPipeline.from_pretrained(small_model_dir, device=device)
+
+
+def test_usable_devices_still_load(small_model_dir: Path) -> None:
+    from gpt2qa.pipeline import QAPipeline, pick_device
+
+    assert pick_device("cpu").type == "cpu" and pick_device("cpu:0").type == "cpu"
+    qa = QAPipeline.from_pretrained(small_model_dir, device="cpu")
+    assert set(qa(question="When?", context="It was completed in 1889.")) >= {"answer", "score"}
