@@ -114,8 +114,9 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     else:
         try:
             # fp32 whatever dtype config.json names: bf16 comes only from autocast.
-            backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_dir),
-                                             dtype=torch.float32)
+            backbone = AutoModel.from_config(
+                AutoConfig.from_pretrained(model_dir, trust_remote_code=False),
+                dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
         backbone.resize_token_embeddings(len(tokenizer))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import loads_json
 
 # Literal types every stage shares; they live here so that no stage imports another for them.
 Layout = Literal["question-first", "context-first"]
@@ -239,7 +240,7 @@ def read_qa_json(model_dir: str | Path) -> dict[str, Any]:
         raise GPT2QAError(f"{model_dir}: not a gpt2qa model directory (no {QA_CONFIG_NAME}); "
                           "train one with `gpt2qa train` or `gpt2qa demo`")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = loads_json(path.read_text(encoding="utf-8"), str(path))
     except json.JSONDecodeError as exc:
         raise GPT2QAError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(obj, dict):

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from gpt2qa.config import MISALIGNED_MODES, Misaligned
 from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.io import loads_json
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def read_json_document(path: str | os.PathLike[str]) -> Any:
     del raw  # keep only one copy of a large file alive while parsing
     with gc_paused():
         try:
-            obj = json.loads(text)
+            obj = loads_json(text, name)
         except json.JSONDecodeError as exc:
             raise DataError(name, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
                                   f"{exc.msg}") from exc

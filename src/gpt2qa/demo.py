@@ -24,6 +24,7 @@ from gpt2qa.features import prepare_tokenizer
 from gpt2qa.io import write_json_atomic
 from gpt2qa.model import backbone_from_config, tiny_gpt2_config
 from gpt2qa.pipeline import QAPipeline
+from gpt2qa.rundir import claim_demo_dir
 from gpt2qa.synthetic import (
     EASY_OVERRIDES,
     SyntheticConfig,
@@ -36,10 +37,12 @@ from gpt2qa.tokenizer import train_bpe_tokenizer
 
 
 def start_demo(config: DemoConfig) -> tuple[Path, float]:
-    """The demo's folder (refusing one that holds a run) and its start time."""
+    """The demo's folder (refusing one gpt2qa's demo did not write, or one that holds a run;
+    `rundir.claim_demo_dir` marks it) and its start time."""
     out = Path(config.out_dir)
     if (out / "run" / "log.jsonl").exists():
         raise GPT2QAError(f"{out}: already holds a demo run; choose another --out-dir")
+    claim_demo_dir(out)
     return out, time.perf_counter()
 
 

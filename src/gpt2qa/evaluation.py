@@ -20,6 +20,7 @@ from typing import Any
 from gpt2qa.data import SquadExample, load_squad
 from gpt2qa.decode import Prediction, decide, threshold_from_na_prob
 from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.io import loads_json
 from gpt2qa.metrics import (
     eval_block,
     evaluate_v1,
@@ -143,7 +144,8 @@ def _read_json_object(path: str | Path, what: str) -> list[tuple[str, Any]]:
     try:
         # utf-8-sig: a leading BOM is allowed, as in SQuAD files (data.load_squad).
         with open(path, encoding="utf-8-sig") as fh:
-            doc = json.load(fh, object_pairs_hook=_Pairs)
+            text = fh.read()
+        doc = loads_json(text, str(path), object_pairs_hook=_Pairs)
     except FileNotFoundError:
         raise GPT2QAError(f"{path}: {what} file not found") from None
     except json.JSONDecodeError as exc:

@@ -1,4 +1,5 @@
-"""The one family of atomic writers: every output file and directory gpt2qa writes goes here.
+"""The one family of atomic writers: every output file and directory gpt2qa writes goes here
+(and `loads_json`, under every JSON reader).
 
 Each writer builds its output under a temporary name beside the final path and renames it
 into place, so a run killed at any moment leaves either the old file or the new one, never a
@@ -6,6 +7,18 @@ half-written one. `tempfile` creates 0600 files and 0700 directories; these writ
 result the permissions an ordinary `open()`/`mkdir()` would have under the current umask
 (0644/0755 under umask 022), so outputs stay readable by whoever the user meant to share
 them with.
+
+What an output path may already be (`output_target` decides; `check_output_file` asks it
+before any work is done):
+
+- a regular file, or nothing: replaced atomically, as above;
+- a FIFO, a character or block device (/dev/null, a terminal), or a link to an open
+  descriptor (/dev/stdout, /proc/self/fd/N): written through, opened and written in place
+  (appending, without fsync), never replaced, so /dev/null stays a device and a FIFO's reader
+  gets the data;
+- a symbolic link: followed; the file it points to is replaced atomically beside itself and
+  the link stays a link. A dangling link creates the file it points to, if that folder
+  exists (else one line). A link loop, a socket or a directory is refused with one line.
 """
 
 from __future__ import annotations
@@ -13,13 +26,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import DataError, GPT2QAError
 
 
 def _check_parents(path: Path, what: str) -> None:
@@ -31,11 +47,57 @@ def _check_parents(path: Path, what: str) -> None:
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> None:
-    """GPT2QAError (one line, naming `what`, e.g. "--out-file") unless a file can go at `path`."""
+    """GPT2QAError (one line, naming `what`, e.g. "--out-file") unless a file can go at `path`
+    (see the module docstring: a FIFO, a device or a symlink is fine)."""
     path = Path(path)
     if path.is_dir():
         raise GPT2QAError(f"{what} {path}: is a directory; give a file name")
-    _check_parents(path, what)
+    target, _ = output_target(path, what)
+    _check_parents(target, what)
+
+
+_FD_DIR = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/fd")
+"""A process's descriptor folder: its entries are links to open files, pipes and sockets."""
+
+
+def _links_to_descriptor(path: Path) -> bool:
+    """Whether `path`, or a link on the way from it, is an entry of /proc/<pid>/fd
+    (/dev/stdout, /dev/fd/1, a link to /proc/self/fd/1)."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if _FD_DIR.fullmatch(os.path.realpath(os.path.dirname(current))):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.join(os.path.dirname(current), os.readlink(current))
+    return False
+
+
+def output_target(path: str | os.PathLike[str], what: str = "output file") -> tuple[Path, bool]:
+    """Where a write to `path` goes, and whether it is written through (True: a FIFO, a
+    device, an open descriptor) rather than replaced atomically (False). A symlink gives the
+    file it points to. One GPT2QAError line for a link loop, a socket, a directory, or a
+    dangling link into a folder that does not exist."""
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows links
+    except (FileNotFoundError, NotADirectoryError):  # _check_parents names a file on the way
+        st = None
+    except OSError as exc:  # ELOOP, EACCES on the way
+        raise GPT2QAError(f"{what} {path}: cannot follow this path ({exc.strerror})") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            return path, True
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a socket or other special file"
+        raise GPT2QAError(f"{what} {path}: is {kind}; give a file, a FIFO or a device")
+    if not path.is_symlink():
+        return path, False
+    if _links_to_descriptor(path):
+        return path, True  # e.g. /dev/stdout redirected to a file: write where the shell writes
+    real = Path(os.path.realpath(path))
+    if st is None and not real.parent.is_dir():
+        raise GPT2QAError(f"{what} {path}: a symlink to {real}, whose folder does not exist")
+    return real, False
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:
@@ -76,8 +138,15 @@ def dir_mode() -> int:
 def atomic_file(path: str | os.PathLike[str], mode: str = "wb",
                 encoding: str | None = None) -> Iterator[IO]:
     """Yield an open temporary file beside `path`; it replaces `path` only if the block
-    succeeds (with umask-honouring permissions), and is removed otherwise."""
-    path = Path(path)
+    succeeds (with umask-honouring permissions), and is removed otherwise.
+
+    A symlink's target is replaced instead, and a FIFO or device is written through
+    (`output_target`)."""
+    path, through = output_target(path)
+    if through:
+        with open(path, mode.replace("w", "a"), encoding=encoding) as fh:
+            yield fh
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -112,6 +181,45 @@ def write_json_atomic(path: str | os.PathLike[str], obj: object) -> Path:
     with atomic_file(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, ensure_ascii=False, indent=2)
     return Path(path)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def loads_json(text: str, name: str, **kwargs: Any) -> Any:
+    """`json.loads` for the text of the file `name`, under every JSON reader (data, predictions,
+    na-prob, gpt2qa.json). An integer longer than Python converts (4,300 digits by default:
+    `sys.get_int_max_str_digits`) is one `DataError` naming the file, the line and the column,
+    where json raises a bare ValueError. JSONDecodeError and RecursionError are left to the
+    caller's own message."""
+    try:
+        return json.loads(text, **kwargs)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        if "digits" not in str(exc):
+            raise
+    match, limit = long_number(text)
+    if match is None:
+        raise DataError(name, f"invalid JSON: a number has more than {limit} digits")
+    line = text.count("\n", 0, match.start()) + 1
+    column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+    raise DataError(name, f"invalid JSON at line {line} column {column}: a number with "
+                          f"{len(match.group())} digits (Python reads at most {limit})")
+
+
+def long_number(text: str) -> tuple[re.Match[str] | None, int]:
+    """The first run of digits outside JSON strings longer than Python converts to an int
+    (json.loads raises ValueError on it), or None; and that limit (4,300 by default)."""
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if limit <= 0:  # no limit set (or a Python without one)
+        return None, limit
+    pattern = re.compile(rf"\d{{{limit + 1},}}")
+    if pattern.search(text) is None:  # the common case: one cheap scan
+        return None, limit
+    # Blank out strings (keeping offsets) so that digits inside them do not count.
+    blanked = _JSON_STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', text)
+    return pattern.search(blanked), limit
 
 
 def load_yaml_mapping(path: str | os.PathLike[str], what: str = "config file") -> dict[str, Any]:
@@ -155,8 +263,13 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
 
     Before the rename, the directory and everything in it get the umask's modes: mkdtemp
     makes the directory 0700, and some writers (safetensors) create their files 0600.
+    A symlink to a directory is followed: the directory is replaced, the link stays.
     """
     final = Path(final)
+    if final.is_symlink():
+        final = Path(os.path.realpath(final))
+    if final.exists() and not final.is_dir():
+        raise GPT2QAError(f"output directory {final}: is a file, not a directory")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:

@@ -31,7 +31,7 @@ from typing import Any
 from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import QUESTION_WORD_BUCKETS, breakdown
-from gpt2qa.io import check_output_dir, write_text_atomic
+from gpt2qa.io import check_output_dir, loads_json, write_text_atomic
 from gpt2qa.plots import (
     plot_abstain_pr,
     plot_learning_curves,
@@ -83,7 +83,7 @@ class RunData:
 
 def _read_json(path: Path, run_dir: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_text(encoding="utf-8"), str(path))
     except json.JSONDecodeError as exc:
         raise GPT2QAError(f"{run_dir}: {path.name}: not valid JSON (line {exc.lineno} "
                           f"column {exc.colno})") from None

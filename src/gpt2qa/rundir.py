@@ -13,6 +13,25 @@ from gpt2qa.io import write_text_atomic
 RUN_MARKERS = ("train_config.json", "log.jsonl")
 """Files whose presence marks a folder as a gpt2qa run."""
 
+DEMO_MARKER = ".gpt2qa-demo"
+"""The file `gpt2qa demo` writes first into its --out-dir: the folder is the demo's own."""
+
+
+def claim_demo_dir(out: Path) -> None:
+    """Train's rule for `gpt2qa demo --out-dir` (both tasks): the folder must be new, empty, or
+    one a demo wrote (it holds DEMO_MARKER); anything else is refused with one line, so no
+    file of the user's is replaced. Then the marker is written, before anything else."""
+    if out.exists():
+        if not out.is_dir():
+            raise GPT2QAError(f"{out}: exists and is not a directory; choose another --out-dir")
+        entries = sorted(p.name for p in out.iterdir())
+        if entries and DEMO_MARKER not in entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise GPT2QAError(f"{out}: holds files that gpt2qa demo did not write ({shown}); "
+                              "the demo will not write there: choose a new or empty --out-dir")
+    write_text_atomic(out / DEMO_MARKER, "written by gpt2qa demo: this folder is the demo's "
+                                         "output and a later demo may replace its files\n")
+
 
 def check_run_dir(out: Path, resume: bool) -> None:
     """Refuse a folder gpt2qa did not make, and a finished or running run without --resume."""

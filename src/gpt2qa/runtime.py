@@ -12,10 +12,42 @@ import torch
 from gpt2qa.errors import GPT2QAError
 
 
+def available_devices() -> list[str]:
+    """The devices gpt2qa can run on here: cpu, each CUDA device, mps where present."""
+    found = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`device` (``--device``: cpu, cuda, cuda:1, mps), checked against this machine, or by
+    default cuda when available, else cpu. A device that does not parse, is not here (cuda
+    without CUDA, cuda:7 on a one-GPU machine), or that gpt2qa cannot compute on (meta) is
+    one GPT2QAError line naming the value and what is available."""
+    if device is None or device == "":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    here = available_devices()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GPT2QAError(f"--device {device!r}: not a device name; available here: "
+                          f"{', '.join(here)}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GPT2QAError(f"--device {device}: CUDA is not available on this machine; "
+                              f"available here: {', '.join(here)}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GPT2QAError(f"--device {device}: no such CUDA device (this machine has "
+                              f"{torch.cuda.device_count()}); available here: {', '.join(here)}")
+        return dev
+    if dev.type == "mps" and "mps" in here:
+        return dev
+    raise GPT2QAError(f"--device {device}: gpt2qa cannot run on {dev.type!r} here; available "
+                      f"here: {', '.join(here)}")
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:

@@ -7,6 +7,7 @@ added in front of every encoding).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -77,10 +78,11 @@ def load_tokenizer(name_or_dir: str | os.PathLike[str]):
     from transformers import AutoTokenizer, GPT2Tokenizer
 
     path = Path(name_or_dir)
+    refuse_remote_code(path)
     try:
         if path.is_dir() and not (path / "tokenizer.json").exists() \
                 and (path / "vocab.json").exists() and (path / "merges.txt").exists():
-            tok = GPT2Tokenizer.from_pretrained(str(path))
+            tok = GPT2Tokenizer.from_pretrained(str(path), trust_remote_code=False)
         else:
             tok = AutoTokenizer.from_pretrained(str(name_or_dir), **hub_kwargs(str(name_or_dir)))
     except (OSError, ValueError) as exc:
@@ -122,13 +124,40 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json")
+"""Where an `auto_map` (a folder's own Python classes) would ask transformers to run code."""
+
+
+def refuse_remote_code(name_or_dir: str | os.PathLike[str]) -> None:
+    """One GPT2QAError line, naming `auto_map` and the file, for a local folder whose
+    config.json or tokenizer_config.json maps classes to its own Python files. gpt2qa never
+    runs such code (every ``from_pretrained`` gets ``trust_remote_code=False``); refusing
+    here, before transformers reads the folder, also keeps it from asking "Do you wish to run
+    the custom code? [y/N]". A file that is absent or not JSON is left to the loader."""
+    path = Path(name_or_dir)
+    if not path.is_dir():
+        return
+    for name in REMOTE_CODE_FILES:
+        try:
+            obj = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict) and "auto_map" in obj:
+            raise GPT2QAError(f"{path / name}: auto_map asks to run Python code from the model "
+                              "folder; gpt2qa never runs a folder's own code (remove auto_map "
+                              "and use a model type transformers knows)")
+
+
 def hub_kwargs(name_or_dir: str) -> dict[str, bool]:
-    """``from_pretrained`` options for `name_or_dir`: ``local_files_only`` when it is a hub id
-    and the hub cannot be reached, so the load uses the local cache or fails at once
-    (otherwise huggingface_hub retries for about a minute before giving up)."""
+    """``from_pretrained`` options for `name_or_dir`: never ``trust_remote_code``, and
+    ``local_files_only`` when it is a hub id and the hub cannot be reached, so the load uses
+    the local cache or fails at once (otherwise huggingface_hub retries for about a minute
+    before giving up). A local folder with `auto_map` is refused (`refuse_remote_code`)."""
+    refuse_remote_code(name_or_dir)
+    kwargs = {"trust_remote_code": False}
     if Path(name_or_dir).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
-        return {}
-    return {} if hub_reachable() else {"local_files_only": True}
+        return kwargs
+    return kwargs if hub_reachable() else {**kwargs, "local_files_only": True}
 
 
 def load_failure(name: str, what: str, exc: BaseException) -> str:

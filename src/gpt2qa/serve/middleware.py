@@ -21,6 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from gpt2qa.io import long_number
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,8 +36,9 @@ class BodySizeLimit:
     counted, and handed on to the app only when it fits. A body that does not arrive in
     full within `body_timeout_s` gets 408 and the connection is closed (a client that
     declares Content-Length: 100 and sends 3 bytes would otherwise hold it, and a graceful
-    shutdown, forever). A body that is not UTF-8, or JSON nested too deeply for the parser,
-    gets the same 422 format as any other malformed JSON (FastAPI would say 400).
+    shutdown, forever). A body that is not UTF-8, JSON nested too deeply for the parser, or a
+    number too long for Python's int gets the same 422 format as any other malformed JSON
+    (FastAPI would say 400).
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int,
@@ -119,12 +122,17 @@ def body_problem(body: bytes) -> str | None:
     answer 400 for these), or None. Other JSON errors are left to FastAPI's own 422.
 
     Worked example: b'{"a": "\\xff"}' is "not valid UTF-8 at byte 7"; 300 nested arrays
-    are "nested more than 256 levels deep" (brackets inside strings do not count).
+    are "nested more than 256 levels deep" (brackets inside strings do not count); a number
+    of 5,000 digits is over Python's int limit (json would raise ValueError: FastAPI's 400).
     """
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return f"malformed JSON: not valid UTF-8 at byte {exc.start}"
+    long, limit = long_number(text)
+    if long is not None:
+        return (f"malformed JSON at character {long.start()}: a number with "
+                f"{len(long.group())} digits (at most {limit})")
     if text.count("[") + text.count("{") > _MAX_JSON_DEPTH:  # only then can it be too deep
         brackets = _BRACKETS.findall(_JSON_STRING.sub("", text))
         depth = itertools.accumulate(1 if b in "[{" else -1 for b in brackets)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.io import loads_json
 from gpt2qa.metrics import normalize_answer
 from gpt2qa.tasks.hotpotqa.data import HotpotExample, load_hotpot
 
@@ -110,7 +111,7 @@ def read_hotpot_predictions(path: str | Path) -> tuple[dict[str, str], dict[str,
     """An official predictions file: ``{"answer": {id: text}, "sp": {id: [[title, idx], ...]}}``."""
     name = str(path)
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        obj = loads_json(Path(path).read_text(encoding="utf-8"), name)
     except FileNotFoundError:
         raise GPT2QAError(f"{name}: predictions file not found") from None
     except json.JSONDecodeError as exc:
