@@ -254,21 +254,17 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
     if not Path(args.data).is_file():
         raise GPT2QAError(f"{args.data}: no such file")
     check_output_dir(args.out_dir, "--out-dir")
-    values: dict[str, Any] = {}
-    for name in ("shots", "shots_file", "max_new_tokens", "na_scoring", "batch_size", "seed",
-                 "precision"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
+    values = given(args, field_names(ZeroShotConfig))
     for name in ("template", "shot_template"):
-        if getattr(args, name) is not None:
-            values[name] = _unescape(getattr(args, name))
-    if args.abstain_phrases is not None:
-        values["abstain_phrases"] = tuple(p.strip() for p in args.abstain_phrases.split(",")
+        if name in values:
+            values[name] = _unescape(values[name])
+    if "abstain_phrases" in values:
+        values["abstain_phrases"] = tuple(p.strip() for p in values["abstain_phrases"].split(",")
                                           if p.strip())
     config = ZeroShotConfig(**values)
     metrics = run_zero_shot(args.model, args.data, args.out_dir, config, device=args.device,
                             max_examples=args.max_examples, progress=args.progress)
-    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    print_json(metrics)
     return 0
 
 

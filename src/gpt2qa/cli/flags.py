@@ -34,7 +34,7 @@ from gpt2qa.config import (
     TrainConfig,
     flat_fields,
 )
-from gpt2qa.zeroshot.settings import NA_SCORINGS, ZeroShotConfig
+from gpt2qa.zeroshot.settings import ZeroShotConfig
 
 PRECISION_HELP = ("fp32; bf16 autocast on CUDA, or on a CPU with bf16 instructions "
                   "(avx512_bf16/amx); fp16 on CUDA. Heads and decoding stay fp32")
@@ -264,26 +264,9 @@ def add_zero_shot_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="SQuAD JSON file to answer")
     p.add_argument("--out-dir", required=True,
                    help="where predictions.json, na_probs.json, nbest.json go")
-    p.add_argument("--shots", type=int, default=None, help=f"solved examples to show "
-                                                           f"(default: {d.shots})")
-    p.add_argument("--shots-file", default=None, help="SQuAD training file to draw shots from")
-    p.add_argument("--template", default=None,
-                   help=f"prompt with {{context}} and {{question}}; \\n is a newline "
-                        f"(default: {d.template!r})")
-    p.add_argument("--shot-template", default=None,
-                   help=f"solved-example template, also with {{answer}} "
-                        f"(default: {d.shot_template!r})")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help=f"(default: {d.max_new_tokens})")
-    p.add_argument("--abstain-phrases", default=None,
-                   help=f"comma-separated answers that mean no answer; the first is the one "
-                        f"shown and scored (default: {','.join(d.abstain_phrases)})")
-    p.add_argument("--na-scoring", choices=NA_SCORINGS, default=None,
-                   help=f"(default: {d.na_scoring})")
-    p.add_argument("--batch-size", type=int, default=None, help=f"(default: {d.batch_size})")
-    p.add_argument("--seed", type=int, default=None, help=f"shot sampling (default: {d.seed})")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help=f"(default: {d.precision})")
+    add_settings_flags(p, ZeroShotConfig, shown_defaults={
+        "template": repr(d.template), "shot_template": repr(d.shot_template),
+        "abstain_phrases": ",".join(d.abstain_phrases)})
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--max-examples", type=int, default=None,
                    help="answer only the first N questions (metrics cover those only)")

@@ -40,10 +40,10 @@ class ZeroShotConfig:
 
     template: str = "{context}\nQ: {question}\nA:"
     """Prompt for one question, with {context} and {question}; write literal braces as {{ and
-    }}."""
+    }}. On the command line, \\n is a newline."""
     shot_template: str = "{context}\nQ: {question}\nA: {answer}\n\n"
     """One solved example, also with {answer}; an unanswerable one shows the first abstain
-    phrase as its answer."""
+    phrase as its answer. On the command line, \\n is a newline."""
     shots: int = 0
     """Solved examples shown before each question, drawn from shots_file with
     random.Random(seed), once for the whole run."""
@@ -54,7 +54,8 @@ class ZeroShotConfig:
     window (or the abstain phrase's length, if longer, with likelihood scoring)."""
     abstain_phrases: tuple[str, ...] = ("unanswerable", "no answer", "unknown", "none", "n/a")
     """Answers that mean no answer once normalised (official SQuAD normalisation), as does an
-    answer that normalises to nothing; the first is the one shown and scored."""
+    answer that normalises to nothing; the first is the one shown and scored. On the command
+    line, comma-separated."""
     na_scoring: NaScoring = "generation"
     """How na_prob is computed: generation (1 when abstained, else 0) or likelihood (the
     abstain phrase's log-prob against the answer's; see the package docstring)."""
