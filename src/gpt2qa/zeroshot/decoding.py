@@ -151,7 +151,7 @@ def greedy_generate(model: Any, prompts: Sequence[Sequence[int]], stop_ids: Sequ
     results: list[Generation | None] = [None] * len(prompts)
     with torch.inference_mode(), autocast_context(device, precision), \
             _plain_generation_config(model), \
-            _progress(len(prompts), progress, "zero-shot") as bar:
+            tqdm(total=len(prompts), desc="zero-shot", unit="q", disable=not progress) as bar:
         for idx in length_grouped_batches([len(p) for p in prompts], batch_size):
             ids, mask, _ = _left_pad([prompts[i] for i in idx], pad_id, device)
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
@@ -208,21 +208,3 @@ def continuation_logprobs(model: Any, prompts: Sequence[Sequence[int]],
                 total = sum(float(logprobs[b, first + j, tok]) for j, tok in enumerate(cont))
                 out[i] = total + float(logprobs[b, keep - 1, stops].logsumexp(-1))
     return out
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="q")
-
