@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import GPT2QAError, check
 from gpt2qa.io import loads_json
 
 # Literal types every stage shares; they live here so that no stage imports another for them.
@@ -172,7 +172,7 @@ class DecodeConfig:
             raise GPT2QAError(f"max_answer_length must be at least 1; got {self.max_answer_length}")
         if not math.isfinite(self.null_score_diff_threshold):
             raise GPT2QAError("null_score_diff_threshold must be a finite number")
-        if self.null_scoring not in ("span", "classifier"):
+        if self.null_scoring not in get_args(NullScoring):
             raise GPT2QAError(f"null_scoring must be 'span' or 'classifier'; got {self.null_scoring!r}")
 
 
@@ -357,7 +357,7 @@ class TrainConfig(FlatSettings):
             (self.dist_timeout >= 1, "dist_timeout must be >= 1 second"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.task in TASK_NAMES, f"task must be one of {', '.join(TASK_NAMES)}"),
-            (self.misaligned in ("error", "skip", "fix-by-search"),
+            (self.misaligned in MISALIGNED_MODES,
              "misaligned must be error, skip or fix-by-search"),
             (self.train_file is not None or self.dataset is not None,
              "give --train-file (or --dataset squad_v2)"),
@@ -366,9 +366,7 @@ class TrainConfig(FlatSettings):
              "lora_alpha must be positive and lora_dropout in [0, 1)"),
             (not self.merge_lora or self.lora_r > 0, "--merge-lora needs --lora-r"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise GPT2QAError(f"bad training setting: {message}")
+        check(checks, "bad training setting: ")
 
 
 # -- the demos: their own data and model shape; training settings are TrainConfig overrides --------
@@ -483,7 +481,5 @@ def _check_demo(config: DemoConfig, extra: list[tuple[bool, str]]) -> None:
         (config.n_embd % config.n_head == 0, "--n-embd must be a multiple of --n-head"),
         *extra,
     ]
-    for ok, message in checks:
-        if not ok:
-            raise GPT2QAError(message)
+    check(checks)
     config.train_config()  # TrainConfig checks the training settings

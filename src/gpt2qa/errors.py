@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class GPT2QAError(Exception):
     """A user-facing error: bad input, a missing file, an impossible setting.
@@ -26,3 +28,10 @@ class DataError(GPT2QAError):
         self.path = str(path)
         self.json_path = json_path
         self.qas_id = qas_id
+
+
+def check(checks: Iterable[tuple[bool, str]], prefix: str = "") -> None:
+    """Raise GPT2QAError(prefix + message) for the first (ok, message) whose ok is false."""
+    for ok, message in checks:
+        if not ok:
+            raise GPT2QAError(prefix + message)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import GPT2QAError, check
 
 
 class ServeSettings(BaseModel):
@@ -76,7 +76,5 @@ class ServeSettings(BaseModel):
             value = getattr(self, name)
             checks.append((math.isfinite(value) and 0 < value <= 3600,
                            f"{name} must be in (0, 3600] seconds; got {value}"))
-        for ok, message in checks:
-            if not ok:
-                raise GPT2QAError(f"bad serve setting: {message}")
+        check(checks, "bad serve setting: ")
         return self

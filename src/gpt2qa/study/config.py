@@ -15,19 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS, TrainConfig, build
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import GPT2QAError, check
 from gpt2qa.io import load_yaml_mapping
 
 SPLITS = ("dev", "hard")
 SELECTION_SPLIT = "dev"
 """The split that training evaluates on: checkpoint choice and threshold tuning use it."""
-
-
-def _check(checks: Sequence[tuple[bool, str]]) -> None:
-    """Raise the first failed check's message; each names its setting ("data.seed: ...")."""
-    for ok, message in checks:
-        if not ok:
-            raise GPT2QAError(message)
 
 
 def _at_least_1(section: str, obj: Any, names: Sequence[str]) -> list[tuple[bool, str]]:
@@ -55,10 +48,10 @@ class DataSettings:
     """train/dev level (`write_benchmark`): standard or easy; the hard split is the same."""
 
     def __post_init__(self) -> None:
-        _check([(self.seed >= 0, f"data.seed: must be >= 0; got {self.seed}"),
-                (self.level in ("standard", "easy"),
-                 f"data.level: must be standard or easy; got {self.level!r}"),
-                *_at_least_1("data", self, ("n_train", "n_dev", "n_hard"))])
+        check([(self.seed >= 0, f"data.seed: must be >= 0; got {self.seed}"),
+               (self.level in ("standard", "easy"),
+                f"data.level: must be standard or easy; got {self.level!r}"),
+               *_at_least_1("data", self, ("n_train", "n_dev", "n_hard"))])
 
 
 @dataclass(frozen=True)
@@ -71,12 +64,12 @@ class ModelSettings:
     vocab_size: int = 1500
 
     def __post_init__(self) -> None:
-        _check([*_at_least_1("model", self, ("n_layer", "n_embd", "n_head")),
-                (self.n_head < 1 or self.n_embd % self.n_head == 0,  # n_head < 1 failed above
-                 f"model.n_embd: {self.n_embd} is not a multiple of model.n_head "
-                 f"({self.n_head})"),
-                (self.vocab_size >= 300, f"model.vocab_size: must be at least 300 (byte-level "
-                                         f"BPE needs 256 byte tokens); got {self.vocab_size}")])
+        check([*_at_least_1("model", self, ("n_layer", "n_embd", "n_head")),
+               (self.n_head < 1 or self.n_embd % self.n_head == 0,  # n_head < 1 failed above
+                f"model.n_embd: {self.n_embd} is not a multiple of model.n_head "
+                f"({self.n_head})"),
+               (self.vocab_size >= 300, f"model.vocab_size: must be at least 300 (byte-level "
+                                        f"BPE needs 256 byte tokens); got {self.vocab_size}")])
 
 
 @dataclass(frozen=True)
@@ -104,7 +97,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         # TrainConfig allows 0 for both (epochs; pick for the device); the study needs numbers.
-        _check(_at_least_1("train", self, ("steps", "eval_batch_size")))
+        check(_at_least_1("train", self, ("steps", "eval_batch_size")))
         try:
             self.train_config(train_file="data/train.json")  # a cell's file names come later
         except GPT2QAError as exc:
@@ -132,12 +125,12 @@ class GridSettings:
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self) -> None:
-        _check([*_choices("grid.layouts", self.layouts, LAYOUTS),
-                *_choices("grid.null_positions", self.null_positions, NULL_POSITIONS),
-                *_choices("grid.heads", self.heads, HEADS),
-                (bool(self.seeds), "grid.seeds: must list at least one value"),
-                (len(set(self.seeds)) == len(self.seeds) and min(self.seeds, default=0) >= 0,
-                 f"grid.seeds: must be distinct integers >= 0; got {list(self.seeds)}")])
+        check([*_choices("grid.layouts", self.layouts, LAYOUTS),
+               *_choices("grid.null_positions", self.null_positions, NULL_POSITIONS),
+               *_choices("grid.heads", self.heads, HEADS),
+               (bool(self.seeds), "grid.seeds: must list at least one value"),
+               (len(set(self.seeds)) == len(self.seeds) and min(self.seeds, default=0) >= 0,
+                f"grid.seeds: must be distinct integers >= 0; got {list(self.seeds)}")])
 
 
 @dataclass(frozen=True)
@@ -152,9 +145,9 @@ class StudyConfig:
     """Splits to score every cell on; must include dev, the split training selects on."""
 
     def __post_init__(self) -> None:
-        _check([*_choices("eval_splits", self.eval_splits, SPLITS),
-                (SELECTION_SPLIT in self.eval_splits, f"eval_splits: must include "
-                 f"{SELECTION_SPLIT} (training evaluates and tunes its threshold there)")])
+        check([*_choices("eval_splits", self.eval_splits, SPLITS),
+               (SELECTION_SPLIT in self.eval_splits, f"eval_splits: must include "
+                f"{SELECTION_SPLIT} (training evaluates and tunes its threshold there)")])
 
     def fixed_part(self) -> dict[str, Any]:
         """Settings that every cell of one study directory must share."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal
 
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import GPT2QAError, check
 
 Split = Literal["train", "dev", "hard"]
 SPLITS: tuple[Split, ...] = ("train", "dev", "hard")
@@ -87,9 +87,7 @@ class SyntheticConfig:
              "sentences_per_passage: must be a (low, high) tuple of ints with "
              f"1 <= low <= high <= {MAX_SENTENCES}; got {spp!r}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise GPT2QAError(f"SyntheticConfig.{message}")
+        check(checks, "SyntheticConfig.")
         preset = self.preset
         if preset.questions_per_passage > preset.sentences_per_passage[0]:
             # Each sentence settles at least one (entity, attribute) pair, so this many

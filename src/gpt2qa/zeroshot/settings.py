@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from gpt2qa.config import PRECISIONS, Precision
-from gpt2qa.errors import GPT2QAError
+from gpt2qa.errors import GPT2QAError, check
 from gpt2qa.metrics import normalize_answer
 
 NaScoring = Literal["generation", "likelihood"]
-NA_SCORINGS: tuple[str, ...] = ("generation", "likelihood")
+NA_SCORINGS: tuple[str, ...] = get_args(NaScoring)
 
 _PROMPT_FIELDS = frozenset({"context", "question"})
 _SHOT_FIELDS = frozenset({"context", "question", "answer"})
@@ -93,6 +93,4 @@ class ZeroShotConfig:
             (self.precision in PRECISIONS,
              f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise GPT2QAError(message)
+        check(checks)
