@@ -35,7 +35,6 @@ from gpt2qa.errors import GPT2QAError
 
 SEP_TOKEN = "<|sep|>"
 NULL_TOKEN = "<|null|>"
-PAD_TOKEN = "<|endoftext|>"
 
 
 @dataclass(frozen=True)
