@@ -14,15 +14,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gpt2qa.config import DemoConfig
 from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import score_predictions
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.io import write_json_atomic
-from gpt2qa.model import backbone_from_config, tiny_gpt2_config
+from gpt2qa.model import save_tiny_gpt2
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.rundir import claim_demo_dir
 from gpt2qa.synthetic import (
@@ -50,13 +48,8 @@ def prepare_tiny_model(config: DemoConfig, texts: Iterable[str], init_dir: Path)
     """Train the tokenizer on `texts` and save a random tiny GPT-2 beside it."""
     tokenizer = train_bpe_tokenizer(texts, vocab_size=config.vocab_size)
     prepare_tokenizer(tokenizer)
-    torch.manual_seed(config.seed)
-    max_seq_length = config.train_config().qa.features.max_seq_length
-    backbone = backbone_from_config(tiny_gpt2_config(
-        len(tokenizer), n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head,
-        n_positions=max(256, max_seq_length), dropout=0.0))
-    backbone.save_pretrained(init_dir)
-    tokenizer.save_pretrained(init_dir)
+    save_tiny_gpt2(init_dir, tokenizer, config.seed, config.n_layer, config.n_embd,
+                   config.n_head, config.train_config().qa.features.max_seq_length)
     return init_dir
 
 

@@ -266,6 +266,18 @@ def backbone_from_config(config: Any) -> nn.Module:
     return AutoModel.from_config(config)
 
 
+def save_tiny_gpt2(out_dir: Any, tokenizer: Any, seed: int, n_layer: int, n_embd: int,
+                   n_head: int, max_seq_length: int) -> None:
+    """Save a random tiny GPT-2 (drawn after torch.manual_seed(seed), no dropout, at least 256
+    positions) and `tokenizer` into `out_dir`: the start model of the demo and the study."""
+    torch.manual_seed(seed)
+    backbone = backbone_from_config(tiny_gpt2_config(
+        len(tokenizer), n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+        n_positions=max(256, max_seq_length), dropout=0.0))
+    backbone.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
 def check_fits(backbone: nn.Module, config: QAConfig, vocab_size: int) -> None:
     """Refuse settings the backbone cannot run, before any training time is spent."""
     max_pos = getattr(backbone.config, "n_positions", None) or getattr(

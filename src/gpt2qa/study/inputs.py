@@ -10,13 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from gpt2qa.config import TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.io import atomic_dir, write_json_atomic
-from gpt2qa.model import backbone_from_config, tiny_gpt2_config
+from gpt2qa.model import save_tiny_gpt2
 from gpt2qa.study.config import SELECTION_SPLIT, SPLITS, StudyConfig
 from gpt2qa.study.grid import Cell
 from gpt2qa.synthetic import corpus_texts, write_benchmark
@@ -79,14 +77,10 @@ def prepare_inputs(config: StudyConfig, out_dir: str | os.PathLike[str]) -> Stud
         init_dirs[seed] = init
         if (init / "config.json").is_file() and (init / "model.safetensors").is_file():
             continue
-        torch.manual_seed(seed)
         m = config.model
-        backbone = backbone_from_config(tiny_gpt2_config(
-            len(tokenizer), n_layer=m.n_layer, n_embd=m.n_embd, n_head=m.n_head,
-            n_positions=max(256, config.train.max_seq_length), dropout=0.0))
         with atomic_dir(init) as tmp:
-            backbone.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            save_tiny_gpt2(tmp, tokenizer, seed, m.n_layer, m.n_embd, m.n_head,
+                           config.train.max_seq_length)
     return StudyInputs(data=paths, tokenizer_dir=tok_dir, init_dirs=init_dirs)
 
 
