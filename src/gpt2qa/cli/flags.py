@@ -36,11 +36,6 @@ from gpt2qa.config import (
 )
 from gpt2qa.zeroshot.settings import ZeroShotConfig
 
-PRECISION_HELP = ("fp32; bf16 autocast on CUDA, or on a CPU with bf16 instructions "
-                  "(avx512_bf16/amx); fp16 on CUDA. Heads and decoding stay fp32")
-QUANTIZE_HELP = ("int8: dynamic int8 quantisation of the backbone's matmuls, CPU only; the head "
-                 "and decoding stay fp32 (default: none)")
-
 
 class HelpFormatter(argparse.HelpFormatter):
     """Every flag's help ends with its default, or says it is required (README: `--help`
@@ -167,6 +162,19 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequenc
                             metavar=None if choices else name.upper(), help=help_text)
 
 
+def add_device_flags(parser: argparse.ArgumentParser, precision: bool = True) -> None:
+    """--device, and unless `precision` is False (zero-shot has its own) --precision and
+    --quantize."""
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:1 (default: cuda if available)")
+    if precision:
+        parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                            help="fp32; bf16 autocast on CUDA, or on a CPU with bf16 instructions "
+                                 "(avx512_bf16/amx); fp16 on CUDA. Heads and decoding stay fp32")
+        parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
+                            help="int8: dynamic int8 quantisation of the backbone's matmuls, CPU "
+                                 "only; the head and decoding stay fp32 (default: none)")
+
 
 def add_task_flag(parser: argparse.ArgumentParser, auto: str) -> None:
     parser.add_argument("--task", choices=TASK_NAMES, default="auto",
@@ -212,10 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=0,
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help=PRECISION_HELP)
-    p.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
+    add_device_flags(p)
     p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
     add_task_flag(p, "the model directory's")
     p.set_defaults(func=cmd.cmd_predict)
@@ -267,7 +272,7 @@ def add_zero_shot_parser(sub: Any) -> argparse.ArgumentParser:
     add_settings_flags(p, ZeroShotConfig, shown_defaults={
         "template": repr(d.template), "shot_template": repr(d.shot_template),
         "abstain_phrases": ",".join(d.abstain_phrases)})
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    add_device_flags(p, precision=False)
     p.add_argument("--max-examples", type=int, default=None,
                    help="answer only the first N questions (metrics cover those only)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
@@ -313,10 +318,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(missing=f"gpt2qa serve needs FastAPI and uvicorn ({exc})")
     else:
         add_settings_flags(parser, ServeSettings)
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
-    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none", help=QUANTIZE_HELP)
+    add_device_flags(parser)
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                         default="info", help="(default: info)")
     add_task_flag(parser, "the model directory's")
