@@ -59,19 +59,19 @@ CPU_BATCH_FLOATS = 2 ** 20
 
 CPU_INT8_BATCH_FLOATS = 2 ** 18
 """The same budget for an int8-quantised backbone: a quarter, so 1 window per forward at
-GPT-2-small shape. Its faster matmuls leave padding and cache misses a bigger share: batch 1
-answered 10-13% faster than batch 3 there (benchmarks/README.md), and each window's
-activations then get their own int8 scale, whatever else is being answered."""
+GPT-2-small shape. Its faster matmuls leave padding and cache misses a bigger share, so batch
+1 is faster than batch 3 there (benchmarks/README.md), and each window's activations then get
+their own int8 scale, whatever else is being answered."""
 
 
 def inference_batch_size(device: torch.device, width: int, max_seq_length: int,
                          int8: bool = False) -> int:
     """Features per forward when the caller does not say. 64 on CUDA, where bigger batches keep
     the GPU busy. On CPU the matmuls are large enough at batch 1, and bigger batches only push
-    activations out of the caches and pad more. At GPT-2-small shape (768 wide, 384 tokens)
-    batch 3 answered 1.47x faster than batch 64 over 210 dev windows (benchmarks/README.md).
-    The budget keeps tiny test models, which are all overhead, at large batches: a 128-wide
-    model with 192-token windows gets 42."""
+    activations out of the caches and pad more; at GPT-2-small shape (768 wide, 384 tokens)
+    the budget gives batch 3, faster than batch 64 (benchmarks/README.md). The budget keeps
+    tiny test models, which are all overhead, at large batches: a 128-wide model with
+    192-token windows gets 42."""
     if device.type == "cuda":
         return 64
     budget = CPU_INT8_BATCH_FLOATS if int8 else CPU_BATCH_FLOATS

@@ -238,8 +238,8 @@ def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while millions of acyclic objects are built.
 
     Otherwise every burst of allocations starts a collection that walks the growing
-    tree again: on a 100 MB file this took the load from about 15 s to 9 s on a
-    2-core machine. Reference counting still frees everything (JSON has no cycles).
+    tree again, which slows large loads (benchmarks/README.md). Reference counting still
+    frees everything (JSON has no cycles).
     """
     was_enabled = gc.isenabled()
     gc.disable()

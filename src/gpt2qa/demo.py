@@ -1,4 +1,4 @@
-"""`gpt2qa demo`: the whole job on built-in defaults, offline, in about three minutes on 2 CPUs.
+"""`gpt2qa demo`: the whole job on built-in defaults, offline, in minutes on a CPU.
 
 synthetic SQuAD 2.0 data -> byte-level BPE tokenizer trained on it -> tiny GPT-2 from a config
 -> fine-tune -> evaluate on a held-out split -> table, metrics.json and a learning curve.

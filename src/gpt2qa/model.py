@@ -202,7 +202,7 @@ def bilstm_right_padded(lstm: nn.LSTM, hidden: torch.Tensor, lengths: torch.Tens
     instead, so that they come first, and its outputs are reversed back. Worked example, a
     row of length 3 padded to 5: positions [0 1 2 3 4] are read as [2 1 0 3 4]; the same index
     maps the outputs back. Pad positions come out as zeros. Same numbers as `bilstm_packed`,
-    which measured 2.7-5x slower on CPU, forward and backward.
+    which is slower on CPU, forward and backward (benchmarks/README.md).
     """
     steps = hidden.shape[1]
     positions = torch.arange(steps, device=hidden.device).expand(hidden.shape[0], steps)

@@ -8,11 +8,10 @@ equivalent Linear with the transposed weight (`conv1d_to_linear`). The span head
 the null classifier and the decoding stay fp32: they are a sliver of the FLOPs, and the
 logits they make decide every answer.
 
-Weights are packed for oneDNN's int8 kernels where torch has them (`INT8_ENGINE`): on this
-AVX2-only EPYC, at GPT-2-small shape, they answered 13% faster than the default x86 (fbgemm)
-engine at batch 3 and the same at batch 1, with the same answers (benchmarks/README.md).
-Per-channel weight scales kept 588 of 600 demo answers identical to fp32 against 587 with
-one scale per matrix.
+Weights are packed for oneDNN's int8 kernels where torch has them (`INT8_ENGINE`): on an
+AVX2-only CPU they answer faster than the default x86 (fbgemm) engine at batch 3 and as fast
+at batch 1, with the same answers. Per-channel weight scales keep more answers identical to
+fp32 than one scale per matrix (both measured in benchmarks/README.md).
 
 Quantised models are for inference only: they cannot be trained or saved by gpt2qa.
 """

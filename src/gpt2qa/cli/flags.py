@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
-                                    "SQuAD 2.0 data (no network, ~3 minutes on 2 CPU cores)")
+                                    "SQuAD 2.0 data (no network, minutes on a CPU)")
     add_settings_flags(p, DemoConfig, skip=("training",))
     p.add_argument("--steps", dest="max_steps", type=int, default=None,
                    help=f"Optimizer steps (default: {SQUAD_DEMO_TRAINING['max_steps']}; "
