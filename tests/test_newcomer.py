@@ -125,8 +125,10 @@ def test_unreachable_hub_fails_at_once(monkeypatch, capsys, squad_v2_file: Path,
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     assert not hub_reachable()
-    assert hub_kwargs("no-such-org/no-such-model") == {"local_files_only": True}
-    assert hub_kwargs(str(tmp_path)) == {}  # a local directory is never a hub id
+    # trust_remote_code=False always (W3-2): a downloaded model never runs its own code.
+    assert hub_kwargs("no-such-org/no-such-model") == {"local_files_only": True,
+                                                      "trust_remote_code": False}
+    assert hub_kwargs(str(tmp_path)) == {"trust_remote_code": False}  # a local dir: no hub
     from transformers import AutoTokenizer  # noqa: F401  (import time is not the hub's)
 
     start = time.monotonic()

@@ -559,9 +559,9 @@ def test_model_info(make_client: Callable[..., TestClient], pipeline: QAPipeline
     info = c.get("/v1/model").json()
     cfg = pipeline.model.config
     assert (info["head"], info["layout"], info["null_position"]) == \
-        (cfg.head, cfg.layout, cfg.null_position)
+        (cfg.head, cfg.features.layout, cfg.features.null_position)
     assert (info["max_seq_length"], info["doc_stride"], info["max_query_length"]) == (128, 32, 32)
-    assert info["null_score_diff_threshold"] == cfg.null_score_diff_threshold
+    assert info["null_score_diff_threshold"] == cfg.decoding.null_score_diff_threshold
     assert info["vocab_size"] == len(pipeline.tokenizer)
     assert info["parameter_count"] == sum(p.numel() for p in pipeline.model.parameters())
     assert info["device"] == "cpu" and info["precision"] == "fp32"
