@@ -12,6 +12,10 @@ The no-answer score follows `null_position`:
   classifier  a separate Linear(d, 1) logit on the `<|null|>` token (trained with BCE); spans
               are then trained on answerable windows only.
 
+A task may add heads of its own (`TaskHead`, in the `task_heads` ModuleDict; HotpotQA: the
+answer type and the supporting facts): each reads the same fp32 hidden states, takes its own
+batch inputs and adds its own term to the loss.
+
 Parameter names follow transformers' GPT2ForQuestionAnswering (`transformer`, `qa_outputs`) so a
 linear/first/question-first model loads there unchanged.
 
