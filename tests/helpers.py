@@ -11,19 +11,21 @@ from gpt2qa.features import prepare_tokenizer
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
 
 
-def tiny_model(tokenizer, qa: QAConfig | None = None, seed: int = 0, n_embd: int = 32) -> QAModel:
+def tiny_model(tokenizer, qa: QAConfig | None = None, seed: int = 0, n_embd: int = 32,
+               dropout: float = 0.1) -> QAModel:
     import torch
 
     torch.manual_seed(seed)
     prepare_tokenizer(tokenizer)
     backbone = backbone_from_config(tiny_gpt2_config(len(tokenizer), n_layer=2, n_embd=n_embd,
-                                                     n_head=2, n_positions=128))
+                                                     n_head=2, n_positions=128, dropout=dropout))
     return QAModel(backbone, qa or QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16))
 
 
-def save_init_dir(tokenizer, path: Path, seed: int = 0) -> Path:
-    """A randomly initialised backbone + tokenizer, as `gpt2qa train --model DIR` expects."""
-    model = tiny_model(tokenizer, seed=seed)
+def save_init_dir(tokenizer, path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
+    """A randomly initialised backbone + tokenizer, as `gpt2qa train --model DIR` expects.
+    No dropout (0.0) makes runs on 1 and 2 processes differ only in float summation order."""
+    model = tiny_model(tokenizer, seed=seed, dropout=dropout)
     model.transformer.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -27,7 +27,7 @@ from gpt2qa.launch import check_launcher_precision
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
 from gpt2qa.schedule import epoch_batches, micro_batches, resolve_schedule
 from gpt2qa.tasks import fine_tune as train
-from helpers import write_tiny_squad
+from helpers import save_init_dir, write_tiny_squad
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -58,13 +58,8 @@ def weights(directory: Path) -> dict[str, torch.Tensor]:
 def runs(tmp_path_factory, tiny_tokenizer):
     """One training run on 1 process (batch 4) and one on 2 processes (2 features each)."""
     tmp = tmp_path_factory.mktemp("dist")
-    torch.manual_seed(0)
-    prepare_tokenizer(tiny_tokenizer)
     # No dropout: the two runs then differ only in the order of float sums (all-reduce).
-    backbone = backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_embd=32,
-                                                     n_positions=128, dropout=0.0))
-    backbone.save_pretrained(tmp / "init")
-    tiny_tokenizer.save_pretrained(tmp / "init")
+    save_init_dir(tiny_tokenizer, tmp / "init", dropout=0.0)
     data = write_tiny_squad(tmp / "d.json", copies=11)
     base = ["train", "--model", str(tmp / "init"), "--train-file", str(data),
             "--eval-file", str(data), *COMMON]

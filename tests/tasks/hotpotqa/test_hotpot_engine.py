@@ -17,10 +17,9 @@ import torch
 
 from gpt2qa.checkpoint import list_checkpoints
 from gpt2qa.cli import main
-from gpt2qa.features import prepare_tokenizer
-from gpt2qa.model import backbone_from_config, tiny_gpt2_config
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.tasks.hotpotqa.synthetic import generate
+from helpers import save_init_dir
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -51,12 +50,7 @@ def setup(tmp_path_factory, tiny_tokenizer):
     """A tiny GPT-2 without dropout, 18 synthetic multi-hop questions, and two training runs of
     them: one process and two processes at the same global batch."""
     tmp = tmp_path_factory.mktemp("hotpot-engine")
-    torch.manual_seed(0)
-    prepare_tokenizer(tiny_tokenizer)
-    backbone = backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_embd=32,
-                                                     n_positions=128, dropout=0.0))
-    backbone.save_pretrained(tmp / "init")
-    tiny_tokenizer.save_pretrained(tmp / "init")
+    save_init_dir(tiny_tokenizer, tmp / "init", dropout=0.0)
     data = tmp / "hotpot.json"
     data.write_text(json.dumps(generate("train", 18, seed=5)), encoding="utf-8")
     base = ["train", "--model", str(tmp / "init"), "--train-file", str(data),
