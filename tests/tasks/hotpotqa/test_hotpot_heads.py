@@ -20,9 +20,9 @@ from gpt2qa.features import prepare_tokenizer
 from gpt2qa.inference import run_model
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
 from gpt2qa.task import refuse_unsupported
-from gpt2qa.tasks.hotpotqa import HotpotTask
+from gpt2qa.tasks.hotpotqa import HotpotTask, tune_sp_threshold
 from gpt2qa.tasks.hotpotqa.data import parse_hotpot
-from gpt2qa.tasks.hotpotqa.heads import decode_hotpot, hotpot_heads, tune_sp_threshold
+from gpt2qa.tasks.hotpotqa.heads import decode_hotpot, hotpot_heads
 from gpt2qa.tasks.hotpotqa.inputs import convert_hotpot_examples, window_of
 from gpt2qa.tasks.hotpotqa.metrics import METRIC_KEYS
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gpt2qa.data import json_opening
 from gpt2qa.decode import WindowOutput
 from gpt2qa.errors import GPT2QAError
@@ -24,20 +26,43 @@ from gpt2qa.tasks.hotpotqa.heads import (
     answer_dicts,
     decode_hotpot,
     hotpot_heads,
-    tune_sp_threshold,
+    probabilities,
 )
-from gpt2qa.tasks.hotpotqa.inputs import convert_hotpot_examples, selection_recall, span_report
+from gpt2qa.tasks.hotpotqa.inputs import (
+    convert_hotpot_examples,
+    selection_recall,
+    span_report,
+    window_of,
+)
 from gpt2qa.tasks.hotpotqa.metrics import (
     METRIC_KEYS,
     evaluate_hotpot,
     evaluate_hotpot_files,
     predictions_json,
+    sp_scores,
 )
 
 LEGACY_CONFIG_NAME = "hotpot.json"
 """Where gpt2qa versions before the task field kept a HotpotQA model's threshold."""
 LEGACY_WEIGHTS = {"type_head.": "task_heads.answer_type.proj.",
                   "sp_head.": "task_heads.supporting_facts.proj."}
+
+
+
+def tune_sp_threshold(examples: Sequence[HotpotExample], features: Sequence[Feature],
+                      outputs: Sequence[WindowOutput]) -> tuple[float, float]:
+    """The threshold (0.05 ... 0.95) with the best mean supporting-fact F1, and that F1."""
+    gold = {ex.qas_id: ex.supporting_facts for ex in examples}
+    scored = [(window_of(f).sentence_keys, probabilities(o, f)[1], gold[f.qas_id])
+              for f, o in zip(features, outputs, strict=True)]
+    best = (DEFAULT_SP_THRESHOLD, -1.0)
+    for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        total = sum(sp_scores([k for k, p in zip(keys, sp, strict=True) if p > threshold],
+                              facts)[1] for keys, sp, facts in scored)
+        score = total / max(len(examples), 1)
+        if score > best[1] + 1e-12:
+            best = (float(threshold), score)
+    return best
 
 
 class HotpotTask:

@@ -1,6 +1,6 @@
 """HotpotQA's heads and decoding: an answer-type head and a supporting-fact head beside the
-span head, the answers and facts they give, and the supporting-fact threshold tuned on the
-evaluation set.
+span head, and the answers and facts they give (`metrics.tune_sp_threshold` picks the
+supporting-fact threshold on the evaluation set).
 
   answer_type       3 logits (span / yes / no) at the `<|null|>` token, the one token that
                     has seen the question and every selected paragraph under causal attention;
@@ -25,9 +25,8 @@ from torch import nn
 from gpt2qa.decode import Candidate, WindowOutput, window_candidates
 from gpt2qa.features import Feature
 from gpt2qa.model import TaskHead
-from gpt2qa.tasks.hotpotqa.data import ANSWER_TYPES, HotpotExample
+from gpt2qa.tasks.hotpotqa.data import ANSWER_TYPES
 from gpt2qa.tasks.hotpotqa.inputs import window_of
-from gpt2qa.tasks.hotpotqa.metrics import sp_scores
 
 Fact = tuple[str, int]
 DEFAULT_SP_THRESHOLD = 0.5
@@ -145,22 +144,6 @@ def decode_hotpot(features: Sequence[Feature], outputs: Sequence[WindowOutput],
             type_probs=(float(types[0]), float(types[1]), float(types[2])), nbest=nbest,
             sentences=sentences, facts=tuple((t, i) for t, i, p in sentences if p > sp_threshold)))
     return out
-
-
-def tune_sp_threshold(examples: Sequence[HotpotExample], features: Sequence[Feature],
-                      outputs: Sequence[WindowOutput]) -> tuple[float, float]:
-    """The threshold (0.05 ... 0.95) with the best mean supporting-fact F1, and that F1."""
-    gold = {ex.qas_id: ex.supporting_facts for ex in examples}
-    scored = [(window_of(f).sentence_keys, probabilities(o, f)[1], gold[f.qas_id])
-              for f, o in zip(features, outputs, strict=True)]
-    best = (DEFAULT_SP_THRESHOLD, -1.0)
-    for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        total = sum(sp_scores([k for k, p in zip(keys, sp, strict=True) if p > threshold],
-                              facts)[1] for keys, sp, facts in scored)
-        score = total / max(len(examples), 1)
-        if score > best[1] + 1e-12:
-            best = (float(threshold), score)
-    return best
 
 
 def answer_dicts(pred: HotpotPrediction, top_k: int) -> list[dict[str, Any]]:
