@@ -1,6 +1,9 @@
 """W3-2, the second adversarial pass: special files are written through and never replaced,
 the demo never overwrites a user's files, a folder asking for remote code is refused before
-transformers sees it, over-long integers and bad devices are one line."""
+transformers sees it, over-long integers and bad devices are one line; HotpotQA predictions
+are read as SQuAD's are, a model folder is checked at load (gpt2qa.json types and ranges, its
+positions, finite weights and thresholds), a damaged checkpoint state is skipped, and no NaN
+is written into JSON."""
 
 from __future__ import annotations
 
