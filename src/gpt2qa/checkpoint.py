@@ -45,7 +45,8 @@ from gpt2qa.lora import (
     weights_to_save,
     write_adapter_config,
 )
-from gpt2qa.model import QAModel
+from gpt2qa.model import QAModel, check_fits
+from gpt2qa.schedule import TrainState
 from gpt2qa.task import Task
 from gpt2qa.tokenizer import load_tokenizer
 
@@ -127,10 +128,25 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
         raise GPT2QAError(f"{weights}: not a readable safetensors file (truncated or damaged?): "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                           ) from None
+    check_finite(state, weights)
     if task is not None:
         state = task.upgrade_weights(state)
     apply_weights(model, state, weights)
+    try:  # a gpt2qa.json asking for more positions than the backbone has fails here, not later
+        check_fits(model.transformer, qa, len(tokenizer))
+    except GPT2QAError as exc:
+        raise GPT2QAError(f"{model_dir / QA_CONFIG_NAME}: {exc}") from None
     return model.to(device).eval(), tokenizer, special
+
+
+def check_finite(state: dict[str, torch.Tensor], source: Path) -> None:
+    """One GPT2QAError line naming `source` and the first tensor holding NaN or infinity: such
+    a model answers with NaN scores, and its abstain rule compares NaN (one pass)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise GPT2QAError(f"{source}: tensor {name} holds NaN or infinite values; "
+                              "this model cannot answer (retrain it, or resume from an "
+                              "earlier checkpoint)")
 
 
 def apply_weights(model: QAModel, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -205,12 +221,27 @@ def read_checkpoint(checkpoint: Path) -> CheckpointData:
     state = read(STATE_NAME, lambda p: json.loads(p.read_text(encoding="utf-8")))
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise GPT2QAError(f"{checkpoint / STATE_NAME}: no step recorded")
+    try:
+        TrainState.from_json(state)  # types and ranges: a bad one is skipped like a torn one
+    except GPT2QAError as exc:
+        raise GPT2QAError(f"{checkpoint / STATE_NAME}: {exc}") from None
+    named = checkpoint.name[len(CHECKPOINT_PREFIX):]
+    if named.isdigit() and state["step"] != int(named):
+        raise GPT2QAError(f"{checkpoint / STATE_NAME}: step {state['step']} is not the "
+                          f"checkpoint's own ({int(named)})")
+    optimizer = read("optimizer.pt", lambda p: torch.load(p, weights_only=True))
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)):
+        raise GPT2QAError(f"{checkpoint / 'optimizer.pt'}: not an optimizer state "
+                          f"(expected a dict with state and param_groups, got "
+                          f"{type(optimizer).__name__})")
+    scheduler = read("scheduler.pt", lambda p: torch.load(p, weights_only=True))
+    if not isinstance(scheduler, dict):
+        raise GPT2QAError(f"{checkpoint / 'scheduler.pt'}: not a scheduler state (expected a "
+                          f"dict, got {type(scheduler).__name__})")
     return CheckpointData(
-        path=checkpoint,
-        weights=read(WEIGHTS_NAME, lambda p: load_file(str(p))),
-        optimizer=read("optimizer.pt", lambda p: torch.load(p, weights_only=True)),
-        scheduler=read("scheduler.pt", lambda p: torch.load(p, weights_only=True)),
-        state=state)
+        path=checkpoint, weights=read(WEIGHTS_NAME, lambda p: load_file(str(p))),
+        optimizer=optimizer, scheduler=scheduler, state=state)
 
 
 def newest_intact_checkpoint(output_dir: str | os.PathLike[str],

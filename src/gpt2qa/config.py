@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
 from gpt2qa.errors import GPT2QAError, check
 from gpt2qa.io import loads_json
@@ -35,6 +35,13 @@ TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 """`--task`: auto (from the data file or the model directory), or a registered task."""
 QUANTIZE_MODES = ("none", "int8")
 """`--quantize`: none, or dynamic int8 quantisation of the backbone's matmuls (CPU)."""
+
+MAX_SEQ_LENGTH = 1 << 20
+"""The longest window any setting may ask for (a model's own positions usually bound it
+lower: `model.check_fits`)."""
+MAX_LSTM_HIDDEN = 8192
+"""The widest LSTM direction `lstm_hidden_size` may ask for (GPT-2 XL's half-width is 800);
+past it a gpt2qa.json typo becomes a many-gigabyte allocation."""
 
 SAVED = {"saved": True}
 """Field metadata: recorded with a trained model (tuned), not a training setting, so the
@@ -65,13 +72,55 @@ def flat_fields(cls: type, settings_only: bool = False,
     return out
 
 
-def build(cls: type, values: Mapping[str, Any], source: str = "settings") -> Any:
-    """A (nested) settings record from flat names; one line for an unknown name."""
+def build(cls: type, values: Mapping[str, Any], source: str = "settings",
+          strict: bool = False) -> Any:
+    """A (nested) settings record from flat names; one line for an unknown name. `strict`
+    (a file such as gpt2qa.json) also checks each value's JSON type first (`check_types`)."""
     paths = flat_fields(cls)
     unknown = sorted(set(values) - set(paths))
     if unknown:
         raise GPT2QAError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    if strict:
+        check_types(cls, values, source)
     return _build(cls, {paths[k]: v for k, v in values.items()})
+
+
+def leaf_types(cls: type) -> dict[str, Any]:
+    """Each flat setting's declared type (`flat_fields`' leaves): {"max_seq_length": int, ...}."""
+    out: dict[str, Any] = {}
+    for name, path in flat_fields(cls).items():
+        owner = cls
+        for part in path[:-1]:
+            owner = next(f for f in fields(owner) if f.name == part).metadata["nested"]
+        out[name] = get_type_hints(owner)[path[-1]]
+    return out
+
+
+def check_types(cls: type, values: Mapping[str, Any], source: str) -> None:
+    """One GPT2QAError line naming `source` and the field unless every int setting is an int
+    (not a bool, not 16.0), every float a finite number and every bool a bool, as read from
+    a file; other types (choices, task_state) are checked by the records themselves."""
+    types = leaf_types(cls)
+    for name, value in values.items():
+        kind = types[name]
+        got = f"got {json.dumps(value) if _plain(value) else type(value).__name__}"
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise GPT2QAError(f"{source}: {name} must be a whole number, {got}")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value)):
+            raise GPT2QAError(f"{source}: {name} must be a finite number, {got}")
+        if kind is bool and not isinstance(value, bool):
+            raise GPT2QAError(f"{source}: {name} must be true or false, {got}")
+        if kind is str and not isinstance(value, str):
+            raise GPT2QAError(f"{source}: {name} must be a string, {got}")
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is a short JSON scalar worth quoting in a message."""
+    if isinstance(value, int):
+        return value.bit_length() <= 64
+    return value is None or isinstance(value, float) or (isinstance(value, str)
+                                                         and len(value) <= 40)
 
 
 def _build(cls: type, values: dict[tuple[str, ...], Any]) -> Any:
@@ -146,6 +195,9 @@ class FeatureConfig:
         if self.max_query_length < 1 or self.doc_stride < 1:
             raise GPT2QAError("max_query_length and doc_stride must be at least 1")
         # Two special tokens plus at least one context token must fit beside the question.
+        if self.max_seq_length > MAX_SEQ_LENGTH:
+            raise GPT2QAError(f"max_seq_length must be at most {MAX_SEQ_LENGTH}; "
+                              f"got {self.max_seq_length}")
         if self.max_seq_length < self.max_query_length + 3:
             raise GPT2QAError(f"max_seq_length ({self.max_seq_length}) must be at least "
                               f"max_query_length ({self.max_query_length}) + 3")
@@ -195,15 +247,19 @@ class QAConfig(FlatSettings):
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise GPT2QAError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
-        if self.lstm_hidden_size < 0:
-            raise GPT2QAError("lstm_hidden_size must be >= 0")
+        if not 0 <= self.lstm_hidden_size <= MAX_LSTM_HIDDEN:
+            raise GPT2QAError(f"lstm_hidden_size must be in [0, {MAX_LSTM_HIDDEN}] (0: half the "
+                              f"backbone width); got {self.lstm_hidden_size}")
         if self.task not in TASK_NAMES[1:]:
             raise GPT2QAError(f"task must be one of {', '.join(TASK_NAMES[1:])}; "
                               f"got {self.task!r}")
-        if not isinstance(self.task_state, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-                and math.isfinite(v) for k, v in self.task_state.items()):
+        if not isinstance(self.task_state, dict):
             raise GPT2QAError("task_state must map names to finite numbers")
+        for key, value in self.task_state.items():
+            if not (isinstance(key, str) and isinstance(value, (int, float))
+                    and not isinstance(value, bool) and math.isfinite(value)):
+                shown = value if isinstance(value, float) else type(value).__name__
+                raise GPT2QAError(f"task_state: {key} must be a finite number, got {shown}")
         # How the null score is read follows from where it is: derived here, once.
         scoring = "classifier" if self.features.null_position == "classifier" else "span"
         object.__setattr__(self, "decoding", replace(self.decoding, null_scoring=scoring))
@@ -224,7 +280,7 @@ class QAConfig(FlatSettings):
         if unknown:
             raise GPT2QAError(f"{source}: unknown field(s) {', '.join(unknown)}")
         try:
-            return build(cls, values, source)
+            return build(cls, values, source, strict=True)
         except (TypeError, GPT2QAError) as exc:
             raise GPT2QAError(f"{source}: {exc}") from None
 
@@ -240,9 +296,15 @@ def read_qa_json(model_dir: str | Path) -> dict[str, Any]:
         raise GPT2QAError(f"{model_dir}: not a gpt2qa model directory (no {QA_CONFIG_NAME}); "
                           "train one with `gpt2qa train` or `gpt2qa demo`")
     try:
-        obj = loads_json(path.read_text(encoding="utf-8"), str(path))
+        obj = loads_json(path.read_bytes().decode("utf-8-sig"), str(path))
+    except OSError as exc:
+        raise GPT2QAError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise GPT2QAError(f"{path}: not valid UTF-8 at byte {exc.start} ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise GPT2QAError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise GPT2QAError(f"{path}: invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise GPT2QAError(f"{path}: expected a JSON object")
     return obj

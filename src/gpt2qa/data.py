@@ -124,10 +124,11 @@ def json_opening(path: str | os.PathLike[str]) -> str:
     return head.lstrip(b"\xef\xbb\xbf").lstrip()[:1].decode("latin-1")
 
 
-def read_json_document(path: str | os.PathLike[str]) -> Any:
+def read_json_document(path: str | os.PathLike[str], **kwargs: Any) -> Any:
     """A data file's JSON (SQuAD or HotpotQA), read as bytes and decoded as UTF-8 (a leading
     BOM is allowed). Raises `DataError` for an unreadable file, bad UTF-8 (with the byte
-    position), invalid JSON (with line and column) and lone surrogates (with the JSON path)."""
+    position), invalid JSON (with line and column), nesting too deep for the parser, and lone
+    surrogates (with the JSON path). `kwargs` go to `json.loads` (an object_pairs_hook)."""
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -144,7 +145,7 @@ def read_json_document(path: str | os.PathLike[str]) -> Any:
     del raw  # keep only one copy of a large file alive while parsing
     with gc_paused():
         try:
-            obj = loads_json(text, name)
+            obj = loads_json(text, name, **kwargs)
         except json.JSONDecodeError as exc:
             raise DataError(name, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
                                   f"{exc.msg}") from exc

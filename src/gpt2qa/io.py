@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -177,10 +178,33 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: object) -> Path:
-    """Write `obj` as indented UTF-8 JSON to `path` atomically."""
+    """Write `obj` as indented UTF-8 JSON to `path` atomically. NaN and infinity are not JSON
+    (other readers refuse them): one GPT2QAError line naming the file and the first such
+    value's place, and nothing is written."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False)
+    except ValueError:
+        where = non_finite_path(obj)
+        raise GPT2QAError(f"{path}: not written: {where or 'a value'} is NaN or infinite, "
+                          "which JSON cannot hold") from None
     with atomic_file(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, ensure_ascii=False, indent=2)
+        fh.write(text)
     return Path(path)
+
+
+def non_finite_path(obj: object, where: str = "") -> str | None:
+    """The JSON path ("predictions[2].score") of the first NaN or infinite float in `obj`."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else where
+    items: Any = (obj.items() if isinstance(obj, dict)
+                  else enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+    for key, value in items:
+        inner = (f"{where}.{key}" if where else str(key)) if isinstance(obj, dict) \
+            else f"{where}[{key}]"
+        found = non_finite_path(value, inner)
+        if found is not None:
+            return found
+    return None
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -34,11 +34,49 @@ class TrainState:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainState:
+        """The loop state a checkpoint recorded; one GPT2QAError line naming the first field
+        whose type or range is wrong (a damaged file must not steer training)."""
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in obj.items() if k in names}
-        if isinstance(values.get("best_score"), (int, float)):  # written before the task key
-            values["best_score"] = [values["best_score"]]
+        best = values.get("best_score")
+        if _number(best):  # written before the task key: one float
+            values["best_score"] = best = [best]
+        if best is not None and not (isinstance(best, list) and all(_number(v) for v in best)):
+            raise GPT2QAError(f"best_score must be a list of finite numbers or null, "
+                              f"got {_shown(best)}")
+        for name in ("step", "epoch", "step_in_epoch", "examples_seen"):
+            value = values.get(name, 0)
+            if not _whole(value) or value < 0:
+                raise GPT2QAError(f"{name} must be a whole number >= 0, got {_shown(value)}")
+        step = values.get("step", 0)
+        # Every epoch and every step of the current one took at least one step.
+        for name in ("epoch", "step_in_epoch"):
+            if values.get(name, 0) > step:
+                raise GPT2QAError(f"{name} {values[name]} is more than step {step}")
+        best_step = values.get("best_step")
+        if best_step is not None and not (_whole(best_step) and 0 <= best_step <= step):
+            raise GPT2QAError(f"best_step must be null or a step in [0, {step}], "
+                              f"got {_shown(best_step)}")
         return cls(**values)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: short JSON scalars as they are, else their type."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a very large number"
+    if isinstance(value, (list, dict)) and len(value) > 4:
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= 40 else type(value).__name__
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _warn_on_id_mismatch(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """One stderr line when most questions have no prediction: probably the wrong file pair
-    (say SQuAD 1.1 dev against v2.0 predictions), which would otherwise score a quiet 0."""
+    (say SQuAD 1.1 dev against v2.0 predictions), which would otherwise score a quiet 0.
+    A HotpotQA result counts its missing answers and supporting facts apart: the larger."""
     total = int(result.get("total", 0))
-    matched = total - int(result.get("missing", 0))
+    missing = result.get("missing", max(result.get("missing_answer", 0),
+                                        result.get("missing_sp", 0)))
+    matched = total - int(missing)
     if total and matched < total / 2:
         print(f"gpt2qa evaluate: warning: only {matched} of the {total} questions in {args.data} "
               f"have a prediction in {args.predictions} ({result.get('extra', 0)} predictions "

@@ -8,6 +8,7 @@ Python API are the engine's.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,10 @@ class HotpotTask:
             return qa_json
         try:
             threshold = float(json.loads(legacy.read_text(encoding="utf-8"))["sp_threshold"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise GPT2QAError(f"{legacy}: not a readable HotpotQA model config ({exc})") from None
+        if not math.isfinite(threshold):  # NaN or inf: no supporting fact would ever be kept
+            raise GPT2QAError(f"{legacy}: sp_threshold must be a finite number, got {threshold}")
         return {**qa_json, "task": self.name, "task_state": {"sp_threshold": threshold}}
 
     def upgrade_weights(self, weights: dict[str, Any]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gpt2qa.data import read_json_document
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.io import loads_json
 from gpt2qa.metrics import normalize_answer
 from gpt2qa.tasks.hotpotqa.data import HotpotExample, load_hotpot
 
@@ -107,22 +107,41 @@ def evaluate_hotpot(examples: Sequence[HotpotExample], answers: Mapping[str, str
     return result
 
 
+class _Object(dict):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    duplicates: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    obj.duplicates = []
+    for key, value in pairs:
+        if key in obj:
+            obj.duplicates.append(key)
+        obj[key] = value
+    return obj
+
+
 def read_hotpot_predictions(path: str | Path) -> tuple[dict[str, str], dict[str, list[Fact]]]:
-    """An official predictions file: ``{"answer": {id: text}, "sp": {id: [[title, idx], ...]}}``."""
+    """An official predictions file: ``{"answer": {id: text}, "sp": {id: [[title, idx], ...]}}``,
+    read as the data files are (`data.read_json_document`: a BOM is fine; bad UTF-8, invalid
+    JSON and nesting too deep are one line). An id listed twice is refused, as SQuAD's are."""
     name = str(path)
-    try:
-        obj = loads_json(Path(path).read_text(encoding="utf-8"), name)
-    except FileNotFoundError:
-        raise GPT2QAError(f"{name}: predictions file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(name, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
-                              f"{exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(name, f"cannot read predictions: {exc}") from None
+    if not Path(path).exists():
+        raise GPT2QAError(f"{name}: predictions file not found")
+    obj = read_json_document(path, object_pairs_hook=_object)
     if not isinstance(obj, dict) or not isinstance(obj.get("answer"), dict) \
             or not isinstance(obj.get("sp"), dict):
         raise DataError(name, 'expected the official HotpotQA layout {"answer": {id: text}, '
                               '"sp": {id: [[title, sentence_index], ...]}}')
+    if obj.duplicates:
+        raise DataError(name, "the predictions file lists this key twice", obj.duplicates[0])
+    for part in ("answer", "sp"):
+        if obj[part].duplicates:
+            qid = obj[part].duplicates[0]
+            raise DataError(name, "the predictions file lists this id twice", f"{part}.{qid}",
+                            qid)
     answers: dict[str, str] = {}
     for qid, text in obj["answer"].items():
         if not isinstance(text, str):
