@@ -29,6 +29,8 @@ Two speed-ups keep every output the same (tests/test_speed_equivalence.py):
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,9 +298,22 @@ def check_fits(backbone: nn.Module, config: QAConfig, vocab_size: int) -> None:
 
 def load_backbone(name_or_dir: str) -> torch.nn.Module:
     """`AutoModel.from_pretrained` in fp32 (transformers 5 would keep a bf16 checkpoint in bf16:
-    no fp32 master weights), with a one-line message when it cannot be had."""
+    no fp32 master weights), with a one-line message when it cannot be had: also for a
+    pickle weights file that holds more than tensors (torch.load's weights_only refuses it;
+    nothing runs) and a truncated or damaged model.safetensors."""
+    from safetensors import SafetensorError
+
     try:
-        return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
-                                         **hub_kwargs(name_or_dir))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol")  # torch.load's note
+            return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
+                                             **hub_kwargs(name_or_dir))
     except (OSError, ValueError) as exc:
         raise GPT2QAError(load_failure(name_or_dir, "model", exc)) from None
+    except pickle.UnpicklingError:
+        raise GPT2QAError(f"{name_or_dir}: the pickle weights file (pytorch_model.bin) holds more "
+                          "than tensors; it was not loaded, since unpickling it could run code "
+                          "(save the model as model.safetensors)") from None
+    except SafetensorError as exc:
+        raise GPT2QAError(f"{name_or_dir}: model.safetensors is not a readable safetensors file "
+                          f"(truncated or damaged?): {str(exc).splitlines()[0]}") from None

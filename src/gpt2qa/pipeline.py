@@ -3,6 +3,8 @@ API, for every task (the task comes from the model directory's gpt2qa.json)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from typing import Any, TypedDict
 
 from gpt2qa import tasks
 from gpt2qa.checkpoint import load_model
-from gpt2qa.config import QUANTIZE_MODES
+from gpt2qa.config import PRECISIONS, QUANTIZE_MODES
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds
 from gpt2qa.inference import run_model
@@ -54,9 +56,15 @@ class QAPipeline:
                         precision: str = "fp32", quantize: str = "none") -> QAPipeline:
         """`precision` bf16 on CPU needs bf16 instructions (`quantize.check_cpu_bf16`);
         `quantize` int8 quantises the backbone's matmuls for CPU inference (quantize.py)."""
+        if not isinstance(model_dir, (str, os.PathLike)):
+            raise GPT2QAError("model_dir must be the path of a model directory; got "
+                              f"{type(model_dir).__name__}")
         if quantize not in QUANTIZE_MODES:
             raise GPT2QAError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}; "
                               f"got {quantize!r}")
+        if precision not in PRECISIONS:
+            raise GPT2QAError(f"--precision must be one of {', '.join(PRECISIONS)}; "
+                              f"got {precision!r}")
         dev = pick_device(device)
         if quantize != "none" and dev.type != "cpu":
             raise GPT2QAError(f"--quantize {quantize} runs on CPU only; pass --device cpu")
@@ -76,6 +84,7 @@ class QAPipeline:
     def predict(self, examples: Sequence[Any], batch_size: int = 0,
                 null_score_diff_threshold: float | None = None,
                 sharded: bool = False) -> list[Any]:
+        check_settings(batch_size=batch_size, null_score_diff_threshold=null_score_diff_threshold)
         return predict_examples(self.model, self.tokenizer, self.special_ids, examples,
                                 batch_size, null_score_diff_threshold, self.precision,
                                 sharded=sharded, task=self.task)
@@ -101,10 +110,20 @@ class QAPipeline:
         and answers with ``answer``, ``answer_type`` (span/yes/no), ``score`` and
         ``supporting_facts`` (``[[title, sentence_index, probability], ...]``).
         """
-        if top_k < 1:
-            raise GPT2QAError(f"top_k must be >= 1; got {top_k}")
+        check_settings(top_k=top_k, batch_size=batch_size,
+                       null_score_diff_threshold=null_score_diff_threshold)
         single = isinstance(question, str)
+        if not single and not is_list(question):
+            raise GPT2QAError("question must be a string or a list of strings; got "
+                              f"{type(question).__name__}")
+        if isinstance(context, (bytes, bytearray, memoryview)):
+            raise GPT2QAError("context must be text (str), not bytes: decode it first")
+        if not single and not isinstance(context, str) and not is_list(context):
+            raise GPT2QAError("with a list of questions, context must be one context or a list "
+                              f"of them; got {type(context).__name__}")
         questions = [question] if isinstance(question, str) else list(question)
+        if not questions:
+            raise GPT2QAError("question is an empty list: there is nothing to answer")
         contexts = [context] if single or isinstance(context, str) else list(context)
         if len(contexts) == 1 and len(questions) > 1:
             contexts = contexts * len(questions)
@@ -117,6 +136,26 @@ class QAPipeline:
         if top_k == 1:
             results = [r[0] for r in results]
         return results[0] if single else results
+
+
+def is_list(value: Any) -> bool:
+    """A list or tuple: a batch of questions or contexts (a dict, set or bytes is not one)."""
+    return isinstance(value, (list, tuple))
+
+
+def check_settings(**settings: Any) -> None:
+    """The Python API's numbers, in one line each: `top_k` a whole number >= 1, `batch_size` a
+    whole number >= 0 (0: chosen for the device), `null_score_diff_threshold` None or a
+    number (not NaN)."""
+    for name, value in settings.items():
+        if name == "null_score_diff_threshold":
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if value is not None and (not number or math.isnan(value)):
+                raise GPT2QAError(f"{name} must be a number or None; got {value!r}")
+            continue
+        least = 1 if name == "top_k" else 0
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
+            raise GPT2QAError(f"{name} must be >= {least}, a whole number; got {value!r}")
 
 
 class AnswerDict(TypedDict):

@@ -6,7 +6,9 @@ quantisation). GPT-2's layers are transformers' `Conv1D`, which computes x @ W +
 stored [in, out]; `quantize_dynamic` only knows `nn.Linear`, so each Conv1D first becomes an
 equivalent Linear with the transposed weight (`conv1d_to_linear`). The span head, the LSTM,
 the null classifier and the decoding stay fp32: they are a sliver of the FLOPs, and the
-logits they make decide every answer.
+logits they make decide every answer. A LoRA model's adapters (and its trained token rows) are
+first merged into the base weights (peft's `merge_and_unload`), so the int8 layers hold the
+weights the adapters would have produced.
 
 Weights are packed for oneDNN's int8 kernels where torch has them (`INT8_ENGINE`): on an
 AVX2-only CPU they answer faster than the default x86 (fbgemm) engine at batch 3 and as fast
@@ -54,10 +56,13 @@ def conv1d_to_linear(module: nn.Module) -> int:
 
 def quantize_backbone_int8(model: nn.Module) -> int:
     """Dynamic int8 quantisation of `model.transformer`'s matmul layers, in place; the heads
-    are untouched (fp32). Returns the number of layers quantised. CPU only."""
+    are untouched (fp32). Returns the number of layers quantised. CPU only. A peft (LoRA)
+    backbone is merged into plain layers first: peft's wrappers cannot hold packed int8 ones."""
     backbone = model.transformer  # type: ignore[attr-defined]
     if any(p.device.type != "cpu" for p in backbone.parameters()):
         raise GPT2QAError("--quantize int8 runs on CPU only; pass --device cpu")
+    if hasattr(backbone, "peft_config"):
+        backbone = model.transformer = backbone.merge_and_unload()  # type: ignore[operator]
     conv1d_to_linear(backbone)
     count = sum(isinstance(m, nn.Linear) for m in backbone.modules())
     if count == 0:

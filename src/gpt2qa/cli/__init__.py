@@ -47,7 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except GPT2QAError as exc:
-        print(f"gpt2qa {args.command}: error: {exc}", file=sys.stderr)
+        from gpt2qa.launch import report_error
+
+        line = f"gpt2qa {args.command}: error: {exc}"
+        if not report_error(line):  # under `gpt2qa launch`, the launcher prints it once
+            print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gpt2qa {args.command}: interrupted", file=sys.stderr)

@@ -3,7 +3,9 @@ in a background thread (tests, benchmarks) and `serve_forever` (`gpt2qa serve`).
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -65,11 +67,40 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
 def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = None,
                   precision: str = "fp32", log_level: str = "info",
                   quantize: str = "none") -> None:
-    """Load a model directory and serve it until interrupted."""
+    """Load a model directory and serve it until interrupted; an address it cannot listen on
+    is refused in one line, before the model loads."""
+    check_address(settings.host, settings.port)
     pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision,
                                           quantize=quantize)
     app = create_app(pipeline, settings)
     if settings.host not in LOOPBACK_HOSTS:
         logger.warning("binding %s: the server has no authentication; anyone who can reach "
                        "this address can use the model", settings.host)
-    uvicorn.Server(uvicorn_config(app, settings, log_level)).run()
+    try:
+        uvicorn.Server(uvicorn_config(app, settings, log_level)).run()
+    except SystemExit as exc:  # uvicorn's startup failure (its error is logged above)
+        if exc.code in (None, 0):
+            raise
+        raise GPT2QAError(f"the server could not start on {settings.host}:{settings.port}"
+                          ) from None
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server cannot listen on (a port in use, a host
+    that is not this machine's), by binding it as uvicorn would (SO_REUSEADDR) and letting
+    go; uvicorn itself would log six lines and exit 3."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise GPT2QAError(f"--host {host}: cannot be resolved ({exc})") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise GPT2QAError(f"--port {port}: {host}:{port} is already in use (another "
+                                      "server?); pick another port") from None
+                raise GPT2QAError(f"--host {host} --port {port}: cannot listen there: "
+                                  f"{exc.strerror or exc}") from None

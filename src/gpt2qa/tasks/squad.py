@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gpt2qa.data import SquadDataset, SquadExample, json_opening, load_squad
+from gpt2qa.data import SquadDataset, SquadExample, check_text, json_opening, load_squad
 from gpt2qa.decode import Prediction, WindowOutput, decode, predictions_to_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import evaluate_files, score_predictions
@@ -104,6 +104,8 @@ class SquadTask:
             raise GPT2QAError(f"{where}question and context must be strings")
         if not question.strip() or not context.strip():
             raise GPT2QAError(f"{where}question and context must both be non-empty")
+        check_text(question, f"{where}question")
+        check_text(context, f"{where}context")
         return SquadExample(qas_id=qas_id, question=question, context=context, answers=(),
                             is_impossible=False)
 
