@@ -123,6 +123,19 @@ def window_candidates(feature: Feature, output: WindowOutput, context: str,
     return out
 
 
+def check_finite_output(qas_id: str, output: WindowOutput) -> None:
+    """One GPT2QAError line naming the question when the model's scores for it hold NaN or
+    infinity (damaged weights, an overflow): an answer decoded from them would be arbitrary,
+    and its abstain rule would compare NaN. Masked positions are finite (model.MASK_VALUE)."""
+    named = {"start logits": output.start_logits, "end logits": output.end_logits,
+             "null score": np.asarray(output.null_score), **output.extra}
+    for name, values in named.items():
+        values = np.asarray(values)
+        if values.dtype.kind == "f" and not bool(np.isfinite(values).all()):
+            raise GPT2QAError(f"id={qas_id}: the model's {name} hold NaN or infinite values; "
+                              "no answer can be decoded (are the weights damaged?)")
+
+
 def decode_example(qas_id: str, context: str, features: Sequence[Feature],
                    outputs: Sequence[WindowOutput], config: DecodeConfig) -> Prediction:
     """Aggregate every window of one example into its n-best list and final answer.
@@ -132,6 +145,8 @@ def decode_example(qas_id: str, context: str, features: Sequence[Feature],
     """
     if not features:
         raise GPT2QAError(f"id={qas_id}: no features to decode")
+    for output in outputs:
+        check_finite_output(qas_id, output)
     best: dict[tuple[int, int], Candidate] = {}
     for feature, output in zip(features, outputs, strict=True):
         for cand in window_candidates(feature, output, context, config.n_best_size,

@@ -19,11 +19,18 @@ before any work is done):
 - a symbolic link: followed; the file it points to is replaced atomically beside itself and
   the link stays a link. A dangling link creates the file it points to, if that folder
   exists (else one line). A link loop, a socket or a directory is refused with one line.
+
+A write that fails (a read-only location, a full disk, no permission) is one `OutputError`
+line naming the path, the reason and, for a full disk, the free space left there; the
+temporary file or directory is removed, so the old output stays whole (`cannot_write`).
+`check_output_file` and `check_output_dir` also refuse a location that cannot be written
+(read-only, no permission) before any work is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -37,6 +44,111 @@ from pathlib import Path
 from typing import IO, Any
 
 from gpt2qa.errors import DataError, GPT2QAError
+
+
+class OutputError(GPT2QAError):
+    """An output that could not be written (read-only location, full disk, no permission):
+    one line naming the path and the reason. `errno` is the OS error number when known."""
+
+    def __init__(self, message: str, path: Path, errno_: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno_
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.EIO, errno.EFBIG})
+"""OS errors that mean "this location cannot take the output" (others pass unchanged)."""
+
+_OS_ERROR = re.compile(r"os error (\d+)")
+"""How Rust-backed writers (safetensors, tokenizers) spell an OS error inside their message."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def free_space(path: str | os.PathLike[str]) -> str:
+    """The free space on the disk that holds `path` (or its nearest existing folder), in
+    words ("1.9 MB free"), or "free space unknown"."""
+    try:
+        free = shutil.disk_usage(_nearest_existing(Path(path))).free
+    except OSError:
+        return "free space unknown"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if free >= size:
+            return f"{free / size:.1f} {unit} free"
+    return f"{free} bytes free"
+
+
+def write_errno(exc: BaseException, path: str | os.PathLike[str] | None = None) -> int | None:
+    """The OS error number behind a failed write, or None when `exc` is not a write failure.
+    An OSError carries it; safetensors' SafetensorError says "(os error 28)"; torch.save's
+    writer says only "PytorchStreamWriter failed" / "unexpected pos": with no bytes left on
+    `path`'s disk that is a full disk (ENOSPC), else EIO."""
+    if isinstance(exc, GPT2QAError):
+        return None
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in WRITE_ERRNOS else None
+    text = str(exc)
+    found = _OS_ERROR.search(text)
+    if found is not None:
+        return int(found.group(1))
+    if isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in text
+                                          or "inline_container" in text):
+        try:
+            full = path is not None and shutil.disk_usage(_nearest_existing(Path(path))).free == 0
+        except OSError:
+            full = False
+        return errno.ENOSPC if full else errno.EIO
+    return None
+
+
+def cannot_write(path: str | os.PathLike[str], exc: BaseException, what: str = "",
+                 code: int | None = None) -> OutputError:
+    """The one line for a failed write of `path` (`code`, default: `write_errno`): the path,
+    the reason and, for a full disk, the free space there."""
+    code = write_errno(exc, path) if code is None else code
+    reason = os.strerror(code) if code is not None else str(exc).splitlines()[0]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        reason += f"; {free_space(path)} on that disk"
+    prefix = f"{what} " if what else ""
+    return OutputError(f"{prefix}{path}: cannot write ({reason})", Path(path), code)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str], what: str = "") -> Iterator[None]:
+    """Turn a failed write inside the block (OSError, a writer's own error type) into one
+    `OutputError` line naming `path`; other exceptions pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if write_errno(exc, path) is None:
+            raise
+        raise cannot_write(path, exc, what) from None
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "output") -> None:
+    """One OutputError line when `path`'s nearest existing folder cannot be written (a
+    read-only file system, no permission): before any work, not after it."""
+    folder = _nearest_existing(Path(path))
+    if not folder.is_dir():
+        return  # _check_parents names the file on the way
+    if not os.access(folder, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only(folder) else errno.EACCES
+        raise OutputError(f"{what} {path}: cannot write in {folder} ({os.strerror(code)})",
+                          Path(path), code)
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _check_parents(path: Path, what: str) -> None:
@@ -53,8 +165,10 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
     path = Path(path)
     if path.is_dir():
         raise GPT2QAError(f"{what} {path}: is a directory; give a file name")
-    target, _ = output_target(path, what)
+    target, through = output_target(path, what)
     _check_parents(target, what)
+    if not through:
+        check_writable(target, what)
 
 
 _FD_DIR = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/fd")
@@ -108,6 +222,7 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output directory
     if path.exists() and not path.is_dir():
         raise GPT2QAError(f"{what} {path}: is a file, not a directory")
     _check_parents(path, what)
+    check_writable(path, what)
 
 
 def current_umask() -> int:
@@ -145,11 +260,12 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb",
     (`output_target`)."""
     path, through = output_target(path)
     if through:
-        with open(path, mode.replace("w", "a"), encoding=encoding) as fh:
+        with writing(path), open(path, mode.replace("w", "a"), encoding=encoding) as fh:
             yield fh
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as fh:
             yield fh
@@ -157,10 +273,13 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb",
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        code = write_errno(exc, tmp) if isinstance(exc, Exception) else None
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        if code is None:
+            raise
+        raise cannot_write(path, exc, code=code) from None
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -294,19 +413,26 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
         final = Path(os.path.realpath(final))
     if final.exists() and not final.is_dir():
         raise GPT2QAError(f"output directory {final}: is a file, not a directory")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
         _set_modes(tmp)
-    except BaseException:
+    except BaseException as exc:
+        # Judged while the temporary directory still fills the disk; the free space is
+        # reported once it is gone (what a retry would have).
+        code = write_errno(exc, tmp) if isinstance(exc, Exception) else None
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if code is None:
+            raise
+        raise cannot_write(final, exc, code=code) from None
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
+    with writing(final):
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.io import write_text_atomic
+from gpt2qa.io import check_writable, write_text_atomic, writing
 
 RUN_MARKERS = ("train_config.json", "log.jsonl")
 """Files whose presence marks a folder as a gpt2qa run."""
@@ -29,6 +29,7 @@ def claim_demo_dir(out: Path) -> None:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise GPT2QAError(f"{out}: holds files that gpt2qa demo did not write ({shown}); "
                               "the demo will not write there: choose a new or empty --out-dir")
+    check_writable(out, "--out-dir")  # a read-only location: one line before any training
     write_text_atomic(out / DEMO_MARKER, "written by gpt2qa demo: this folder is the demo's "
                                          "output and a later demo may replace its files\n")
 
@@ -57,7 +58,8 @@ class RunLog:
     def __init__(self, output_dir: Path, resume_step: int | None, tensorboard: bool) -> None:
         self.path = output_dir / "log.jsonl"
         if resume_step is None:
-            self.path.write_text("", encoding="utf-8")
+            with writing(self.path):
+                self.path.write_text("", encoding="utf-8")
         elif self.path.exists():
             # Drop what was logged after the checkpoint we resume from (it will happen again)
             # and a line torn by a kill mid-write.
@@ -80,7 +82,7 @@ class RunLog:
             self.writer = SummaryWriter(str(output_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
+        with writing(self.path), self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for key, value in record.items():

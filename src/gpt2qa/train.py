@@ -65,7 +65,7 @@ from gpt2qa.config import TrainConfig, flatten, replace_flat
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds, prepare_tokenizer
 from gpt2qa.inference import run_model
-from gpt2qa.io import write_json_atomic
+from gpt2qa.io import OutputError, check_writable, free_space, write_json_atomic, writing
 from gpt2qa.launch import check_joined, check_launcher_precision, process_group_on_cpu
 from gpt2qa.lora import parameter_counts
 from gpt2qa.model import QAModel
@@ -225,6 +225,7 @@ def _start(config: TrainConfig) -> tuple[Any, CheckpointData | None]:
     autocast_context(accelerator.device, config.precision)  # refuses an unsupported precision
     out = Path(config.output_dir)
     check_run_dir(out, config.resume)
+    check_writable(out, "--output-dir")  # a read-only location: one line before any work
     resume_from = None
     if config.resume:
         resume_from = newest_intact_checkpoint(out, warn=_warn if accelerator.is_main_process
@@ -300,7 +301,8 @@ def _open_log(config: TrainConfig, task: Task, model: QAModel, schedule: Schedul
               checked: dict[str, Any], resume_from: CheckpointData | None) -> RunLog:
     """The main process's run directory: train_config.json, log.jsonl and its setup record."""
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out, "--output-dir"):
+        out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     write_json_atomic(out / "train_config.json",
                       {**flatten(config), "task": task.name,
@@ -462,6 +464,8 @@ def fit(run: Run, state: TrainState) -> TrainState:
                     _save_checkpoint(run, state, step)
                 if boundary_eval or boundary_save:
                     acc.wait_for_everyone()
+    except OutputError as exc:
+        raise _stopped(run, exc, state.step) from None
     except torch.OutOfMemoryError:
         last = list_checkpoints(run.out)
         raise GPT2QAError(
@@ -472,6 +476,18 @@ def fit(run: Run, state: TrainState) -> TrainState:
     finally:
         bar.close()
     return state
+
+
+def _stopped(run: Run, exc: OutputError, step: int) -> GPT2QAError:
+    """A write that failed mid-run (full disk, read-only folder): one line naming what could
+    not be written, the last good checkpoint and the free space. Every checkpoint is written
+    under a temporary name first, so the ones listed are whole and `--resume` continues
+    from the last one bit for bit."""
+    last = list_checkpoints(run.out)
+    space = "" if "free on that disk" in str(exc) else f"; {free_space(run.out)} under {run.out}"
+    return GPT2QAError(f"{exc}; stopped at step {step}. Last good checkpoint: "
+                       f"{last[-1] if last else 'none'}{space}. Make room (or fix the folder) "
+                       "and rerun with --resume")
 
 
 def train(config: TrainConfig, task: Task) -> TrainResult:
@@ -485,13 +501,16 @@ def train(config: TrainConfig, task: Task) -> TrainResult:
     weights = full_model_state(run.raw_model) if (
         is_sharded(run.raw_model) and run.eval_data is None) else None
     if run.main:
-        if run.eval_data is None:
-            save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
-        elif (run.out / "metrics.json").exists():
-            metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
-        plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
-        if config.merge_lora:
-            merge_model_dir(run.out / "model", run.out / "model-merged", task)
+        try:
+            if run.eval_data is None:
+                save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
+            elif (run.out / "metrics.json").exists():
+                metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
+            plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
+            if config.merge_lora:
+                merge_model_dir(run.out / "model", run.out / "model-merged", task)
+        except OutputError as exc:
+            raise _stopped(run, exc, state.step) from None
     run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=run.out, steps=state.step, metrics=metrics,
                        model_dir=run.out / "model", main_process=run.main)

@@ -57,7 +57,17 @@ def read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
+    """`obj` as JSON on stdout; NaN or infinity (not JSON) is one GPT2QAError line naming the
+    first such value's place, and nothing is printed."""
+    from gpt2qa.io import non_finite_path
+
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        where = non_finite_path(obj)
+        raise GPT2QAError(f"not printed: {where or 'a value'} is NaN or infinite, which JSON "
+                          "cannot hold") from None
+    print(text)
 
 
 # -- evaluate ---------------------------------------------------------------------------------

@@ -162,6 +162,42 @@ def hotpot_answer(pipeline: QAPipeline, pred: HotpotPrediction,
                                     score=c["score"]) for c in ranked])
 
 
+DISCONNECT_POLL_S = 0.1
+"""How often a waiting request checks whether its client is still connected."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection: its questions were withdrawn from the batcher."""
+
+
+async def unless_disconnected(request: Request, work: list[Any]) -> list[Any]:
+    """Run the coroutines `work` (each submits questions to the batcher) and return their
+    results (exceptions included, as `asyncio.gather(..., return_exceptions=True)`), unless
+    the client disconnects first: then every one of them is cancelled, which cancels its
+    batcher future, so the batcher skips questions nobody waits for, and ClientGone is
+    raised. Checked before anything is submitted and every DISCONNECT_POLL_S while waiting."""
+    if await request.is_disconnected():
+        for coro in work:
+            coro.close()
+        raise ClientGone
+    tasks = [asyncio.ensure_future(coro) for coro in work]
+    try:
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=DISCONNECT_POLL_S)
+            if pending and await request.is_disconnected():
+                raise ClientGone
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+    results: list[Any] = []
+    for task in tasks:
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        results.append(exc if exc is not None else task.result())
+    return results
+
+
 # -- routes -----------------------------------------------------------------------------------
 
 router = APIRouter()
@@ -170,28 +206,34 @@ router = APIRouter()
 @router.post("/v1/answer", response_model=AnswerResponse | HotpotAnswerResponse,
              responses=ERRORS_DOC)
 async def answer(item: AnswerRequest, pipeline: PipelineDep, settings: SettingsDep,
-                 batcher: BatcherDep) -> AnswerResponse | HotpotAnswerResponse:
+                 batcher: BatcherDep, request: Request) -> AnswerResponse | HotpotAnswerResponse:
     """Answer one question about one context (a SQuAD model may abstain; a HotpotQA model
     answers span, yes or no, with its supporting facts)."""
     check_item(item, "", pipeline, settings)
     try:
-        return await run_one(item, pipeline, batcher)
-    except Exception:
-        logger.exception("POST /v1/answer failed")
-        raise HTTPException(500, "internal error while answering; see the server log") from None
+        (result,) = await unless_disconnected(request, [run_one(item, pipeline, batcher)])
+    except ClientGone:
+        raise HTTPException(499, "client closed the connection") from None
+    if isinstance(result, BaseException):
+        logger.error("POST /v1/answer failed", exc_info=result)
+        raise HTTPException(500, "internal error while answering; see the server log")
+    return result
 
 
 @router.post("/v1/answer/batch", response_model=BatchResponse, responses=ERRORS_DOC)
 async def answer_batch(batch: BatchRequest, pipeline: PipelineDep, settings: SettingsDep,
-                       batcher: BatcherDep) -> BatchResponse:
+                       batcher: BatcherDep, request: Request) -> BatchResponse:
     """Answer several questions; they share forward passes with all other traffic."""
     if len(batch.items) > settings.max_batch_items:
         raise HTTPException(413, f"batch has {len(batch.items)} items; this server accepts "
                                  f"at most {settings.max_batch_items} (--max-batch-items)")
     for i, item in enumerate(batch.items):
         check_item(item, f"items[{i}].", pipeline, settings)
-    results = await asyncio.gather(*(run_one(item, pipeline, batcher) for item in batch.items),
-                                   return_exceptions=True)
+    try:
+        results = await unless_disconnected(
+            request, [run_one(item, pipeline, batcher) for item in batch.items])
+    except ClientGone:
+        raise HTTPException(499, "client closed the connection") from None
     failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
     if failed:
         for i in failed:

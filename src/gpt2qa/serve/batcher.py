@@ -137,13 +137,17 @@ class MicroBatcher:
                 for job in live:
                     by_pipeline.setdefault(id(job.pipeline), []).append(job)
                 for group in by_pipeline.values():
-                    await self._process(group)
+                    # Checked again before each model call: a client may leave meanwhile.
+                    await self._process([j for j in group if not j.future.done()])
             except asyncio.CancelledError:
                 for job in jobs:
                     _resolve(job.future, exc=RuntimeError("server is shutting down"))
                 raise
 
     async def _process(self, jobs: Sequence[_Job]) -> None:
+        jobs = [j for j in jobs if not j.future.done()]  # nobody waits for a cancelled one
+        if not jobs:
+            return
         loop = asyncio.get_running_loop()
         pipeline = jobs[0].pipeline
         examples = [j.example for j in jobs]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt2qa.decode import Candidate, WindowOutput, window_candidates
+from gpt2qa.decode import Candidate, WindowOutput, check_finite_output, window_candidates
 from gpt2qa.features import Feature
 from gpt2qa.model import TaskHead
 from gpt2qa.tasks.hotpotqa.data import ANSWER_TYPES
@@ -133,6 +133,7 @@ def decode_hotpot(features: Sequence[Feature], outputs: Sequence[WindowOutput],
     ``sp_threshold``."""
     out = []
     for f, o in zip(features, outputs, strict=True):
+        check_finite_output(f.qas_id, o)
         w = window_of(f)
         types, sp = probabilities(o, f)
         kind = ANSWER_TYPES[int(np.argmax(types))]
