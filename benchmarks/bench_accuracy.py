@@ -407,10 +407,10 @@ def brief(scores: dict[str, Any]) -> dict[str, Any]:
     return {k: scores[k] for k in keep if k in scores}
 
 
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (nan for one value)."""
+def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for one value: JSON null, printed as nan)."""
     mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) if len(values) > 1 else float("nan")
+    return mean, statistics.stdev(values) if len(values) > 1 else None
 
 
 def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0,

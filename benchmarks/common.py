@@ -192,10 +192,12 @@ def write_result(name: str, payload: dict[str, Any], out_dir: Path = RESULTS_DIR
 
 
 def summary_line(fields: dict[str, Any]) -> str:
-    """One line of key=value pairs; floats to 4 significant digits."""
+    """One line of key=value pairs; floats to 4 significant digits; None (a value that does
+    not exist, such as the spread of one seed) as nan."""
     parts = []
     for key, value in fields.items():
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        text = (f"{value:.4g}" if isinstance(value, float)
+                else "nan" if value is None else str(value))
         parts.append(f"{key}={text.replace(' ', '_')}")
     return " ".join(parts)
 
