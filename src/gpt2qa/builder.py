@@ -13,7 +13,7 @@ from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import prepare_tokenizer
 from gpt2qa.lora import prepare_for_training
-from gpt2qa.model import QAModel, check_fits, load_backbone
+from gpt2qa.model import QAModel, check_config_json, check_fits, load_backbone
 from gpt2qa.task import Task
 from gpt2qa.tokenizer import load_tokenizer
 
@@ -34,6 +34,7 @@ def build_model(config: TrainConfig, task: Task) -> tuple[QAModel, Any]:
         model.config = qa
         model.train()
         return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
+    check_config_json(config.model)  # before the tokenizer, which reads config.json too
     tokenizer = load_tokenizer(config.model)
     special = prepare_tokenizer(tokenizer)
     backbone = load_backbone(config.model)

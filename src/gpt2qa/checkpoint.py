@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, read_qa_json
@@ -45,7 +46,7 @@ from gpt2qa.lora import (
     weights_to_save,
     write_adapter_config,
 )
-from gpt2qa.model import QAModel, check_fits
+from gpt2qa.model import QAModel, check_config_json, check_fits
 from gpt2qa.schedule import TrainState
 from gpt2qa.task import Task
 from gpt2qa.tokenizer import load_tokenizer
@@ -108,6 +109,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
     if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
         raise GPT2QAError(f"{model_dir}: no tokenizer files (expected one of "
                           f"{', '.join(TOKENIZER_FILES)})")
+    check_config_json(model_dir)  # before the tokenizer, which reads config.json too
     tokenizer = load_tokenizer(model_dir)
     special = prepare_tokenizer(tokenizer)
     if is_adapter_dir(model_dir):
@@ -118,7 +120,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
             backbone = AutoModel.from_config(
                 AutoConfig.from_pretrained(model_dir, trust_remote_code=False),
                 dtype=torch.float32)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, ImportError, StrictDataclassError) as exc:
             raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
         backbone.resize_token_embeddings(len(tokenizer))
         model = QAModel(backbone, qa, heads)

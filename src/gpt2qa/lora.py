@@ -16,6 +16,9 @@ from there, so the base (a hub id or a local directory) must still be reachable;
 
 from __future__ import annotations
 
+import json
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +102,7 @@ def prepare_for_training(model: QAModel, config: TrainConfig, special: SpecialId
         trainable_token_indices=[special.sep, special.null],
         fan_in_fan_out=model_type == "gpt2")  # GPT-2's Conv1D stores weights transposed
     try:
-        model.transformer = peft.get_peft_model(model.transformer, lora)
+        model.transformer = _wrap(model.transformer, lora)
     except ValueError as exc:
         raise GPT2QAError(f"--lora-target-modules: {str(exc).splitlines()[0]}") from None
     model.transformer.peft_config["default"].base_model_name_or_path = _base_reference(config.model)
@@ -129,24 +132,111 @@ def is_adapter_dir(model_dir: Path) -> bool:
     return (model_dir / ADAPTER_CONFIG_NAME).is_file()
 
 
+FUTURE_WARNING = r"`is_gradient_checkpointing` is deprecated"
+"""transformers' deprecation notice that peft triggers on every get_peft_model: two lines on
+stderr that the user can do nothing about, silenced during gpt2qa's own LoRA set-up only."""
+
+
+def _wrap(backbone: torch.nn.Module, lora: Any) -> torch.nn.Module:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=FUTURE_WARNING, category=FutureWarning)
+        return _peft().get_peft_model(backbone, lora)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def read_adapter_config(model_dir: Path) -> dict[str, Any]:
+    """adapter_config.json read once as JSON and checked against what gpt2qa writes (peft's
+    LoraConfig of `prepare_for_training`), one GPT2QAError line naming the file and the field
+    for anything else; the checks that need the base model are `check_adapter_targets`."""
+    path = model_dir / ADAPTER_CONFIG_NAME
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise GPT2QAError(f"{path}: not a readable JSON file ({first})") from None
+    if not isinstance(obj, dict):
+        raise GPT2QAError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+
+    def bad(field: str, want: str) -> GPT2QAError:
+        return GPT2QAError(f"{path}: {field} must be {want}, got "
+                           f"{json.dumps(obj.get(field))[:60]}")
+
+    if obj.get("peft_type") != "LORA":
+        raise bad("peft_type", '"LORA"')
+    base = obj.get("base_model_name_or_path")
+    if not isinstance(base, str) or not base.strip():
+        raise bad("base_model_name_or_path", "the base model's directory or hub id")
+    if not _is_int(obj.get("r")) or obj["r"] < 1:
+        raise bad("r", "a positive integer")
+    if not _is_number(obj.get("lora_alpha")) or obj["lora_alpha"] <= 0:
+        raise bad("lora_alpha", "a finite positive number")
+    if "lora_dropout" in obj and not (_is_number(obj["lora_dropout"])
+                                      and 0 <= obj["lora_dropout"] < 1):
+        raise bad("lora_dropout", "a number in [0, 1)")
+    targets = obj.get("target_modules")
+    if not (isinstance(targets, list) and targets
+            and all(isinstance(t, str) and t.strip() for t in targets)):
+        raise bad("target_modules", "a list of module names")
+    tokens = obj.get("trainable_token_indices")
+    if tokens is not None and not (isinstance(tokens, list)
+                                   and all(_is_int(i) and i >= 0 for i in tokens)):
+        raise bad("trainable_token_indices", "a list of token ids")
+    if not isinstance(obj.get("init_lora_weights", True), bool):
+        raise bad("init_lora_weights", "true or false")
+    for field in ("layer_replication", "modules_to_save", "rank_pattern", "alpha_pattern"):
+        if obj.get(field):
+            raise GPT2QAError(f"{path}: {field} is not supported by gpt2qa (it writes none); "
+                              f"got {json.dumps(obj[field])[:60]}")
+    return obj
+
+
+def check_adapter_targets(path: Path, obj: dict[str, Any], backbone: torch.nn.Module,
+                          vocab_size: int) -> None:
+    """The fields of adapter_config.json that must fit the base model: every target module
+    exists in it, and every trainable token id is within its vocabulary."""
+    names = [name for name, _ in backbone.named_modules()]
+    for target in obj["target_modules"]:
+        if not any(name == target or name.endswith("." + target) for name in names):
+            raise GPT2QAError(f"{path}: target_modules names {target!r}, which the base model "
+                              f"{obj['base_model_name_or_path']} does not have")
+    for index in obj.get("trainable_token_indices") or []:
+        if index >= vocab_size:
+            raise GPT2QAError(f"{path}: trainable_token_indices holds {index}, outside the "
+                              f"vocabulary of {vocab_size} tokens")
+
+
 def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int,
                         heads: HeadFactory | None = None) -> QAModel:
     """The base backbone (from adapter_config.json's base_model_name_or_path) wrapped with
-    untrained adapters of the saved shape; `load_model` then loads the saved weights into it."""
+    untrained adapters of the saved shape; `load_model` then loads the saved weights into it.
+    adapter_config.json is checked before peft sees it (`read_adapter_config`), and whatever
+    peft still raises is one line naming the file."""
     peft = _peft()
 
     path = model_dir / ADAPTER_CONFIG_NAME
+    obj = read_adapter_config(model_dir)
     try:
         lora = peft.LoraConfig.from_pretrained(str(model_dir))
-    except (OSError, ValueError, TypeError) as exc:
-        raise GPT2QAError(f"{path}: {str(exc).splitlines()[0]}") from None
-    base = lora.base_model_name_or_path
-    if not base:
-        raise GPT2QAError(f"{path}: no base_model_name_or_path")
-    backbone = load_backbone(base)
+    except Exception as exc:  # peft's own checks: ValueError, TypeError, KeyError, ...
+        raise GPT2QAError(f"{path}: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+                          ) from None
+    backbone = load_backbone(obj["base_model_name_or_path"])
     backbone.resize_token_embeddings(vocab_size)
+    check_adapter_targets(path, obj, backbone, vocab_size)
     model = QAModel(backbone, qa, heads)
-    model.transformer = peft.get_peft_model(model.transformer, lora)
+    try:
+        model.transformer = _wrap(model.transformer, lora)
+    except Exception as exc:  # what the checks above do not foresee, peft's own error types
+        raise GPT2QAError(f"{path}: peft cannot apply it: "
+                          f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     return model
 
 

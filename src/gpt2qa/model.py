@@ -29,14 +29,19 @@ Two speed-ups keep every output the same (tests/test_speed_equivalence.py):
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel
 
@@ -296,24 +301,126 @@ def check_fits(backbone: nn.Module, config: QAConfig, vocab_size: int) -> None:
         raise GPT2QAError(f"the model has {emb} token embeddings but the tokenizer needs {vocab_size}")
 
 
+CONFIG_NAME = "config.json"
+
+ATTENTION_KEYS = ("_attn_implementation", "attn_implementation", "_attn_implementation_internal")
+ATTENTION_ALLOWED = (None, "eager", "sdpa")
+"""What a config.json may ask for: flash attention and the like need packages (and a GPU) that
+gpt2qa neither needs nor checks; transformers would fail with an ImportError mid-load."""
+
+SIZE_FIELDS = ("vocab_size", "n_positions", "max_position_embeddings", "n_embd", "hidden_size",
+               "d_model", "n_layer", "num_hidden_layers", "n_inner", "intermediate_size",
+               "ffn_dim", "n_head", "num_attention_heads")
+"""config.json's sizes, each a positive integer (or null) when present."""
+
+LEARNED_POSITIONS = frozenset({"gpt2", "gpt_neo", "gpt_bigcode", "opt"})
+"""Model types whose position embeddings are a table of n_positions rows (others rotate)."""
+
+LAYER_OVERHEAD_BYTES = 32 * 1024
+"""Python objects per transformer layer beyond its weights (a tiny GPT2Block measures ~30 KB)."""
+
+
+def _first(obj: dict[str, Any], *names: str) -> int:
+    for name in names:
+        if isinstance(obj.get(name), int):
+            return int(obj[name])
+    return 0
+
+
+def parameter_estimate(obj: dict[str, Any]) -> int:
+    """A lower bound on the backbone's parameter count from config.json's sizes, before anything
+    is allocated: embeddings (vocabulary, and learned positions) plus per layer the attention's
+    query and output projections (2 h^2) and the MLP's two matrices (2 h x intermediate)."""
+    width = _first(obj, "n_embd", "hidden_size", "d_model")
+    layers = _first(obj, "n_layer", "num_hidden_layers")
+    inner = _first(obj, "n_inner", "intermediate_size", "ffn_dim") or 4 * width
+    positions = (_first(obj, "n_positions", "max_position_embeddings")
+                 if obj.get("model_type") in LEARNED_POSITIONS else 0)
+    return (_first(obj, "vocab_size") + positions) * width + layers * (2 * width * width
+                                                                      + 2 * width * inner)
+
+
+def memory_available() -> int | None:
+    """Bytes this process can still allocate: /proc/meminfo's MemAvailable (else the physical
+    memory), capped by a cgroup v2 memory limit; None when none of these can be read."""
+    found = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if found is None:
+        try:
+            found = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            found = min(found, int(limit))
+    except OSError:
+        pass
+    return found
+
+
+def check_config_json(directory: str | os.PathLike[str]) -> None:
+    """Read a local model folder's config.json once as JSON, before transformers does, and
+    refuse in one line naming the file and the field: a file that is not a JSON object, an
+    attention implementation other than eager or sdpa, a size that is not a positive integer,
+    and sizes whose parameters (fp32, plus per-layer overhead) exceed the memory this machine
+    has available. A folder without config.json is left to the loader."""
+    path = Path(directory) / CONFIG_NAME
+    if not Path(directory).is_dir() or not path.is_file():
+        return
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise GPT2QAError(f"{path}: not a readable JSON file ({first})") from None
+    if not isinstance(obj, dict):
+        raise GPT2QAError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    for key in ATTENTION_KEYS:
+        if obj.get(key) not in ATTENTION_ALLOWED:
+            raise GPT2QAError(f"{path}: {key} {obj[key]!r} is not supported; gpt2qa runs "
+                              "'eager' or 'sdpa' attention (remove the field)")
+    for key in SIZE_FIELDS:
+        value = obj.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise GPT2QAError(f"{path}: {key} must be a positive integer, got "
+                              f"{json.dumps(value)[:40]}")
+    count = parameter_estimate(obj)
+    layers = _first(obj, "n_layer", "num_hidden_layers")
+    needed = 4 * count + layers * LAYER_OVERHEAD_BYTES
+    available = memory_available()
+    if available is not None and needed > available:
+        raise GPT2QAError(f"{path}: describes at least {count:,} parameters ({needed / 2**30:,.1f} "
+                          f"GiB in fp32 with {layers:,} layers), more than the "
+                          f"{available / 2**30:,.1f} GiB of memory available here")
+
+
 def load_backbone(name_or_dir: str) -> torch.nn.Module:
     """`AutoModel.from_pretrained` in fp32 (transformers 5 would keep a bf16 checkpoint in bf16:
-    no fp32 master weights), with a one-line message when it cannot be had: also for a
-    pickle weights file that holds more than tensors (torch.load's weights_only refuses it;
-    nothing runs) and a truncated or damaged model.safetensors."""
-    from safetensors import SafetensorError
-
+    no fp32 master weights), with a one-line message when it cannot be had. A local folder's
+    config.json is checked first (`check_config_json`); a pickle weights file that holds more
+    than tensors (torch.load's weights_only refuses it: nothing runs) and a truncated or
+    damaged weights file are one line too."""
+    check_config_json(name_or_dir)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Detected pickle protocol")  # torch.load's note
             return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
                                              **hub_kwargs(name_or_dir))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, ImportError, StrictDataclassError) as exc:
         raise GPT2QAError(load_failure(name_or_dir, "model", exc)) from None
-    except pickle.UnpicklingError:
-        raise GPT2QAError(f"{name_or_dir}: the pickle weights file (pytorch_model.bin) holds more "
-                          "than tensors; it was not loaded, since unpickling it could run code "
-                          "(save the model as model.safetensors)") from None
     except SafetensorError as exc:
         raise GPT2QAError(f"{name_or_dir}: model.safetensors is not a readable safetensors file "
                           f"(truncated or damaged?): {str(exc).splitlines()[0]}") from None
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        files = sorted(p.name for p in Path(name_or_dir).glob("*")
+                       if p.suffix in (".bin", ".safetensors", ".pt", ".pth"))
+        where = f"{name_or_dir}/{files[0]}" if len(files) == 1 else str(name_or_dir)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise GPT2QAError(f"{where}: the model's weights cannot be loaded safely "
+                          f"({type(exc).__name__}: {first})") from None

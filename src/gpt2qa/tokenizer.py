@@ -79,19 +79,53 @@ def load_tokenizer(name_or_dir: str | os.PathLike[str]):
 
     path = Path(name_or_dir)
     refuse_remote_code(path)
+    check_tokenizer_files(path)
     try:
         if path.is_dir() and not (path / "tokenizer.json").exists() \
                 and (path / "vocab.json").exists() and (path / "merges.txt").exists():
             tok = GPT2Tokenizer.from_pretrained(str(path), trust_remote_code=False)
         else:
             tok = AutoTokenizer.from_pretrained(str(name_or_dir), **hub_kwargs(str(name_or_dir)))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise GPT2QAError(load_failure(str(name_or_dir), "tokenizer", exc)) from None
     if not getattr(tok, "is_fast", False):
         raise GPT2QAError(f"{name_or_dir}: gpt2qa needs a fast tokenizer (offset mappings); "
                           f"got {type(tok).__name__}")
     check_tokenizer(tok, str(name_or_dir))
     return tok
+
+
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                        "added_tokens.json")
+"""The JSON files transformers reads from a tokenizer folder; each must hold a JSON object."""
+
+
+def check_tokenizer_files(path: Path) -> None:
+    """One GPT2QAError line naming the file for a local tokenizer folder whose JSON files are
+    not JSON objects, or whose tokenizer.json the tokenizers library cannot build a tokenizer
+    from (transformers would fail later with a KeyError or AttributeError)."""
+    if not path.is_dir():
+        return
+    for name in TOKENIZER_JSON_FILES:
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            obj = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise GPT2QAError(f"{file}: not a readable JSON file ({first})") from None
+        if not isinstance(obj, dict):
+            raise GPT2QAError(f"{file}: expected a JSON object, got {type(obj).__name__}")
+    if (path / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(str(path / "tokenizer.json"))
+        except Exception as exc:  # the Rust parser's own error type: a field missing or wrong
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise GPT2QAError(f"{path / 'tokenizer.json'}: not a tokenizer the tokenizers "
+                              f"library can build ({first})") from None
 
 
 PROBE_TEXT = "When was the tower completed? It was completed in 1889."
