@@ -55,3 +55,19 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """`gpt2qa ARGV` in this process: (exit status, stdout, stderr)."""
+    from gpt2qa.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code: int, err: str) -> str:
+    """Checks the house rule for bad input (exit 2, one stderr line, no traceback); the line."""
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err

@@ -7,13 +7,7 @@ import json
 import pytest
 
 from gpt2qa.cli import main
-from helpers import save_init_dir, write_tiny_squad
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run, save_init_dir, write_tiny_squad
 
 
 def test_evaluate_prints_official_json(capsys, squad_v2_file, tmp_path):

@@ -10,21 +10,9 @@ from typing import Any
 import pytest
 
 import builders
-from gpt2qa.cli import main
 from gpt2qa.data import load_squad
 from gpt2qa.errors import DataError, GPT2QAError
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
+from helpers import one_line_error, run
 
 
 @pytest.fixture(scope="module")

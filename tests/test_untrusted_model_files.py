@@ -17,24 +17,13 @@ from typing import Any
 
 import pytest
 
-from gpt2qa.cli import main
-from helpers import save_init_dir, tiny_model
+from helpers import one_line_error, run, save_init_dir, tiny_model
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 QUESTION = ("--question", "When was it completed?", "--context", "It was completed in 1889.")
 SHORT = ("--max-seq-length", "64", "--doc-stride", "16", "--max-query-length", "16")
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def edited(source: Path, target: Path, name: str, change: Callable[[Any], Any] | str) -> Path:

@@ -18,25 +18,14 @@ from typing import Any
 
 import pytest
 
-from gpt2qa.cli import main
 from gpt2qa.errors import GPT2QAError
-from helpers import write_tiny_squad
+from helpers import one_line_error, run, write_tiny_squad
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def write_preds(tmp_path: Path) -> Path:

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from gpt2qa.cli import main
 from gpt2qa.errors import GPT2QAError
-from helpers import save_init_dir, tiny_model, write_tiny_squad
+from helpers import one_line_error, run, save_init_dir, tiny_model, write_tiny_squad
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -26,16 +25,6 @@ ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH
 CONTEXT = "It was completed in 1889."
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def gpt2qa_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
