@@ -351,6 +351,20 @@ def loads_json(text: str, name: str, **kwargs: Any) -> Any:
                           f"{len(match.group())} digits (Python reads at most {limit})")
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A model folder's JSON file (config.json, tokenizer files, adapter_config.json) read
+    once, before the library that owns it does: one GPT2QAError line naming the file when it
+    cannot be read, is not JSON, or is not a JSON object."""
+    try:
+        obj = loads_json(Path(path).read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise GPT2QAError(f"{path}: not a readable JSON file ({first})") from None
+    if not isinstance(obj, dict):
+        raise GPT2QAError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def long_number(text: str) -> tuple[re.Match[str] | None, int]:
     """The first run of digits outside JSON strings longer than Python converts to an int
     (json.loads raises ValueError on it), or None; and that limit (4,300 by default)."""

@@ -27,6 +27,7 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds
+from gpt2qa.io import read_json_object
 from gpt2qa.model import HeadFactory, QAModel, load_backbone
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -157,13 +158,7 @@ def read_adapter_config(model_dir: Path) -> dict[str, Any]:
     LoraConfig of `prepare_for_training`), one GPT2QAError line naming the file and the field
     for anything else; the checks that need the base model are `check_adapter_targets`."""
     path = model_dir / ADAPTER_CONFIG_NAME
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise GPT2QAError(f"{path}: not a readable JSON file ({first})") from None
-    if not isinstance(obj, dict):
-        raise GPT2QAError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    obj = read_json_object(path)
 
     def bad(field: str, want: str) -> GPT2QAError:
         return GPT2QAError(f"{path}: {field} must be {want}, got "

@@ -47,6 +47,7 @@ from transformers import AutoModel
 
 from gpt2qa.config import QAConfig
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import read_json_object
 from gpt2qa.tokenizer import hub_kwargs, load_failure
 
 MASK_VALUE = -1e4
@@ -373,13 +374,7 @@ def check_config_json(directory: str | os.PathLike[str]) -> None:
     path = Path(directory) / CONFIG_NAME
     if not Path(directory).is_dir() or not path.is_file():
         return
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise GPT2QAError(f"{path}: not a readable JSON file ({first})") from None
-    if not isinstance(obj, dict):
-        raise GPT2QAError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    obj = read_json_object(path)
     for key in ATTENTION_KEYS:
         if obj.get(key) not in ATTENTION_ALLOWED:
             raise GPT2QAError(f"{path}: {key} {obj[key]!r} is not supported; gpt2qa runs "

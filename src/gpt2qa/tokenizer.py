@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.io import read_json_object
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -110,13 +111,7 @@ def check_tokenizer_files(path: Path) -> None:
         file = path / name
         if not file.is_file():
             continue
-        try:
-            obj = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise GPT2QAError(f"{file}: not a readable JSON file ({first})") from None
-        if not isinstance(obj, dict):
-            raise GPT2QAError(f"{file}: expected a JSON object, got {type(obj).__name__}")
+        read_json_object(file)
     if (path / "tokenizer.json").is_file():
         from tokenizers import Tokenizer
 
