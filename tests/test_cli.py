@@ -129,7 +129,8 @@ def test_shipped_configs_parse(tmp_path):
     from pathlib import Path
 
     from gpt2qa.cli.commands import read_yaml_config
-    from gpt2qa.config import TrainConfig, flat_fields
+    from gpt2qa.config import TrainConfig
+    from gpt2qa.nesting import flat_fields
 
     root = Path(__file__).resolve().parents[1] / "configs"
     names = set(flat_fields(TrainConfig))

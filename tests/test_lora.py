@@ -16,10 +16,11 @@ from families import EXAMPLES, FAMILIES, make_tokenizer  # noqa: E402
 from gpt2qa.batching import collate  # noqa: E402
 from gpt2qa.checkpoint import load_model  # noqa: E402
 from gpt2qa.cli import main  # noqa: E402
-from gpt2qa.config import QAConfig, TrainConfig, flat_fields  # noqa: E402
+from gpt2qa.config import QAConfig, TrainConfig  # noqa: E402
 from gpt2qa.features import convert_examples_to_features, prepare_tokenizer  # noqa: E402
 from gpt2qa.lora import LORA_TARGETS, is_lora, parameter_counts, prepare_for_training  # noqa: E402
 from gpt2qa.model import QAModel  # noqa: E402
+from gpt2qa.nesting import flat_fields  # noqa: E402
 from gpt2qa.tasks import fine_tune as train  # noqa: E402
 from helpers import save_init_dir, tiny_model, write_tiny_squad  # noqa: E402
 

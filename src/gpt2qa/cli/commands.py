@@ -27,7 +27,7 @@ def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
 
 def field_names(cls: type) -> list[str]:
     """A settings class's flat setting names (nested records included): its flags."""
-    from gpt2qa.config import flat_fields
+    from gpt2qa.nesting import flat_fields
 
     return list(flat_fields(cls))
 
@@ -38,7 +38,7 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
     if config_file:
         values.update(read_yaml_config(config_file, set(field_names(cls))))
     values.update(given(args, field_names(cls)))
-    from gpt2qa.config import build
+    from gpt2qa.nesting import build
 
     try:
         return build(cls, values, config_file or "settings")

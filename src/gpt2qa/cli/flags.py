@@ -32,8 +32,8 @@ from gpt2qa.config import (
     DemoConfig,
     FeatureConfig,
     TrainConfig,
-    flat_fields,
 )
+from gpt2qa.nesting import flat_fields
 from gpt2qa.zeroshot.settings import ZeroShotConfig
 
 
@@ -128,7 +128,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def settings_fields(cls: type) -> list[tuple[str, Any, Any, str]]:
     """(name, type, default, docstring) of each setting of a settings dataclass, nested records
-    included under their flat names (`config.flat_fields`), or of a pydantic model."""
+    included under their flat names (`nesting.flat_fields`), or of a pydantic model."""
     if dataclasses.is_dataclass(cls):
         out = []
         for name, path in flat_fields(cls).items():

@@ -28,8 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter, ValidationError
 
-from gpt2qa.config import flatten
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.nesting import flatten
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.serve.batcher import MicroBatcher
 from gpt2qa.serve.middleware import BodySizeLimit, invalid_request

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS, TrainConfig, build
+from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS, TrainConfig
 from gpt2qa.errors import GPT2QAError, check
 from gpt2qa.io import load_yaml_mapping
+from gpt2qa.nesting import build
 
 SPLITS = ("dev", "hard")
 SELECTION_SPLIT = "dev"

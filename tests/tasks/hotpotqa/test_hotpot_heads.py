@@ -181,7 +181,8 @@ def test_real_tokenizer_real_sample(tmp_path: Path, capsys, shared_data) -> None
 
 def test_recipe_config_parses() -> None:
     from gpt2qa.cli.commands import read_yaml_config
-    from gpt2qa.config import TrainConfig, flat_fields
+    from gpt2qa.config import TrainConfig
+    from gpt2qa.nesting import flat_fields
 
     names = set(flat_fields(TrainConfig))
     path = Path(__file__).resolve().parents[3] / "configs" / "gpt2-hotpotqa.yaml"
