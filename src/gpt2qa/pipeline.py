@@ -73,7 +73,7 @@ class QAPipeline:
                               "leave --precision at fp32")
         if dev.type == "cpu" and precision == "bf16":
             check_cpu_bf16()
-        if model_dir is None or not Path(model_dir).is_dir():
+        if not Path(model_dir).is_dir():
             raise GPT2QAError(f"{model_dir}: no such model directory")
         task = tasks.for_model(model_dir)
         model, tokenizer, special = load_model(Path(model_dir), dev, task)
