@@ -176,8 +176,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = str(group.device) if group is not None else args.device
     pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision,
                                       quantize=args.quantize)
-    if pipe.task is not task:
-        raise GPT2QAError(f"{args.model}: a {pipe.task.name} model, not {task.name} (--task)")
     main_process = group is None or group.is_main_process
     if args.question is not None:
         if main_process:
@@ -318,6 +316,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # test can replace `gpt2qa.serve.serve_forever`).
     from gpt2qa import serve
 
+    if args.task != "auto":  # a --task the model was not trained for: one line, before loading
+        from gpt2qa import tasks
+
+        tasks.resolve(args.task, model_dir=args.model)
     serve.serve_forever(args.model, settings_from_args(args), device=args.device,
                         precision=args.precision, log_level=args.log_level,
                         quantize=args.quantize)

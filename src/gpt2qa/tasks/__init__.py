@@ -51,11 +51,16 @@ def for_model(model_dir: str | os.PathLike[str]) -> Task:
 
 def resolve(name: str = "auto", data: str | os.PathLike[str] | None = None,
             model_dir: str | os.PathLike[str] | None = None) -> Task:
-    """`--task`: a name, or auto (the model directory's task, else the data file's)."""
+    """`--task`: a name, or auto (the model directory's task, else the data file's). A name
+    that is not the task a model directory was trained for is one line, before it loads."""
+    saved = (for_model(model_dir) if model_dir is not None
+             and (Path(model_dir) / QA_CONFIG_NAME).is_file() else None)
     if name != "auto":
         task = get(name)
-    elif model_dir is not None and (Path(model_dir) / QA_CONFIG_NAME).is_file():
-        task = for_model(model_dir)
+        if saved is not None and saved is not task:
+            raise GPT2QAError(f"{model_dir}: a {saved.name} model, not {task.name} (--task)")
+    elif saved is not None:
+        task = saved
     elif data is not None:
         task = for_data(data)
     else:

@@ -255,3 +255,24 @@ def test_train_refuses_a_folder_holding_the_users_files(tmp_path, tiny_tokenizer
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert (mine / "model" / "notes.txt").read_text() == "keep me"
     assert (mine / "metrics.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_a_task_the_model_was_not_trained_for_is_refused_before_loading(setup, capsys,
+                                                                        monkeypatch):
+    """`--task` on predict and serve is checked against the model directory (serve used to
+    accept the flag and ignore it)."""
+    from gpt2qa import serve
+
+    tmp, data, runs = setup
+    model = str(runs[1] / "model")
+    loaded: list[str] = []
+    monkeypatch.setattr(serve, "serve_forever", lambda *a, **k: loaded.append(a[0]))
+    for argv in (["predict", "--model", model, "--data", str(data), "--out-dir",
+                  str(tmp / "wrong-task")],
+                 ["serve", "--model", model]):
+        assert main([*argv, "--task", "squad"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"gpt2qa {argv[0]}: error: {model}: a hotpotqa model, not squad (--task)"]
+    assert loaded == [] and not (tmp / "wrong-task").exists()
+    assert main(["serve", "--model", model, "--task", "hotpotqa"]) == 0 and loaded == [model]
