@@ -117,9 +117,11 @@ def load_page() -> str:
 
 
 def check_item(item: AnswerRequest, where: str, pipeline: QAPipeline,
-               settings: ServeSettings) -> None:
-    """413 for a context over the limit; 422 for top_k over the model's n_best_size, a context
-    this model's task cannot read, or a setting it refuses (one line, as the CLI's)."""
+               settings: ServeSettings) -> Any:
+    """The task's example for `item`, built here so that what it cannot be is refused before
+    it joins a batch: 413 for a context over the limit; 422 for top_k over the model's
+    n_best_size, a context this model's task cannot read, or a setting it refuses (one line,
+    as the CLI's)."""
     chars = item.context_chars()
     if chars > settings.max_context_chars:
         raise HTTPException(413, f"{where}context has {chars} characters; this "
@@ -137,14 +139,14 @@ def check_item(item: AnswerRequest, where: str, pipeline: QAPipeline,
     try:
         refuse_unsupported(pipeline.task,
                            {"null_score_diff_threshold": item.null_score_diff_threshold})
-        pipeline.task.example("request", item.question, item.context)
+        return pipeline.task.example("request", item.question, item.context)
     except GPT2QAError as exc:
         raise HTTPException(422, f"invalid request: {where}{exc}") from None
 
 
-async def run_one(item: AnswerRequest, pipeline: QAPipeline,
+async def run_one(item: AnswerRequest, example: Any, pipeline: QAPipeline,
                   batcher: MicroBatcher) -> AnswerResponse | HotpotAnswerResponse:
-    pred = await batcher.submit(item.question, item.context, pipeline)
+    pred = await batcher.submit_example(example, pipeline)
     if isinstance(pred, HotpotPrediction):
         return hotpot_answer(pipeline, pred, item.top_k)
     threshold = (pipeline.model.config.decoding.null_score_diff_threshold
@@ -209,9 +211,10 @@ async def answer(item: AnswerRequest, pipeline: PipelineDep, settings: SettingsD
                  batcher: BatcherDep, request: Request) -> AnswerResponse | HotpotAnswerResponse:
     """Answer one question about one context (a SQuAD model may abstain; a HotpotQA model
     answers span, yes or no, with its supporting facts)."""
-    check_item(item, "", pipeline, settings)
+    example = check_item(item, "", pipeline, settings)
     try:
-        (result,) = await unless_disconnected(request, [run_one(item, pipeline, batcher)])
+        (result,) = await unless_disconnected(request,
+                                              [run_one(item, example, pipeline, batcher)])
     except ClientGone:
         raise HTTPException(499, "client closed the connection") from None
     if isinstance(result, BaseException):
@@ -227,11 +230,12 @@ async def answer_batch(batch: BatchRequest, pipeline: PipelineDep, settings: Set
     if len(batch.items) > settings.max_batch_items:
         raise HTTPException(413, f"batch has {len(batch.items)} items; this server accepts "
                                  f"at most {settings.max_batch_items} (--max-batch-items)")
-    for i, item in enumerate(batch.items):
-        check_item(item, f"items[{i}].", pipeline, settings)
+    examples = [check_item(item, f"items[{i}].", pipeline, settings)
+                for i, item in enumerate(batch.items)]
     try:
         results = await unless_disconnected(
-            request, [run_one(item, pipeline, batcher) for item in batch.items])
+            request, [run_one(item, example, pipeline, batcher)
+                      for item, example in zip(batch.items, examples, strict=True)])
     except ClientGone:
         raise HTTPException(499, "client closed the connection") from None
     failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]

@@ -15,6 +15,7 @@ A job names the pipeline that answers it (the app's, or the one a test injected 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
@@ -86,10 +87,17 @@ class MicroBatcher:
                      pipeline: QAPipeline | None = None) -> Prediction:
         """Queue one question; resolve with its Prediction (decoded at the model's threshold).
         `pipeline` answers it (default: the batcher's own), with its task's example."""
+        pipeline = pipeline or self.pipeline
+        return await self.submit_example(pipeline.task.example("q", question, context), pipeline)
+
+    async def submit_example(self, example: Any, pipeline: QAPipeline | None = None
+                             ) -> Prediction:
+        """`submit` for an example the caller already built (and so checked) with the task's
+        `example`; it gets an id of its own here, unique within every batch."""
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("MicroBatcher is not running")
         pipeline = pipeline or self.pipeline
-        example = pipeline.task.example(f"r{next(self._ids)}", question, context)
+        example = dataclasses.replace(example, qas_id=f"r{next(self._ids)}")
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(example, pipeline, future))
         return await future
