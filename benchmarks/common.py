@@ -168,7 +168,22 @@ def machine_info() -> dict[str, Any]:
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(), "processor": _cpu_name(),
+            "cpu_flags": cpu_flags(),
+            "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
             "loadavg_1m_at_end": round(load[0], 2)}
+
+
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The instruction-set flags that decide CPU speed (int8 wants VNNI, bf16 wants
+    AVX512_BF16 or AMX): a result is only comparable with others from the same kind of CPU."""
+    try:
+        words = set(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split())
+    except OSError:  # pragma: no cover - not on Linux
+        return []
+    return [flag for flag in SPEED_FLAGS if flag in words]
 
 
 def _cpu_name() -> str:

@@ -37,6 +37,9 @@ import httpx
 
 from gpt2qa.decode import write_json_atomic
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serve_load.json"
 
 
@@ -315,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     record: dict[str, Any] = {
         "benchmark": "serve_load", "python": platform.python_version(),
         "machine": platform.machine(), "cpus": os.cpu_count(),
+        "cpu": {"processor": common.machine_info()["processor"], "flags": common.cpu_flags()},
         "load_average_1min": {"start": round(load_before[0], 2),
                               "end": round(os.getloadavg()[0], 2)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -29,6 +29,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert [r["step"] for r in log if r["event"] == "eval"] == [2, 4, 6]  # no doubled last eval
     demo = json.loads((out / "demo_metrics.json").read_text())
     assert demo["test"]["total"] == 18 and "f1" in demo["test"]
+    margin = demo["test"]["f1"] - demo["test"]["null_baseline_f1"]
+    assert demo["margin_f1"] == pytest.approx(margin, abs=0.005)
+    assert printed.rstrip().splitlines()[-1].startswith("margin: test F1 ")  # printed last
+    assert f"{margin:+.2f} F1" in printed
     assert (out / "run" / "model" / "gpt2qa.json").exists()
     assert main(["demo", "--out-dir", str(out), "--steps", "1"]) == 2  # never overwrites
 

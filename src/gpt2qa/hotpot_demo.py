@@ -83,7 +83,10 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     answer = majority_answer(train_ex)
     baseline = evaluate_hotpot(test_ex, *baseline_predictions(test_ex, answer))
     metrics = {"dev": result.metrics, "test": test, "baseline_test": baseline,
-               "baseline_answer": answer, "wall_seconds": round(time.perf_counter() - t0, 1)}
+               "baseline_answer": answer,
+               "margin_f1": round(100 * (test["f1"] - baseline["f1"]), 2),
+               "margin_joint_f1": round(100 * (test["joint_f1"] - baseline["joint_f1"]), 2),
+               "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "demo_metrics.json", metrics)
     print(f"\ngpt2qa demo --task hotpot: tiny GPT-2 ({config.n_layer} layers, {config.n_embd} "
           f"wide, {train_config.qa.head} head), {result.steps} steps, seed {config.seed}; "
@@ -93,5 +96,9 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     print(f"  baselines: answer {answer!r} for every question; first sentences of the top-2 "
           f"overlap paragraphs as supporting facts. sp threshold (tuned on dev) {threshold}")
     print(f"  {'wall time (s)':<12}{metrics['wall_seconds']:20.1f}")
-    print(f"\nrun directory: {result.output_dir}  (model/, metrics.json, predictions.json)")
+    print(f"\nrun directory: {result.output_dir}  (model/, metrics.json, predictions.json); "
+          f"these figures: {out / 'demo_metrics.json'}")
+    print(f"\nmargin: test answer F1 {100 * test['f1']:.1f} - baseline {100 * baseline['f1']:.1f} "
+          f"= {metrics['margin_f1']:+.1f}; joint F1 {100 * test['joint_f1']:.1f} - "
+          f"{100 * baseline['joint_f1']:.1f} = {metrics['margin_joint_f1']:+.1f}")
     return metrics

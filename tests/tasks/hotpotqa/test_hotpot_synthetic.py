@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+
+import pytest
 
 from gpt2qa.hotpot_demo import baseline_predictions, format_hotpot_table, majority_answer
 from gpt2qa.tasks.hotpotqa.data import parse_hotpot
@@ -56,3 +59,21 @@ def test_baselines_score_what_they_should() -> None:
     table = format_hotpot_table([("a", result), ("b", result)])
     assert table.count("\n") == 6 and "joint F1" in table
     assert set(METRIC_KEYS) <= set(result)
+
+
+@pytest.mark.slow
+def test_hotpot_demo_runs_end_to_end_and_prints_its_margin_last(tmp_path, capsys):
+    from gpt2qa.cli import main
+
+    out = tmp_path / "demo"
+    code = main(["demo", "--task", "hotpotqa", "--out-dir", str(out), "--steps", "4",
+                 "--n-train", "16", "--n-dev", "6", "--n-layer", "2", "--n-embd", "32",
+                 "--n-head", "2", "--vocab-size", "300", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    demo = json.loads((out / "demo_metrics.json").read_text())
+    for key in ("f1", "joint_f1"):
+        margin = 100 * (demo["test"][key] - demo["baseline_test"][key])
+        assert demo[f"margin_{key}"] == pytest.approx(margin, abs=0.005)
+    last = printed.rstrip().splitlines()[-1]
+    assert last.startswith("margin: test answer F1 ") and f"{demo['margin_f1']:+.1f}" in last
