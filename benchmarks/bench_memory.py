@@ -105,7 +105,7 @@ def run_cell(args: argparse.Namespace) -> dict[str, Any]:
     special = prepare_tokenizer(tokenizer)
     qa = QAConfig.of(head="bilstm", max_seq_length=args.max_seq_length, doc_stride=128)
     examples = common.load_dev(args.data, limit=200)
-    feats = sorted(convert_examples_to_features(examples, tokenizer, qa.features(), special),
+    feats = sorted(convert_examples_to_features(examples, tokenizer, qa.features, special),
                    key=lambda f: -len(f.input_ids))
     n_batches = args.warmup + args.steps
     batches = [feats[i * args.batch_size:(i + 1) * args.batch_size] for i in range(n_batches)]

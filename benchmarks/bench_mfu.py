@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     examples = common.load_dev(args.data)
     tokenizer = common.load_gpt2_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
-    features = convert_examples_to_features(examples, tokenizer, qa.features(), special)
+    features = convert_examples_to_features(examples, tokenizer, qa.features, special)
     lengths = [len(f.input_ids) for f in features]
     infer_batch = args.infer_batch or inference_batch_size(torch.device("cpu"), shape.n_embd,
                                                            qa.features.max_seq_length)

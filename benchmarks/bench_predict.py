@@ -360,14 +360,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 each.model.compile(dynamic=True)
             each.predict(chosen[:2], batch_size=args.batch_size)  # warm-up
         batch_sizes = {mode: args.batch_size or inference_batch_size(
-            torch.device("cpu"), each.model.width, each.model.config.max_seq_length,
+            torch.device("cpu"), each.model.width, each.model.config.features.max_seq_length,
             int8=is_int8(each.model)) for mode, each in pipes.items()}
         batch_size = batch_sizes["fp32"]
         hf = HFWorker(args.hf_python, model_dir, qfile, threads, args.hf_batch_size,
                       args.tokenizer)
         print(f"hf worker ready: {hf.info}", file=sys.stderr, flush=True)
         ours_lengths = [len(f.input_ids) for f in convert_examples_to_features(
-            chosen, pipe.tokenizer, pipe.model.config.features(), pipe.special_ids)]
+            chosen, pipe.tokenizer, pipe.model.config.features, pipe.special_ids)]
         theirs_lengths = hf.info.pop("lengths")
         peaks: list[float] = []
         ours: dict[str, str] = {}

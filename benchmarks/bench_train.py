@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     examples = common.load_dev(args.data)
     tokenizer = common.load_gpt2_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
-    features = convert_examples_to_features(examples, tokenizer, qa.features(), special)
+    features = convert_examples_to_features(examples, tokenizer, qa.features, special)
     lengths = [len(f.input_ids) for f in features]
     batches = epoch_batches(lengths, config, epoch=0)
     widths = [max(lengths[i] for i in b) for b in batches]

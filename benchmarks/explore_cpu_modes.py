@@ -153,7 +153,7 @@ def ort_runner(pipe: Any, path: Path, threads: int, bs: int) -> Callable[[list[A
 
     def run(examples: list[Any]) -> Any:
         feats = convert_examples_to_features(examples, pipe.tokenizer,
-                                             pipe.model.config.features(), pipe.special_ids)
+                                             pipe.model.config.features, pipe.special_ids)
         outs: dict[int, Any] = {}
         for idx in length_grouped_batches([len(f.input_ids) for f in feats], bs):
             batch = collate([feats[i] for i in idx], pipe.special_ids.pad, with_labels=False)

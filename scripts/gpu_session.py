@@ -112,7 +112,7 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
     special = prepare_tokenizer(tok)
     examples = load_squad(data / "cs224n-dev-v2.0.json").examples
     qa = QAConfig.of()
-    all_feats = convert_examples_to_features(examples, tok, qa.features(), special)
+    all_feats = convert_examples_to_features(examples, tok, qa.features, special)
     full = [f for f in all_feats if len(f.input_ids) == qa.features.max_seq_length]
     shape = dict(n_layer=2, n_embd=64, n_head=2) if tiny else {}
     results = []
