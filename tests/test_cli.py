@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -144,11 +145,18 @@ def test_train_help_explains_each_flag_from_its_field_docstring(capsys):
     from gpt2qa.config import TrainConfig
 
     docs = field_docs(TrainConfig)
-    assert docs["max_steps"] == "Optimizer steps; 0 means run `epochs` epochs."
-    assert "seed" not in docs  # a field without a docstring gets none
+    assert docs["max_steps"] == ("Optimizer steps. Above 0 they win over epochs; 0 means run "
+                                 "for epochs instead.")
+
+    @dataclasses.dataclass
+    class Undocumented:
+        seed: int = 0
+
+    assert field_docs(Undocumented) == {}  # a field without a docstring gets none
     with pytest.raises(SystemExit) as exc:
         main(["train", "--help"])
     assert exc.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "--max-steps MAX_STEPS Optimizer steps; 0 means run `epochs` epochs. (default: 0)" in out
+    assert ("--max-steps MAX_STEPS Optimizer steps. Above 0 they win over epochs; 0 means run "
+            "for epochs instead. (default: 0)") in out
     assert "--compile, --no-compile torch.compile the model" in out

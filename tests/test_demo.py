@@ -51,4 +51,6 @@ def test_easy_level_changes_train_and_dev_only(tmp_path):
 def test_demo_config_checks(capsys):
     assert main(["demo", "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
-    assert main(["demo", "--level", "impossible"]) == 2
+    with pytest.raises(SystemExit) as info:  # a choice now: argparse's usage error
+        main(["demo", "--level", "impossible"])
+    assert info.value.code == 2

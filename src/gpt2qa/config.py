@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -204,13 +204,14 @@ class TrainConfig(FlatSettings):
     """A file of the same task to evaluate on (its official metric; picks the best model and
     tunes the task's threshold)."""
     dataset: str | None = None
-    """Hub dataset name (``squad_v2``); needs the optional ``datasets`` extra and a network."""
+    """Hub dataset name (squad_v2); needs the optional datasets extra and a network."""
     qa: QAConfig = nested(QAConfig, settings_only=True)
     """The model's QA settings (head, windows, decoding); each is a flag of its own."""
     epochs: float = 2.0
-    """Passes over the training features (fractions allowed)."""
+    """Passes over the training features (fractions allowed); used only when max_steps is 0,
+    since a positive max_steps wins."""
     max_steps: int = 0
-    """Optimizer steps; 0 means run `epochs` epochs."""
+    """Optimizer steps. Above 0 they win over epochs; 0 means run for epochs instead."""
     batch_size: int = 16
     """Features per optimizer step, summed over all processes and accumulation steps (the
     effective batch): it means the same on 1 or N devices."""
@@ -223,11 +224,14 @@ class TrainConfig(FlatSettings):
     lr: float = 5e-5
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.01
+    """AdamW weight decay on the weight matrices (biases and layer norms get none)."""
     warmup_ratio: float = 0.1
     """Share of the steps spent warming the learning rate up from 0."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
     seed: int = 42
+    """Seed of everything random in the run: the new heads' weights, the batch order and
+    dropout."""
     precision: Precision = "fp32"
     """fp32, or bf16/fp16 autocast on CUDA (bf16 also on a CPU with bf16 instructions). Weights
     stay fp32 (master weights) and the span head computes in fp32; gpt2qa alone owns
@@ -252,12 +256,14 @@ class TrainConfig(FlatSettings):
     max_train_examples: int = 0
     """Use only the first N training examples (0: all), for quick trials."""
     max_eval_examples: int = 0
+    """Evaluate on only the first N evaluation examples (0: all), for quick trials."""
     tensorboard: bool = False
     """Also write TensorBoard logs (needs the tensorboard extra)."""
     resume: bool = False
     """Continue the run in output_dir from its newest checkpoint."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar of the optimizer steps with the time left, on stderr and only when
+    it is a terminal (a log file or a pipe gets none)."""
     fsdp: bool = False
     """Shard weights, gradients and optimizer state over the processes (FSDP2, one unit per
     transformer block), for models that do not fit one device. Saved models stay whole."""
@@ -330,6 +336,21 @@ DEMO_FIXED = ("model", "task", "output_dir", "train_file", "eval_file", "dataset
               "progress", "eval_every", "resume")
 """TrainConfig fields a demo sets itself (paths, seed, the evaluation schedule)."""
 
+_ONE_PROCESS = "the demo trains its tiny model in one process; use gpt2qa train"
+_WHOLE = "the demo trains its tiny model whole; use gpt2qa train for LoRA"
+DEMO_REFUSED: dict[str, str] = {
+    "epochs": "the demo always runs --steps optimizer steps (steps win over epochs); set --steps",
+    "fsdp": _ONE_PROCESS, "dist_timeout": _ONE_PROCESS,
+    "tensorboard": "the demo's learning curve is run/learning_curve.png; use gpt2qa train",
+    "lora_r": _WHOLE, "lora_alpha": _WHOLE, "lora_dropout": _WHOLE,
+    "lora_target_modules": _WHOLE, "merge_lora": _WHOLE,
+    "misaligned": "the synthetic answers always match their offsets",
+}
+"""TrainConfig fields that mean nothing for a demo, each with the one line that refuses it."""
+
+DemoLevel = Literal["easy", "standard"]
+DemoSplit = Literal["dev", "hard"]
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -342,24 +363,37 @@ class DemoConfig:
     seed: int = 0
     """Seed of the data, the initial weights and training."""
     n_layer: int = 2
+    """Transformer blocks of the tiny GPT-2."""
     n_embd: int = 128
+    """Width of the tiny GPT-2 (hidden size); a multiple of n_head."""
     n_head: int = 4
+    """Attention heads per block."""
     vocab_size: int = 1500
     """Byte-level BPE vocabulary, trained on the synthetic training split."""
-    level: str = "easy"
+    level: DemoLevel = "easy"
     """Synthetic train/dev level: easy (learnable in CPU minutes) or standard (the study's)."""
     n_train: int = 8000
-    """Synthetic training passages (3 questions each at the easy level, 4 at standard). At the
-    demo's 900 steps x 32 that is 1.2 epochs: more passages seen fewer times score higher than
-    fewer seen often (benchmarks/README.md)."""
+    """Synthetic training passages (3 questions each at the easy level, 4 at standard). The
+    steps (not the epochs) decide how often each is seen: more passages seen fewer times score
+    higher than fewer seen often (benchmarks/README.md)."""
     n_dev: int = 200
-    eval_split: str = "dev"
+    """Synthetic dev passages, evaluated during training (the null threshold is tuned on them);
+    the fresh test sample scored at the end is as large."""
+    eval_split: DemoSplit = "dev"
     """Which held-out split to evaluate on: dev (same distribution) or hard."""
     progress: bool = True
+    """Show a progress bar of the training steps with the time left, on stderr and only when
+    it is a terminal."""
+    threads: int | None = None
+    """Threads torch uses within each operation (torch.set_num_threads) during the demo, set
+    back afterwards; not set: torch's default. The figures repeat for the same seed and thread
+    count."""
     training: dict[str, Any] = field(default_factory=dict)
     """TrainConfig overrides on top of the demo's own (flags such as --lr and --steps)."""
 
     defaults: ClassVar[dict[str, Any]] = SQUAD_DEMO_TRAINING
+    unused: ClassVar[tuple[str, ...]] = ()
+    """DemoConfig fields this demo does not use: given another value, they are refused."""
 
     def __post_init__(self) -> None:
         _check_demo(self, [(self.level in ("easy", "standard"), "--level must be easy or standard"),
@@ -393,15 +427,22 @@ class HotpotDemoConfig(DemoConfig):
     n_train: int = 3000
     """Synthetic training questions."""
     n_dev: int = 300
+    """Synthetic dev questions, evaluated during training (the thresholds are tuned on them)."""
     n_test: int = 300
+    """Synthetic held-out test questions, about entities unseen in training."""
     n_companies: int = 3
     """Companies per question; each brings a company and a founder paragraph."""
 
     defaults: ClassVar[dict[str, Any]] = HOTPOT_DEMO_TRAINING
+    unused: ClassVar[tuple[str, ...]] = ("level", "eval_split")
 
     def __post_init__(self) -> None:
+        base = {f.name: f.default for f in fields(DemoConfig)}
+        changed = [f"--{n.replace('_', '-')}" for n in self.unused if getattr(self, n) != base[n]]
         _check_demo(self, [(self.n_test >= 1, "--n-test must be at least 1"),
-                           (self.n_companies >= 2, "--n-companies must be at least 2")])
+                           (self.n_companies >= 2, "--n-companies must be at least 2"),
+                           (not changed, f"{', '.join(changed)}: only for the SQuAD demo, not "
+                                           "--task hotpotqa")])
 
     def train_config(self, model: str = "", train_file: str = "", eval_file: str = "",
                      output_dir: str = "") -> TrainConfig:
@@ -412,9 +453,13 @@ class HotpotDemoConfig(DemoConfig):
 def _check_demo(config: DemoConfig, extra: list[tuple[bool, str]]) -> None:
     unknown = sorted(set(config.training) - set(flat_fields(TrainConfig)) - set(DEMO_FIXED))
     fixed = sorted(set(config.training) & set(DEMO_FIXED))
+    refused = sorted(set(config.training) & set(DEMO_REFUSED))
     checks = [
         (not unknown, f"unknown training setting(s) {', '.join(unknown)}"),
         (not fixed, f"the demo sets {', '.join(fixed)} itself"),
+        (not refused, f"not a demo setting: {', '.join(refused)} "
+                      f"({DEMO_REFUSED[refused[0]] if refused else ''})"),
+        (config.threads is None or config.threads >= 1, "--threads must be at least 1"),
         (config.steps >= 1, "--steps must be at least 1"),
         (config.n_train >= 1 and config.n_dev >= 1, "--n-train and --n-dev must be at least 1"),
         (config.n_embd % config.n_head == 0, "--n-embd must be a multiple of --n-head"),

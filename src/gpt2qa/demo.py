@@ -8,11 +8,15 @@ HotpotQA demo.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import torch
 
 from gpt2qa.config import DemoConfig
 from gpt2qa.data import load_squad
@@ -32,6 +36,34 @@ from gpt2qa.synthetic import (
 )
 from gpt2qa.tasks import fine_tune
 from gpt2qa.tokenizer import train_bpe_tokenizer
+
+Demo = TypeVar("Demo", bound=DemoConfig)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` intra-op threads (None: leave torch's setting), set back afterwards:
+    the demo's figures repeat for the same seed and thread count."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def with_demo_threads(run: Callable[[Demo], dict[str, Any]]) -> Callable[[Demo], dict[str, Any]]:
+    """A demo run under its config's `threads` (`torch_threads`)."""
+
+    @functools.wraps(run)
+    def wrapper(config: Demo) -> dict[str, Any]:
+        with torch_threads(config.threads):
+            return run(config)
+
+    return wrapper
 
 
 def start_demo(config: DemoConfig) -> tuple[Path, float]:
@@ -83,6 +115,7 @@ def evaluate_on_fresh_sample(config: DemoConfig, model_dir: Path, data_dir: Path
     return score_predictions(examples, pipe.predict(examples))  # at the model's own threshold
 
 
+@with_demo_threads
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo; returns metrics.json's content (with wall time)."""
     out, t0 = start_demo(config)

@@ -21,7 +21,7 @@ from typing import Any
 
 from gpt2qa import tasks
 from gpt2qa.config import HotpotDemoConfig
-from gpt2qa.demo import prepare_tiny_model, start_demo
+from gpt2qa.demo import prepare_tiny_model, start_demo, with_demo_threads
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import write_json_atomic
 from gpt2qa.pipeline import QAPipeline
@@ -60,6 +60,7 @@ def format_hotpot_table(columns: Sequence[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+@with_demo_threads
 def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     """Run the demo; returns what it writes to demo_metrics.json."""
     out, t0 = start_demo(config)

@@ -193,14 +193,27 @@ def _all_processes_mean(value: torch.Tensor, processes: int) -> float:
     return float(value.item())
 
 
-def fit(run: Run, state: TrainState) -> TrainState:
-    """The training loop, from `state` to the schedule's last step."""
+BAR_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps "
+              "[{elapsed} elapsed, {remaining} left{postfix}]")
+"""The training bar: steps done and the time left, said in words."""
+
+
+def progress_bar(total: int, initial: int, show: bool, file: Any = None) -> Any:
+    """The optimizer steps' progress bar, on stderr (or `file`), with the time left at the
+    run's average pace so far (evaluations included, so the time left counts them too).
+    Hidden unless `show`, and when the stream is not a terminal: a log file or a pipe would
+    get a line per update."""
     from tqdm.auto import tqdm
 
+    return tqdm(total=total, initial=initial, disable=None if show else True, desc="train",
+                dynamic_ncols=True, bar_format=BAR_FORMAT, smoothing=0, file=file)
+
+
+def fit(run: Run, state: TrainState) -> TrainState:
+    """The training loop, from `state` to the schedule's last step."""
     config, schedule, acc = run.config, run.schedule, run.accelerator
     multiple = pad_multiple(acc.device)
-    bar = tqdm(total=schedule.total_steps, initial=state.step,
-               disable=not (config.progress and run.main), desc="train", dynamic_ncols=True)
+    bar = progress_bar(schedule.total_steps, state.step, config.progress and run.main)
     run.model.train()
     running = torch.zeros((), device=acc.device)
     running_n, window_start, window_steps = 0, time.perf_counter(), 0

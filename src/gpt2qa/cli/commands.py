@@ -232,11 +232,19 @@ def cmd_launch(args: argparse.Namespace) -> int:
 # -- demo -----------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """One demo run; a flag the demo refuses (`flags.add_refused_flags`) or one the other
+    task's demo alone has is one line, before anything runs."""
     from gpt2qa.config import DEMO_FIXED, DemoConfig, HotpotDemoConfig, TrainConfig
 
+    if getattr(args, "refused", None):
+        raise GPT2QAError(args.refused[0])
     training = given(args, (n for n in field_names(TrainConfig) if n not in DEMO_FIXED))
     hotpot = args.task in ("hotpot", "hotpotqa")  # the demo is an edge: it picks the task
     cls = HotpotDemoConfig if hotpot else DemoConfig
+    stray = given(args, set(field_names(HotpotDemoConfig)) - set(field_names(cls)))
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(stray))
+        raise GPT2QAError(f"{flags}: only for --task hotpotqa")
     config = cls(**given(args, field_names(cls)), training=training)
     if hotpot:
         from gpt2qa.hotpot_demo import run_hotpot_demo

@@ -1,7 +1,10 @@
 """Every `gpt2qa` flag, declared here and nowhere else.
 
 Settings classes (TrainConfig, DemoConfig, FeatureConfig, ServeSettings) become flags by one mechanism,
-`add_settings_flags`: one flag per field, its docstring as the help, its default shown. Commands
+`add_settings_flags`: one flag per field, its docstring as the help (code markup dropped), its
+default shown ("not set" for None). `demo` serves two tasks: a default that differs between
+DemoConfig and HotpotDemoConfig shows both (`demo_help`), and the training flags that mean
+nothing for a demo are hidden and refused in one line (`add_refused_flags`). Commands
 without a settings class (predict, evaluate, launch, zero-shot, study, report)
 declare their few flags below, one parser function each. `build_parser` is the command table.
 """
@@ -13,7 +16,9 @@ import ast
 import copy
 import dataclasses
 import difflib
+import functools
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -24,16 +29,17 @@ import gpt2qa.cli.commands as cmd
 from gpt2qa import __version__
 from gpt2qa.config import (
     DEMO_FIXED,
+    DEMO_REFUSED,
     MISALIGNED_MODES,
     PRECISIONS,
     QUANTIZE_MODES,
-    SQUAD_DEMO_TRAINING,
     TASK_NAMES,
     DemoConfig,
     FeatureConfig,
+    HotpotDemoConfig,
     TrainConfig,
 )
-from gpt2qa.nesting import flat_fields
+from gpt2qa.nesting import flat_fields, flatten
 from gpt2qa.zeroshot.settings import ZeroShotConfig
 
 
@@ -77,7 +83,8 @@ class Parser(argparse.ArgumentParser):
     def refuse_unknown(self, extras: Sequence[str]) -> typing.NoReturn:
         """Exit 2 with this parser's usage, naming the unknown flags and the closest ones."""
 
-        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        known = [o for a in self._actions if a.help is not argparse.SUPPRESS
+                 for o in a.option_strings if o.startswith("--")]  # not a hidden, refused one
         hints = []
         for extra in extras:
             flag = extra.split("=", 1)[0]
@@ -110,8 +117,15 @@ def field_docs(cls: type) -> dict[str, str]:
     '''The string literal under each field of a dataclass (its attribute docstring), by name:
 
         max_steps: int = 0
-        """Optimizer steps; 0 means run `epochs` epochs."""   ->  {"max_steps": "Optimizer ..."}
+        """Optimizer steps; 0 means run for epochs."""   ->  {"max_steps": "Optimizer ..."}
     '''
+    return dict(_field_docs(cls))
+
+
+@functools.cache
+def _field_docs(cls: type) -> dict[str, str]:
+    """`field_docs`, read once per class: parsing a class's source costs milliseconds, and
+    each settings flag asks for its docstring."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError, SyntaxError):
@@ -143,15 +157,31 @@ def settings_fields(cls: type) -> list[tuple[str, Any, Any, str]]:
             for name, info in cls.model_fields.items()]  # type: ignore[attr-defined]
 
 
+def shown_default(value: Any) -> str:
+    """A default as --help shows it: None is "not set" and an empty string "empty", so that
+    no help says "None" or ends in "(default: )"."""
+    if value is None:
+        return "not set"
+    return "empty" if value == "" else str(value)
+
+
+def plain_help(text: str) -> str:
+    """Docstring text as --help text: code markup (`name`, ``name``) dropped, and % escaped
+    for argparse."""
+    return re.sub(r"`+([^`]*)`+", r"\1", text).replace("%", "%%")
+
+
 def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (),
-                       shown_defaults: dict[str, Any] | None = None) -> None:
+                       shown_defaults: dict[str, Any] | None = None,
+                       docs: dict[str, str] | None = None) -> None:
     """One flag per field of a settings class, defaulting to 'not given' (None); the help text
-    is the field's docstring and the default it shows is `shown_defaults` or the field's."""
+    is `docs` or the field's docstring, and the default it shows is `shown_defaults` or the
+    field's."""
     for name, tp, field_default, doc in settings_fields(cls):
         if name in skip:
             continue
-        doc = doc.replace("%", "%%")
-        default = (shown_defaults or {}).get(name, field_default)
+        doc = plain_help((docs or {}).get(name, doc))
+        default = shown_default((shown_defaults or {}).get(name, field_default))
         help_text = f"{doc} (default: {default})" if doc else f"(default: {default})"
         if tp is bool:
             parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
@@ -160,6 +190,32 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequenc
         conv, choices = _field_type(tp)
         parser.add_argument(_flag(name), type=conv, choices=choices, default=None,
                             metavar=None if choices else name.upper(), help=help_text)
+
+
+class RefusedFlag(argparse.Action):
+    """A flag a command does not take, hidden from its --help: given, it is noted under
+    `refused` with the one line that says why, and the command stops on that line."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, reason: str = "",
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, "refused", nargs="?", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+        self.reason = reason
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        noted = list(getattr(namespace, "refused", []))
+        namespace.refused = [*noted, f"{option_string}: {self.reason}"]
+
+
+def add_refused_flags(parser: argparse.ArgumentParser, cls: type,
+                      reasons: dict[str, str]) -> None:
+    """Hidden flags for the fields of `cls` named in `reasons` (both spellings of a yes/no
+    flag) that refuse themselves in one line (`RefusedFlag`)."""
+    for name, tp, _, _ in settings_fields(cls):
+        if name in reasons:
+            spellings = [_flag(name)] + ([f"--no-{_flag(name)[2:]}"] if tp is bool else [])
+            parser.add_argument(*spellings, action=RefusedFlag, reason=reasons[name])
 
 
 def add_device_flags(parser: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -181,83 +237,190 @@ def add_task_flag(parser: argparse.ArgumentParser, auto: str) -> None:
                         help=f"squad or hotpotqa; auto takes {auto} task (default: auto)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="gpt2qa",
-        description="Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for "
-                    "extractive question answering on SQuAD 2.0, with honest abstention.")
-    parser.add_argument("--version", action="version", version=f"gpt2qa {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = (
+    "Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for extractive question "
+    "answering: SQuAD 2.0 with honest abstention, and HotpotQA (multi-hop, yes/no answers and "
+    "supporting facts). Start with gpt2qa demo (offline, on a CPU).")
 
-    p = sub.add_parser("demo", help="train and evaluate a tiny GPT-2 on built-in synthetic "
-                                    "SQuAD 2.0 data (no network, minutes on a CPU)")
-    add_settings_flags(p, DemoConfig, skip=("training",))
-    p.add_argument("--steps", dest="max_steps", type=int, default=None,
-                   help=f"Optimizer steps (default: {SQUAD_DEMO_TRAINING['max_steps']}; "
-                        "300 with --task hotpot)")
-    add_settings_flags(p, TrainConfig, skip=(*DEMO_FIXED, "max_steps"),
-                        shown_defaults=SQUAD_DEMO_TRAINING)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command table: one sub-parser per command, each declared by its own function."""
+    parser = Parser(prog="gpt2qa", description=DESCRIPTION,
+                    epilog="gpt2qa COMMAND --help lists a command's flags and their defaults.")
+    parser.add_argument("--version", action="version", version=f"gpt2qa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of:")
+    for add in (add_demo_parser, add_train_parser, add_predict_parser, add_evaluate_parser,
+                add_check_spans_parser, add_launch_parser, add_zero_shot_parser,
+                add_study_parser, add_report_parser, add_serve_parser):
+        add(sub)
+    return parser
+
+
+# -- demo: one parser for both demos; a flag whose default differs per task shows both ------------
+
+DEMO_TASKS: tuple[tuple[str, type], ...] = (("squad", DemoConfig),
+                                            ("hotpotqa", HotpotDemoConfig))
+"""The demos `--task` picks, the first the default; their settings classes hold every default
+that `demo --help` shows."""
+
+
+def demo_defaults(cls: type) -> dict[str, Any]:
+    """Every setting of a default run of this demo, by flag name: the demo's own fields, then
+    the training settings it runs with (`DemoConfig.train_config`)."""
+    demo = cls()
+    own = {name: getattr(demo, name) for name in flat_fields(cls) if name != "training"}
+    return {**own, **flatten(demo.train_config())}
+
+
+def demo_help() -> tuple[dict[str, str], dict[str, str]]:
+    """The defaults and help texts `demo --help` shows, by setting: a default that differs
+    per task names both ("0.0015; 0.002 with --task hotpotqa"), and a setting only one demo
+    has says so."""
+    (first, first_cls), (other, other_cls) = DEMO_TASKS
+    ours, theirs = demo_defaults(first_cls), demo_defaults(other_cls)
+    docs = {**{n: d for n, _, _, d in settings_fields(TrainConfig)},
+            **{n: d for n, _, _, d in settings_fields(first_cls)}}
+    other_docs = field_docs(other_cls)
+    shown: dict[str, str] = {}
+    for name in {**ours, **theirs}:
+        if name not in theirs or name in other_cls.unused:  # type: ignore[attr-defined]
+            docs[name] = f"{docs.get(name, '')} Only for --task {first}.".lstrip()
+        elif name not in ours:
+            docs[name] = f"{other_docs.get(name, '')} Only for --task {other}.".lstrip()
+            shown[name] = shown_default(theirs[name])
+        elif ours[name] != theirs[name]:
+            shown[name] = (f"{shown_default(ours[name])}; {shown_default(theirs[name])} "
+                           f"with --task {other}")
+        if name in ours:
+            shown.setdefault(name, shown_default(ours[name]))
+        if name in ours and other_docs.get(name) and other_docs[name] != docs.get(name):
+            text = other_docs[name]
+            docs[name] = f"{docs.get(name, '')} With --task {other}: {text[:1].lower()}{text[1:]}"
+    return shown, docs
+
+
+def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa demo`: --task, the demos' own settings, the training settings a demo
+    may change (--steps for max_steps), and the training flags it refuses, hidden."""
+    p = sub.add_parser(
+        "demo", help="train and evaluate a tiny GPT-2 on built-in synthetic SQuAD 2.0 data, "
+                     "offline (about 3 minutes on 2 idle cores); --task hotpotqa for multi-hop",
+        description="Train and evaluate a tiny GPT-2 on built-in synthetic data, offline: SQuAD "
+                    "2.0 with abstention, or with --task hotpotqa multi-hop HotpotQA-style "
+                    "questions. A default that differs between the two demos shows both.")
     p.add_argument("--task", choices=("squad", "hotpotqa", "hotpot"), default="squad",
                    help="squad: SQuAD 2.0 with abstention; hotpotqa (or hotpot): multi-hop "
                         "HotpotQA-style questions with yes/no answers and supporting facts "
                         "(default: squad)")
+    shown, docs = demo_help()
+    demo_fields = [name for name, *_ in settings_fields(DemoConfig)]
+    add_settings_flags(p, DemoConfig, skip=("training",), shown_defaults=shown, docs=docs)
+    add_settings_flags(p, HotpotDemoConfig, skip=demo_fields, shown_defaults=shown, docs=docs)
+    p.add_argument("--steps", dest="max_steps", type=int, default=None, metavar="STEPS",
+                   help=f"Optimizer steps: the demo always runs this many (it takes no "
+                        f"--epochs). (default: {shown['max_steps']})")
+    add_settings_flags(p, TrainConfig, skip=(*DEMO_FIXED, *DEMO_REFUSED, "max_steps"),
+                       shown_defaults=shown, docs=docs)
+    add_refused_flags(p, TrainConfig, DEMO_REFUSED)
     p.set_defaults(func=cmd.cmd_demo)
+    return p
 
-    p = sub.add_parser("train", help="fine-tune a decoder-only model for extractive QA (SQuAD, HotpotQA)")
+
+# -- the other commands -------------------------------------------------------------------------
+
+def add_train_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa train`: every TrainConfig field, and --config for a YAML file of them."""
+    p = sub.add_parser("train", help="fine-tune a decoder-only model for extractive QA (SQuAD, "
+                                     "HotpotQA)")
     p.add_argument("--config", help="YAML file with any of the settings below")
     add_settings_flags(p, TrainConfig)
     p.set_defaults(func=cmd.cmd_train)
+    return p
 
-    p = sub.add_parser("predict", help="answer questions with a trained gpt2qa model directory")
+
+def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa predict`: a data file (--data, --out-dir), or one question
+    (--question, --context) in its place."""
+    p = sub.add_parser("predict", help="answer questions (a SQuAD or HotpotQA file, or one "
+                                       "question) with a trained gpt2qa model directory",
+                       description="Answer a file (--data FILE --out-dir DIR) or one question "
+                                   "(--question TEXT --context TEXT) with a gpt2qa model.")
     p.add_argument("--model", required=True, help="a gpt2qa model directory")
-    p.add_argument("--data", help="SQuAD or HotpotQA JSON file to answer")
-    p.add_argument("--out-dir", help="where the prediction files go (SQuAD: predictions.json, "
-                                    "na_probs.json, nbest.json; HotpotQA: predictions.json)")
-    p.add_argument("--question")
-    p.add_argument("--context")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="FILE",
+                        help="SQuAD or HotpotQA JSON file to answer (needs --out-dir)")
+    source.add_argument("--question", metavar="TEXT",
+                        help="one question to answer instead of --data (needs --context); the "
+                             "answer is printed as JSON")
+    p.add_argument("--out-dir", metavar="DIR",
+                   help="where the prediction files of --data go (SQuAD: predictions.json, "
+                        "na_probs.json, nbest.json; HotpotQA: predictions.json)")
+    p.add_argument("--context", metavar="TEXT",
+                   help="the passage for --question: plain text for a SQuAD model; for a "
+                        "HotpotQA model JSON [[title, [sentence, ...]], ...]")
     p.add_argument("--null-score-diff-threshold", type=float, default=None,
                    help="override the threshold saved with the model")
     p.add_argument("--batch-size", type=int, default=0,
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")
     add_device_flags(p)
-    p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
+    add_misaligned_flag(p)
     add_task_flag(p, "the model directory's")
     p.set_defaults(func=cmd.cmd_predict)
+    return p
 
-    p = sub.add_parser("evaluate", help="official SQuAD v2.0 (or v1.1) metrics for a predictions file")
+
+def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa evaluate`: the task's official metrics for a predictions file."""
+    p = sub.add_parser("evaluate", help="official metrics of a predictions file: SQuAD v2.0 "
+                                        "(or v1.1), or HotpotQA's answer, sp and joint")
     p.add_argument("data", help="SQuAD or HotpotQA JSON with gold answers")
-    p.add_argument("predictions", help="JSON object: id -> predicted text ('' = no answer)")
-    p.add_argument("--na-prob-file", help="JSON object: id -> no-answer probability")
+    p.add_argument("predictions",
+                   help="predictions JSON: for SQuAD an object id -> predicted text ('' = no "
+                        "answer); for HotpotQA the official object of answer and sp")
+    p.add_argument("--na-prob-file", help="SQuAD only: JSON object id -> no-answer probability")
     p.add_argument("--na-prob-thresh", type=float, default=1.0,
-                   help="predict no-answer when na_prob exceeds this (default 1.0: never)")
+                   help="SQuAD only: predict no-answer when na_prob exceeds this (default 1.0: "
+                        "never)")
     p.add_argument("--out-file", help="also write the metrics JSON here")
-    p.add_argument("--out-image-dir", help="write PR curves and na-prob histograms (PNG) here")
+    p.add_argument("--out-image-dir",
+                   help="SQuAD only: write PR curves and na-prob histograms (PNG) here")
     p.add_argument("--breakdown", action="store_true",
-                   help="add scores by question word and answer length")
+                   help="SQuAD only: add scores by question word and answer length")
     add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_evaluate)
+    return p
 
-    p = sub.add_parser("check-spans", help="oracle EM/F1: do gold answers survive tokenisation?")
+
+def add_check_spans_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa check-spans`: what tokenisation and windowing keep of the answers."""
+    p = sub.add_parser("check-spans", help="oracle EM/F1 of a SQuAD or HotpotQA file: do gold "
+                                           "answers survive tokenisation?")
     p.add_argument("data", help="SQuAD or HotpotQA JSON file")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
     add_settings_flags(p, FeatureConfig)
-    p.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error")
+    add_misaligned_flag(p)
     add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_check_spans)
+    return p
 
+
+def add_misaligned_flag(parser: argparse.ArgumentParser) -> None:
+    """--misaligned, with TrainConfig's help for it."""
+    parser.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error",
+                        help=plain_help(field_docs(TrainConfig)["misaligned"]))
+
+
+def add_launch_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `gpt2qa launch`: another command, in N local processes."""
     p = sub.add_parser("launch", help="run train or predict in N local processes (torchrun)")
     p.add_argument("-n", "--nproc-per-node", type=int, default=2,
                    help="processes to start: one per GPU, or CPU processes over gloo (default: 2)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...",
                    help="the gpt2qa command and its flags, e.g. train --config FILE.yaml")
     p.set_defaults(func=cmd.cmd_launch)
-
-    add_zero_shot_parser(sub)
-    add_study_parser(sub)
-    add_report_parser(sub)
-    add_serve_parser(sub)
-    return parser
+    return p
 
 
 def add_zero_shot_parser(sub: Any) -> argparse.ArgumentParser:
@@ -320,7 +483,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         add_settings_flags(parser, ServeSettings)
     add_device_flags(parser)
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
-                        default="info", help="(default: info)")
+                        default="info", help="uvicorn's log level (default: info)")
     add_task_flag(parser, "the model directory's")
 
 
