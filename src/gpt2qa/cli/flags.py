@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                     epilog="gpt2qa COMMAND --help lists a command's flags and their defaults.")
     parser.add_argument("--version", action="version", version=f"gpt2qa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                help="one of:")
+                                help="the command to run, one of:")
     for add in (add_demo_parser, add_train_parser, add_predict_parser, add_evaluate_parser,
                 add_check_spans_parser, add_launch_parser, add_zero_shot_parser,
                 add_study_parser, add_report_parser, add_serve_parser):
