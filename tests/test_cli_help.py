@@ -139,10 +139,11 @@ def test_predict_usage_shows_question_replaces_data() -> None:
         predict.parse_args(["--model", "m", "--data", "d.json", "--question", "q"])
 
 
-def test_top_level_help_names_both_tasks_and_the_demo_time() -> None:
+def test_top_level_help_names_both_tasks_and_no_measured_time() -> None:
+    # A time depends on the machine: it lives in the README beside the command that measures it.
     text = " ".join(build_parser().format_help().split())
     assert "SQuAD 2.0" in text and "HotpotQA" in text
-    assert "about 3 minutes on 2 idle cores" in text
+    assert "a few minutes on a CPU" in text and not re.search(r"\d+ minutes", text)
 
 
 def test_demo_threads_apply_to_the_run_and_are_set_back(capsys, tmp_path, monkeypatch) -> None:

@@ -131,6 +131,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise GPT2QAError("the demo run produced no evaluation")
     test = evaluate_on_fresh_sample(config, result.model_dir, out / "data")
     metrics = {**result.metrics, "test": test, "margin_f1": margin_f1(test),
+               "threads": torch.get_num_threads(),
                "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "demo_metrics.json", metrics)
     print(f"\ngpt2qa demo: tiny GPT-2 ({config.n_layer} layers, {config.n_embd} wide, "

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from gpt2qa import tasks
 from gpt2qa.config import HotpotDemoConfig
 from gpt2qa.demo import prepare_tiny_model, start_demo, with_demo_threads
@@ -87,6 +89,7 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
                "baseline_answer": answer,
                "margin_f1": round(100 * (test["f1"] - baseline["f1"]), 2),
                "margin_joint_f1": round(100 * (test["joint_f1"] - baseline["joint_f1"]), 2),
+               "threads": torch.get_num_threads(),
                "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "demo_metrics.json", metrics)
     print(f"\ngpt2qa demo --task hotpot: tiny GPT-2 ({config.n_layer} layers, {config.n_embd} "

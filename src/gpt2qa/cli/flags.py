@@ -305,7 +305,7 @@ def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
     may change (--steps for max_steps), and the training flags it refuses, hidden."""
     p = sub.add_parser(
         "demo", help="train and evaluate a tiny GPT-2 on built-in synthetic SQuAD 2.0 data, "
-                     "offline (about 3 minutes on 2 idle cores); --task hotpotqa for multi-hop",
+                     "offline, in a few minutes on a CPU; --task hotpotqa for multi-hop",
         description="Train and evaluate a tiny GPT-2 on built-in synthetic data, offline: SQuAD "
                     "2.0 with abstention, or with --task hotpotqa multi-hop HotpotQA-style "
                     "questions. A default that differs between the two demos shows both.")
