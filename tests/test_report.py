@@ -313,6 +313,28 @@ def test_a_hotpot_run_is_reported(hotpot_run, tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").glob("*.png")) == ["learning_curves.png"]
 
 
+def test_a_hotpot_demo_shows_its_test_sample_and_baselines(hotpot_run, tmp_path):
+    out, _, _ = hotpot_run
+    demo = tmp_path / "demo-hotpot"
+    shutil.copytree(out, demo / "run")
+    (demo / DEMO_MARKER).write_text("written by gpt2qa demo\n")
+    keys = ("em", "f1", "sp_em", "sp_f1", "joint_em", "joint_f1")
+    test = {**{k: 0.5 for k in keys}, "total": 30}
+    baseline = {**{k: 0.25 for k in keys}, "total": 30}
+    (demo / "demo_metrics.json").write_text(json.dumps(
+        {"dev": {}, "test": test, "baseline_test": baseline, "baseline_answer": "yes"}))
+    page = report([demo], tmp_path / "r").read_text(encoding="utf-8")
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics_table(page)
+    assert rows["scored on"][1:] == ["test sample", "baselines on the test sample"]
+    assert rows["joint F1"] == [fmt(100 * metrics["joint_f1"]), "50.00", "25.00"]
+    assert rows["questions"][1:] == ["30", "30"]
+    # The baselines are not the model: no step, no threshold.
+    threshold = f"{metrics['sp_threshold']:.3g}"
+    assert rows["sp threshold"] == [threshold, threshold, "-"]
+    assert rows["step"] == [str(metrics["step"]), str(metrics["step"]), "-"]
+
+
 def test_a_hotpot_run_without_predictions_is_one_line(hotpot_run, tmp_path):
     out, _, _ = hotpot_run
     broken = _broken_copy(out, tmp_path, "predictions.json")

@@ -1,10 +1,12 @@
 """The text of `gpt2qa report`: index.html and summary.md from loaded runs (`report.RunData`).
 
-One metrics table per task among the runs (each task names its own scores, `ReportSpec`), with
-a legend that says what each column is; the demo's test-sample rows under their run; a table
-of the runs (task, data and question counts, date) with each run's directory and settings in a
-<details> element; then the plots. Short cells never wrap, and every table sits in a wrapper
-that scrolls sideways, so on a narrow screen a table scrolls instead of the page.
+One metrics table per task among the runs (each task names its own scores, `ReportSpec`): a
+row per score, a column per run and set of questions scored (its evaluation file, then a
+demo's held-out test sample beside it), and a legend under it that says what each row is. Then
+a table of the runs (task, data files with question counts, last log time), each run's
+directory and settings in a <details> element, and the plots. Short cells never wrap, and
+every table sits in a wrapper that scrolls sideways, so on a narrow screen a table scrolls
+instead of the page.
 """
 
 from __future__ import annotations
@@ -106,11 +108,13 @@ def legend(spec: ReportSpec, runs: Sequence[RunData]) -> list[tuple[str, str]]:
     items += [(s.header, s.meaning) for s in spec.scores]
     if spec.threshold:
         items.append((spec.threshold.header, spec.threshold.meaning))
-    if tests:
-        baseline = "" if all(t.by_model for t in tests) else (
-            "; for a baseline, the model's step and threshold")
-        items.append(("-", "not shown for a test sample: a score tuned on the data it scores"
-                      + baseline))
+    hidden = []
+    if tests and any(s.same_data for s in spec.scores):
+        hidden.append("for a test sample, a score tuned on the data it scores")
+    if not all(t.by_model for t in tests):
+        hidden.append("for a baseline, the model's step and threshold")
+    if hidden:
+        items.append(("-", "not shown: " + "; ".join(hidden)))
     return items
 
 
