@@ -93,6 +93,7 @@ def test_report_finds_the_one_run_inside_a_folder(tmp_path: Path) -> None:
 # -- the learning-curve legend ------------------------------------------------------------------
 
 def test_learning_curve_legend_does_not_cover_the_axes(tmp_path: Path) -> None:
+    from gpt2qa import tasks
     from gpt2qa.plots import learning_curve_figure
     from helpers import _pyplot
 
@@ -101,7 +102,7 @@ def test_learning_curve_legend_does_not_cover_the_axes(tmp_path: Path) -> None:
     records += [{"event": "eval", "step": s, "f1": 30.0 + s / 5, "tuned_f1": 35.0 + s / 5,
                  "null_baseline_f1": 33.3} for s in (25, 50, 75, 100)]
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    fig = learning_curve_figure(log)
+    fig = learning_curve_figure(log, tasks.get("squad").report)
     try:
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()

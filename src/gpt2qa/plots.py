@@ -25,6 +25,8 @@ from gpt2qa.io import atomic_file, check_output_dir
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from gpt2qa.task import ReportSpec
+
 
 def new_figure(**kwargs: Any) -> Figure:
     """A Figure on its own Agg canvas (so it can be drawn and measured before saving)."""
@@ -57,40 +59,69 @@ def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def points(records: Sequence[Mapping[str, Any]], event: str, key: str,
+           scale: float = 1.0) -> tuple[list[float], list[float]]:
+    """(steps, scale x values) of `key` in the `event` records that have both as numbers (a
+    hand-edited or older log may lack either)."""
+    pairs = [(r["step"], scale * r[key]) for r in records
+             if r.get("event") == event and _number(r.get("step")) and _number(r.get(key))]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
 def plot_learning_curve(log_path: str | os.PathLike[str], out_png: str | os.PathLike[str],
-                        title: str = "") -> Path:
-    """Training loss and eval F1 (untuned and tuned) against optimizer steps, as a PNG."""
-    return save_figure(learning_curve_figure(log_path, title), out_png)
+                        spec: ReportSpec, title: str = "") -> Path:
+    """Training loss and the task's eval scores (`spec.curves`) against optimizer steps."""
+    return save_figure(learning_curve_figure(log_path, spec, title), out_png)
 
 
-def learning_curve_figure(log_path: str | os.PathLike[str], title: str = "") -> Figure:
-    """The learning-curve Figure, on an Agg canvas."""
+def curve_title(run_dir: str | os.PathLike[str], seed: int) -> str:
+    """A learning curve's title: the run (its folder and the one above, e.g. "demo/run": the
+    demo's run folder is always "run") and its seed."""
+    path = Path(run_dir).resolve()
+    name = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return f"learning curve: {name}, seed {seed}"
+
+
+_CURVE_STYLES = (("tab:red", "o-"), ("tab:orange", "s--"), ("tab:green", "^-"),
+                 ("tab:purple", "d-."))
+
+
+def learning_curve_figure(log_path: str | os.PathLike[str], spec: ReportSpec,
+                          title: str = "") -> Figure:
+    """The learning-curve Figure, on an Agg canvas: loss on the left axis, the task's eval
+    scores in percent on the right one, its baseline as a labelled line on that axis, and one
+    legend below the plot (inside, it covered the curves' ends)."""
     records = read_log(log_path)
-    train = [r for r in records if r.get("event") == "train"]
-    evals = [r for r in records if r.get("event") == "eval"]
-    fig = new_figure(figsize=(7, 4))
+    fig = new_figure(figsize=(7, 4.6))
     ax = fig.subplots()
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="train loss")
+    ax.plot(*points(records, "train", "loss"), color="tab:blue", label="train loss (left axis)")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss", color="tab:blue")
-    if evals:
+    ax.set_ylabel("train loss", color="tab:blue")
+    curves = [(label, points(records, "eval", key, spec.scale)) for label, key in spec.curves]
+    curves = [(label, xy) for label, xy in curves if xy[0]]
+    if curves:
         ax2 = ax.twinx()
-        f1_key = "f1" if "f1" in evals[0] else "exact_match"
-        ax2.plot([r["step"] for r in evals], [r[f1_key] for r in evals], "o-", color="tab:red",
-                 label="eval F1")
-        if "tuned_f1" in evals[0]:
-            ax2.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
-                     color="tab:orange", label="eval F1 (tuned threshold)")
-        if "null_baseline_f1" in evals[0]:
-            ax2.axhline(evals[0]["null_baseline_f1"], color="grey", linestyle=":",
-                        label="all no-answer")
-        ax2.set_ylabel("F1", color="tab:red")
+        for (label, xy), (color, style) in zip(curves, _CURVE_STYLES, strict=False):
+            ax2.plot(*xy, style, color=color, label=f"{label} (right axis)")
+        base = points(records, "eval", spec.baseline[1], spec.scale)[1] if spec.baseline else []
+        if spec.baseline is not None and base:
+            value = base[0]
+            text = f"{spec.baseline[0]} = {value:.1f}"
+            ax2.axhline(value, color="grey", linestyle=":", label=text)
+            # Named on the line itself, at the right (the F1 axis' side), where the loss is low.
+            ax2.text(0.99, value, text, transform=ax2.get_yaxis_transform(), ha="right",
+                     va="bottom", fontsize=8, color="dimgrey")
+        ax2.set_ylabel("evaluation score (%)", color="tab:red")
         ax2.set_ylim(0, 100)
-    # One legend below the axes: inside, it sat where the falling loss curve ends.
     handles = [h for a in fig.axes for h in a.get_legend_handles_labels()[0]]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-              ncol=len(handles), fontsize=8, frameon=False)
-    ax.set_title(title or "learning curve")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15),
+              ncol=2 if len(handles) > 3 else max(len(handles), 1), fontsize=8,
+              frameon=False)
+    ax.set_title(title or "learning curve", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -252,25 +283,34 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % 10) for i in range(n)]
 
 
-def plot_learning_curves(logs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+def plot_learning_curves(logs: Sequence[tuple[str, Sequence[Mapping[str, Any]], ReportSpec]],
                          path: Path) -> Path:
-    """Train loss (left) and eval F1, plain and tuned (right), one colour per (label, log)."""
-    fig = new_figure(figsize=(11, 4))
+    """Train loss (left) and each run's eval scores in percent (right; its task's `curves`, one
+    line style per curve), one colour per (label, log, spec); each distinct baseline as a
+    labelled grey line."""
+    fig = new_figure(figsize=(11, 4.4))
     ax_loss, ax_f1 = fig.subplots(1, 2)
-    for (label, log), color in zip(logs, _colors(len(logs)), strict=True):
-        train = [r for r in log if r.get("event") == "train" and "loss" in r]
-        evals = [r for r in log if r.get("event") == "eval" and "f1" in r]
-        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
-                     label=label)
-        ax_f1.plot([r["step"] for r in evals], [r["f1"] for r in evals], "o-", color=color,
-                   label=f"{label} F1")
-        if evals and "tuned_f1" in evals[0]:
-            ax_f1.plot([r["step"] for r in evals], [r["tuned_f1"] for r in evals], "s--",
-                       color=color, alpha=0.6, label=f"{label} tuned F1")
+    styles = ("o-", "s--", "^:", "d-.")
+    baselines: dict[str, float] = {}
+    for (label, log, spec), color in zip(logs, _colors(len(logs)), strict=True):
+        ax_loss.plot(*points(log, "train", "loss"), color=color, label=label)
+        curves = [(name, points(log, "eval", key, spec.scale)) for name, key in spec.curves]
+        for (name, xy), style in zip([c for c in curves if c[1][0]], styles, strict=False):
+            ax_f1.plot(*xy, style, color=color, alpha=1.0 if style == styles[0] else 0.65,
+                       label=f"{label}: {name}")
+        base = points(log, "eval", spec.baseline[1], spec.scale)[1] if spec.baseline else []
+        if spec.baseline is not None and base:
+            baselines.setdefault(f"{spec.baseline[0]} = {base[0]:.1f}", base[0])
+    for text, value in baselines.items():
+        ax_f1.axhline(value, color="grey", linestyle=":", label=text)
+        ax_f1.text(0.99, value, text, transform=ax_f1.get_yaxis_transform(), ha="right",
+                   va="bottom", fontsize=7, color="dimgrey")
     ax_loss.set(xlabel="optimizer step", ylabel="train loss", title="training loss")
-    ax_f1.set(xlabel="optimizer step", ylabel="eval F1", title="evaluation F1", ylim=(0, 100))
-    ax_loss.legend(fontsize=7)
-    ax_f1.legend(fontsize=7)
+    ax_f1.set(xlabel="optimizer step", ylabel="score (%)", title="evaluation scores",
+              ylim=(0, 100))
+    for ax in (ax_loss, ax_f1):  # below each panel, not over its curves
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -326,17 +366,28 @@ def plot_na_histograms(groups: Sequence[tuple[str, Sequence[float], Sequence[flo
     return save_figure(fig, path)
 
 
-def plot_question_words(tables: Sequence[tuple[str, Mapping[str, float]]],
+def plot_question_words(tables: Sequence[tuple[str, Mapping[str, tuple[float, int, float]]]],
                         words: Sequence[str], path: Path) -> Path:
-    """Grouped bars of F1 per question word (in `words` order), one colour per (label, table)."""
-    fig = new_figure(figsize=(max(6.0, 1.2 * len(words) * max(1, len(tables)) / 2 + 3), 4))
+    """Grouped bars of F1 per question word (in `words` order), one colour per (label, table);
+    a table maps a word to (F1, questions, all-no-answer F1): each bar is labelled n=questions
+    and crossed by a black dash at its group's all-no-answer F1."""
+    fig = new_figure(figsize=(max(6.5, 1.2 * len(words) * max(1, len(tables)) / 2 + 3), 4.4))
     ax = fig.add_subplot()
     width = 0.8 / max(len(tables), 1)
+    dash_label = "all no-answer F1 of the group"
     for k, ((label, table), color) in enumerate(zip(tables, _colors(len(tables)), strict=True)):
         xs = [i + (k - (len(tables) - 1) / 2) * width for i in range(len(words))]
-        ax.bar(xs, [table.get(w, 0.0) for w in words], width=width, color=color, label=label)
+        present = [(x, table[w]) for x, w in zip(xs, words, strict=True) if w in table]
+        bars = ax.bar([x for x, _ in present], [f1 for _, (f1, _, _) in present], width=width,
+                      color=color, label=label)
+        ax.bar_label(bars, [f"n={n}" for _, (_, n, _) in present], fontsize=7, padding=2)
+        ax.hlines([base for _, (_, _, base) in present], [x - width / 2 for x, _ in present],
+                  [x + width / 2 for x, _ in present], colors="black", linestyles="--",
+                  linewidth=1.5, label=dash_label)
+        dash_label = "_"  # one legend entry for all the dashes
     ax.set_xticks(range(len(words)), words)
-    ax.set(ylabel="F1", ylim=(0, 100), title="F1 by question word")
-    ax.legend(fontsize=7)
+    ax.set(ylabel="F1 (%)", ylim=(0, 108), title="F1 by question word (n: questions)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3,
+              frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -1,13 +1,18 @@
 """`gpt2qa report RUN_DIR... --out D`: one HTML page comparing training runs.
 
 D/index.html (all CSS inline, images as relative PNG files beside it, no external URL: copy
-the folder, not just the page) and
-D/summary.md, with these PNG plots:
+the folder, not just the page) and D/summary.md, with these PNG plots:
 
-  learning_curves.png    train loss and eval F1 against optimizer steps, one line per run
+  learning_curves.png    train loss and each task's eval scores against optimizer steps
   abstain_pr.png         precision and recall of *abstaining* as the na_prob threshold moves
   na_hist.png            no-answer probability, answerable vs unanswerable, per run
-  question_word.png      F1 per question word (what/who/...), grouped bars per run
+  question_word.png      F1 per question word (what/who/...), grouped bars per run, with the
+                         all-no-answer F1 of each group and its question count
+
+The report knows no task: each run's task (`Task.report`, a `ReportSpec`) says which scores,
+curves, baseline and threshold it has, and whether the run saved no-answer probabilities (the
+last three plots, drawn for those runs only). The caller (the CLI) passes `task_of`, which
+finds a run directory's task (`gpt2qa.tasks.for_run`).
 
 Abstention precision-recall treats "unanswerable" as the positive class: at threshold t a
 question is abstained on when na_prob > t (the official rule).  Worked example with na_probs
@@ -20,41 +25,42 @@ Every file is written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import html
+import datetime
 import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.data import load_squad
+from gpt2qa import __version__
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.evaluation import QUESTION_WORD_BUCKETS, breakdown
-from gpt2qa.io import check_output_dir, loads_json, write_text_atomic
+from gpt2qa.evaluation import QUESTION_WORD_BUCKETS, breakdown, question_word
+from gpt2qa.io import check_output_dir, loads_json
 from gpt2qa.plots import (
     plot_abstain_pr,
     plot_learning_curves,
     plot_na_histograms,
     plot_question_words,
 )
-from gpt2qa.study.summary import markdown_table
+from gpt2qa.report_page import fmt, write_pages
+from gpt2qa.rundir import DEMO_MARKER
+from gpt2qa.task import ReportSpec, Task
 
-REQUIRED_FILES = ("metrics.json", "log.jsonl", "predictions.json", "na_probs.json")
-TABLE_COLUMNS = (
-    ("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns F1", "NoAns_f1"),
-    ("best F1", "best_f1"), ("tuned F1", "tuned_f1"), ("all-null baseline F1", "null_baseline_f1"),
-)
+REQUIRED_FILES = ("metrics.json", "log.jsonl")
+"""What every finished run holds; its task names the prediction files (`ReportSpec.run_files`)."""
+DEMO_METRICS = "demo_metrics.json"
+"""Beside a demo's run folder: the held-out test sample's scores ("test", "baseline_test")."""
+TEST_ENTRIES = (("test", "test sample", True), ("baseline_test", "baselines on the test sample",
+                                                False))
+"""(demo_metrics.json key, column label, answered by the run's model) of the test columns."""
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+__all__ = ["PNG_MAGIC", "REQUIRED_FILES", "RunData", "abstention_pr", "build_report",
+           "find_run_dir", "fmt", "load_run", "question_word_scores", "run_labels"]
 
-def fmt(value: Any, digits: int = 2) -> str:
-    """A number for a table; '-' for a missing one."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.{digits}f}"
-    return str(value)
+TaskOf = Callable[[Path], Task]
+"""A run directory -> the task it was trained for."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,19 +68,45 @@ def fmt(value: Any, digits: int = 2) -> str:
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class DataFile:
+    """A file a run trained or was evaluated on, and its number of questions (None when it
+    could not be read now)."""
+
+    role: str
+    path: str
+    questions: int | None
+
+
+@dataclass(frozen=True)
+class TestScores:
+    """Scores on a demo's held-out test sample: of the run's saved model (at its tuned
+    threshold), or of the demo's baselines."""
+
+    label: str
+    scores: Mapping[str, Any]
+    by_model: bool
+
+
+@dataclass(frozen=True)
 class RunData:
     """What the report needs from one finished training run."""
 
     label: str
     path: Path
+    task: str
+    spec: ReportSpec
     metrics: Mapping[str, Any]
     log: tuple[Mapping[str, Any], ...]
-    predictions: Mapping[str, str]
-    na_probs: Mapping[str, float]
     train_config: Mapping[str, Any]
-    eval_file: Path
-    examples: tuple[Any, ...]
-    """The gold SquadExamples that the run answered, in file order."""
+    data: tuple[DataFile, ...]
+    finished: str
+    """When log.jsonl was last written (UTC)."""
+    tests: tuple[TestScores, ...] = ()
+    """The demo's held-out test sample's scores, when the run is a demo's."""
+    examples: tuple[Any, ...] = ()
+    """The gold examples that the run answered, in file order (abstaining tasks only)."""
+    predictions: Mapping[str, str] = field(default_factory=dict)
+    na_probs: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def has_ans(self) -> dict[str, bool]:
@@ -87,8 +119,8 @@ def _read_json(path: Path, run_dir: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise GPT2QAError(f"{run_dir}: {path.name}: not valid JSON (line {exc.lineno} "
                           f"column {exc.colno})") from None
-    except OSError as exc:
-        raise GPT2QAError(f"{run_dir}: cannot read {path.name} ({exc.strerror})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GPT2QAError(f"{run_dir}: cannot read {path.name} ({exc})") from None
 
 
 def _read_log(path: Path, run_dir: Path) -> tuple[dict[str, Any], ...]:
@@ -97,9 +129,12 @@ def _read_log(path: Path, run_dir: Path) -> tuple[dict[str, Any], ...]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             raise GPT2QAError(f"{run_dir}: log.jsonl line {n}: not valid JSON") from None
+        if not isinstance(record, dict):
+            raise GPT2QAError(f"{run_dir}: log.jsonl line {n}: not a JSON object")
+        records.append(record)
     return tuple(records)
 
 
@@ -145,21 +180,55 @@ def find_run_dir(path: Path) -> Path:
     return path  # load_run names the first missing file
 
 
-def load_run(run_dir: str | os.PathLike[str], label: str,
-             eval_file: str | os.PathLike[str] | None = None,
-             gold_cache: dict[Path, Any] | None = None) -> RunData:
-    """Read a run directory; a missing file is a one-line error naming the dir and the file."""
-    path = find_run_dir(Path(run_dir))
-    for name in REQUIRED_FILES:
-        if not (path / name).is_file():
-            raise GPT2QAError(f"{path}: missing {name} (not a finished gpt2qa training run)")
-    config_path = path / "train_config.json"
-    train_config = _read_json(config_path, path) if config_path.is_file() else {}
-    gold_path = _eval_file_for(path, train_config, eval_file)
-    cache = gold_cache if gold_cache is not None else {}
-    if gold_path.resolve() not in cache:
-        cache[gold_path.resolve()] = load_squad(gold_path, check_offsets=False)
-    dataset = cache[gold_path.resolve()]
+def _count(task: Task, path: Path, cache: dict[Path, Any]) -> int | None:
+    """The questions in a data file, or None when it cannot be read now (moved, changed)."""
+    try:
+        return len(_dataset(task, path, cache).examples)
+    except (GPT2QAError, OSError, ValueError):
+        return None
+
+
+def _dataset(task: Task, path: Path, cache: dict[Path, Any]) -> Any:
+    key = path.resolve()
+    if key not in cache:
+        cache[key] = task.read(str(path), gold=False)
+    return cache[key]
+
+
+def _data_files(task: Task, train_config: Mapping[str, Any], eval_path: Path | None,
+                cache: dict[Path, Any]) -> tuple[DataFile, ...]:
+    out = []
+    train = train_config.get("train_file") or train_config.get("dataset")
+    if isinstance(train, str) and train:
+        path = Path(train)
+        out.append(DataFile("train", train, _count(task, path, cache) if path.is_file()
+                            else None))
+    if eval_path is not None:
+        out.append(DataFile("evaluation", str(eval_path), _count(task, eval_path, cache)
+                            if eval_path.is_file() else None))
+    return tuple(out)
+
+
+def _tests(path: Path) -> tuple[TestScores, ...]:
+    """The demo's test-sample scores, when `path` is the run folder of a `gpt2qa demo`."""
+    demo = path.parent
+    if not ((demo / DEMO_MARKER).is_file() and (demo / DEMO_METRICS).is_file()):
+        return ()
+    scores = _read_json(demo / DEMO_METRICS, demo)
+    if not isinstance(scores, dict):
+        raise GPT2QAError(f"{demo}: {DEMO_METRICS}: expected a JSON object")
+    return tuple(TestScores(label, scores[key], by_model) for key, label, by_model
+                 in TEST_ENTRIES if isinstance(scores.get(key), dict))
+
+
+def _finished(path: Path) -> str:
+    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, tz=datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _answers(path: Path, dataset: Any, gold_path: Path
+             ) -> tuple[tuple[Any, ...], dict[str, str], dict[str, float]]:
+    """The run's answers and no-answer probabilities, checked against the gold questions."""
     predictions = _read_json(path / "predictions.json", path)
     na_probs = _read_json(path / "na_probs.json", path)
     gold_ids = {ex.qas_id for ex in dataset.examples}
@@ -170,15 +239,56 @@ def load_run(run_dir: str | os.PathLike[str], label: str,
             if qid not in gold_ids:
                 raise GPT2QAError(f"{path}: {name}: id={qid} is not in {gold_path}")
     # A run trained with max_eval_examples scored only a prefix: keep the questions it answered.
-    answered = [ex for ex in dataset.examples if ex.qas_id in predictions]
+    answered = tuple(ex for ex in dataset.examples if ex.qas_id in predictions)
     missing = next((ex.qas_id for ex in answered if ex.qas_id not in na_probs), None)
     if missing is not None:
         raise GPT2QAError(f"{path}: na_probs.json: id={missing}: no no-answer probability")
+    try:
+        probs = {ex.qas_id: float(na_probs[ex.qas_id]) for ex in answered}
+    except (TypeError, ValueError):
+        raise GPT2QAError(f"{path}: na_probs.json: every value must be a number") from None
+    return answered, predictions, probs
+
+
+def load_run(run_dir: str | os.PathLike[str], label: str,
+             eval_file: str | os.PathLike[str] | None = None,
+             gold_cache: dict[Path, Any] | None = None, task_of: TaskOf | None = None
+             ) -> RunData:
+    """Read a run directory; a missing file is a one-line error naming the dir and the file.
+    `task_of` finds the run's task (required once the common files are there)."""
+    path = find_run_dir(Path(run_dir))
+    for name in REQUIRED_FILES:
+        if not (path / name).is_file():
+            raise GPT2QAError(f"{path}: missing {name} (not a finished gpt2qa training run)")
+    if task_of is None:
+        raise GPT2QAError("report: no task_of given to find each run's task")
+    task = task_of(path)
+    spec = task.report
+    for name in spec.run_files:
+        if not (path / name).is_file():
+            raise GPT2QAError(f"{path}: missing {name} (not a finished gpt2qa {task.name} "
+                              "training run)")
+    config_path = path / "train_config.json"
+    train_config = _read_json(config_path, path) if config_path.is_file() else {}
+    if not isinstance(train_config, dict):
+        raise GPT2QAError(f"{path}: train_config.json: expected a JSON object")
+    metrics = _read_json(path / "metrics.json", path)
+    if not isinstance(metrics, dict):
+        raise GPT2QAError(f"{path}: metrics.json: expected a JSON object")
+    cache = gold_cache if gold_cache is not None else {}
+    answers: tuple[tuple[Any, ...], dict[str, str], dict[str, float]] = ((), {}, {})
+    if spec.abstains:
+        gold_path: Path | None = _eval_file_for(path, train_config, eval_file)
+        answers = _answers(path, _dataset(task, gold_path, cache), gold_path)
+    else:
+        recorded = eval_file or train_config.get("eval_file")
+        gold_path = Path(recorded) if isinstance(recorded, (str, os.PathLike)) else None
     return RunData(
-        label=label, path=path, metrics=_read_json(path / "metrics.json", path),
-        log=_read_log(path / "log.jsonl", path), predictions=predictions,
-        na_probs={ex.qas_id: float(na_probs[ex.qas_id]) for ex in answered},
-        train_config=train_config, eval_file=gold_path, examples=tuple(answered))
+        label=label, path=path, task=task.name, spec=spec, metrics=metrics,
+        log=_read_log(path / "log.jsonl", path), train_config=train_config,
+        data=_data_files(task, train_config, gold_path, cache),
+        finished=_finished(path / "log.jsonl"), tests=_tests(path),
+        examples=answers[0], predictions=answers[1], na_probs=answers[2])
 
 
 def run_labels(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -226,10 +336,28 @@ def abstention_pr(na_probs: Sequence[float], has_ans: Sequence[bool]
     return precisions, recalls, thresholds
 
 
-def question_word_f1(run: RunData) -> dict[str, float]:
-    """F1 per question word of one run's predictions (official rules, as predicted)."""
+@dataclass(frozen=True)
+class WordScore:
+    """One question word's bar: F1 of the run's answers, its questions, and the F1 of
+    abstaining on all of them (the share of its questions that are unanswerable)."""
+
+    f1: float
+    questions: int
+    baseline_f1: float
+
+
+def question_word_scores(run: RunData) -> dict[str, WordScore]:
+    """F1 per question word of one run's predictions (official rules, as predicted), with
+    each group's size and all-no-answer F1."""
     table = breakdown(run.examples, run.predictions)["question_word"]
-    return {word: block["f1"] for word, block in table.items()}
+    unanswerable: dict[str, int] = {}
+    for ex in run.examples:
+        if not ex.answers:
+            word = question_word(ex.question)
+            unanswerable[word] = unanswerable.get(word, 0) + 1
+    return {word: WordScore(block["f1"], int(block["total"]),
+                            100.0 * unanswerable.get(word, 0) / block["total"])
+            for word, block in table.items()}
 
 
 def abstain_curves(runs: Sequence[RunData]) -> list[tuple[str, list[float], list[float],
@@ -250,113 +378,55 @@ def na_groups(runs: Sequence[RunData]) -> list[tuple[str, list[float], list[floa
 
 
 # --------------------------------------------------------------------------------------------
-# The page
+# The report
 # --------------------------------------------------------------------------------------------
 
-_CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto;
-       max-width: 1150px; color: #222; line-height: 1.45; padding: 0 1em; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #f2f2f2; } td.name { text-align: left; font-family: monospace; }
-td.name, th { overflow-wrap: anywhere; }
-img { max-width: 100%; border: 1px solid #eee; }
-p.note { color: #555; font-size: 0.9em; }
-"""
-
-
-def metric_rows(runs: Sequence[RunData]) -> list[list[str]]:
-    rows = []
-    for run in runs:
-        m = run.metrics
-        rows.append([run.label, *(fmt(m.get(key)) for _, key in TABLE_COLUMNS),
-                     fmt(m.get("step"), 0), str(m.get("total", "-"))])
-    return rows
-
-
-def _header() -> list[str]:
-    return ["run", *(name for name, _ in TABLE_COLUMNS), "step", "questions"]
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
-    """An HTML table; the first `text_cols` columns are text (left-aligned), the rest numbers."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="name">{html.escape(c)}</td>' if i < text_cols
-                         else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _settings(run: RunData) -> str:
-    cfg = run.train_config
-    keys = ("model", "layout", "null_position", "head", "max_steps", "batch_size", "lr", "seed")
-    parts = [f"{k}={cfg[k]}" for k in keys if k in cfg]
-    return ", ".join(parts) if parts else "(no train_config.json)"
+def _plots(runs: Sequence[RunData], out: Path) -> list[tuple[str, Path, str]]:
+    """(title, PNG, note) of every plot, drawn into `out`; the abstention plots only of the
+    runs whose task saved no-answer probabilities."""
+    images = [("Learning curves", plot_learning_curves(
+        [(r.label, r.log, r.spec) for r in runs], out / "learning_curves.png"),
+        "Training loss (left) and each task's evaluation scores in percent (right) against "
+        "optimizer steps; tuned scores use a threshold tuned on the same evaluation set.")]
+    abstaining = [r for r in runs if r.spec.abstains]
+    if not abstaining:
+        return images
+    first = abstaining[0].has_ans
+    base_rate = sum(1 for h in first.values() if not h) / max(len(first), 1)
+    per_run = [question_word_scores(r) for r in abstaining]
+    words = [w for w in QUESTION_WORD_BUCKETS if any(w in table for table in per_run)]
+    images += [
+        ("Abstaining: precision and recall",
+         plot_abstain_pr(abstain_curves(abstaining), base_rate, out / "abstain_pr.png"),
+         "Positive class = unanswerable. Moving the na_prob threshold down abstains on more "
+         "questions; the dotted line is the share of unanswerable questions."),
+        ("No-answer probability", plot_na_histograms(na_groups(abstaining), out / "na_hist.png"),
+         "Histograms of na_prob for answerable and unanswerable questions (each normalised "
+         "to its group)."),
+        ("F1 by question word", plot_question_words(
+            [(r.label, {w: (v.f1, v.questions, v.baseline_f1) for w, v in t.items()})
+             for r, t in zip(abstaining, per_run, strict=True)], words,
+            out / "question_word.png"),
+         "Official F1 of the saved predictions (threshold 0), split by the question's wh-word; "
+         "n = questions in the group; black dashes: the group's all-no-answer F1 (the share of "
+         "its questions that are unanswerable)."),
+    ]
+    return images
 
 
 def build_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                 eval_file: str | os.PathLike[str] | None = None) -> Path:
-    """Write D/index.html, D/summary.md and the PNG plots; return the HTML path."""
+                 eval_file: str | os.PathLike[str] | None = None, *,
+                 task_of: TaskOf | None = None) -> Path:
+    """Write D/index.html, D/summary.md and the PNG plots; return the HTML path.
+    `task_of`: a run directory -> its task (the CLI passes `gpt2qa.tasks.for_run`)."""
     if not run_dirs:
         raise GPT2QAError("report: give at least one run directory")
     check_output_dir(out_dir, "--out")
     cache: dict[Path, Any] = {}
-    runs = [load_run(d, label, eval_file, cache)
+    runs = [load_run(d, label, eval_file, cache, task_of)
             for d, label in zip(run_dirs, run_labels(run_dirs), strict=True)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    first = runs[0].has_ans
-    base_rate = sum(1 for h in first.values() if not h) / max(len(first), 1)
-    per_run = [question_word_f1(r) for r in runs]
-    words = [w for w in QUESTION_WORD_BUCKETS if any(w in table for table in per_run)]
-    images = [
-        ("Learning curves", plot_learning_curves([(r.label, r.log) for r in runs],
-                                                 out / "learning_curves.png"),
-         "Training loss (left) and evaluation F1 (right; dashed: threshold tuned on the same "
-         "evaluation set) against optimizer steps."),
-        ("Abstaining: precision and recall",
-         plot_abstain_pr(abstain_curves(runs), base_rate, out / "abstain_pr.png"),
-         "Positive class = unanswerable. Moving the na_prob threshold down abstains on more "
-         "questions; the dotted line is the share of unanswerable questions."),
-        ("No-answer probability", plot_na_histograms(na_groups(runs), out / "na_hist.png"),
-         "Histograms of na_prob for answerable and unanswerable questions (each normalised "
-         "to its group)."),
-        ("F1 by question word", plot_question_words(
-            [(r.label, t) for r, t in zip(runs, per_run, strict=True)], words,
-            out / "question_word.png"),
-         "Official F1 of the saved predictions, split by the question's wh-word."),
-    ]
-    header, rows = _header(), metric_rows(runs)
-    settings_rows = [[r.label, str(r.path), str(r.eval_file), _settings(r)] for r in runs]
-    settings_header = ["run", "directory", "evaluation file", "settings"]
-
-    md = ["# gpt2qa report\n", markdown_table(header, rows),
-          "\nScores in percent, official SQuAD 2.0 rules, at each run's best evaluation. "
-          "`best F1`: best na_prob threshold on these predictions; `tuned F1`: best threshold "
-          "on each question's best span; baseline: abstain on every question.\n",
-          "\n## Runs\n", markdown_table(settings_header, settings_rows, 4), "\n## Plots\n"]
-    md += [f"- {title}: ![{title}]({png.name})\n" for title, png, _ in images]
-    write_text_atomic(out / "summary.md", "".join(md))
-
-    sections = "".join(
-        f"<h2>{html.escape(title)}</h2><p class=\"note\">{html.escape(note)}</p>"
-        f"<img src=\"{html.escape(png.name)}\" alt=\"{html.escape(title)}\">"
-        for title, png, note in images)
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>gpt2qa report</title>"
-        f"<style>{_CSS}</style></head><body>"
-        f"<h1>gpt2qa report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>"
-        "<h2>Metrics</h2><p class=\"note\">Percent, official SQuAD 2.0 rules, at each run's "
-        "best evaluation. best F1: best na_prob threshold on the predictions; tuned F1: best "
-        "threshold on each question's best span; baseline: abstain on every question.</p>"
-        f"{_html_table(header, rows)}<h2>Runs</h2>{_html_table(settings_header, settings_rows, 4)}"
-        f"{sections}</body></html>\n")
-    return write_text_atomic(out / "index.html", page)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
+    images = _plots(runs, out)
+    written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return write_pages(runs, images, out, f"written {written} by gpt2qa {__version__}")

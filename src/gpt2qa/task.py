@@ -17,6 +17,8 @@ The engine (features, model, inference, train, checkpoint, pipeline) is written 
   the API      example(id, question, context), parse_context(text), answer_dicts (QAPipeline),
                answer_json (predict --question, serve)
   diagnostics  check_spans(dataset, tokenizer, config, special) (`gpt2qa check-spans`)
+  reporting    report: a `ReportSpec`, what the learning curve and `gpt2qa report` show of
+               a run (its scores, curves, baseline and tuned threshold)
 
 A task brings no loop, loader, saver or command: every capability of the engine (resume,
 several processes, LoRA, int8, serve, the Python API) serves every task. The engine imports
@@ -44,6 +46,41 @@ class Evaluation:
     tuned: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Score:
+    """One number `gpt2qa report` shows of a run: a metrics.json key, its column header and
+    the one line of the page's legend that says what it is."""
+
+    header: str
+    key: str
+    meaning: str
+    same_data: bool = False
+    """Tuned on the very questions it scores (an optimistic figure): not shown for a test
+    sample, which is scored at the threshold tuned on the evaluation data."""
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """What the learning curve (train) and `gpt2qa report` show of a task's runs; the report
+    asks the run's task for this instead of knowing any task."""
+
+    scores: tuple[Score, ...]
+    scale: float
+    """Multiplies the metrics into percent (1 when the task's metrics are percent already)."""
+    curves: tuple[tuple[str, str], ...]
+    """(legend label, eval-record key): the evaluation scores drawn against steps."""
+    baseline: tuple[str, str] | None
+    """(label, eval-record key) of a trivial system's score, drawn as a labelled line."""
+    threshold: Score | None
+    """The cut tuned on the evaluation data and saved with the model (shown as is)."""
+    run_files: tuple[str, ...]
+    """The prediction files a finished run holds beside metrics.json and log.jsonl."""
+    abstains: bool
+    """The run saved each question's no-answer probability (na_probs.json) beside its answer
+    (predictions.json): the report draws abstention precision/recall, the probabilities'
+    histograms and F1 by question word."""
+
+
 class Task(Protocol):
     """See the module docstring."""
 
@@ -53,6 +90,8 @@ class Task(Protocol):
     A listed setting given away from its default is refused by `refuse_unsupported`."""
     summary_keys: tuple[str, ...]
     """The metrics `gpt2qa train` prints."""
+    report: ReportSpec
+    """What the learning curve and `gpt2qa report` show of this task's runs."""
     context_type: type
     """What one question's context is in the Python API and over HTTP: str (SQuAD), or list
     (HotpotQA's [[title, [sentence, ...]], ...]); `example` checks the rest."""

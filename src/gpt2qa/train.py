@@ -9,7 +9,7 @@ A run directory holds:
                            F1, HotpotQA's joint F1), ready for `gpt2qa predict`
   metrics.json and the task's prediction files (SQuAD: predictions.json, na_probs.json,
   nbest.json; HotpotQA: predictions.json)   for the best evaluation
-  learning_curve.png
+  learning_curve.png       loss and the task's evaluation scores (`Task.report`) by step
 
 The task (`gpt2qa.task.Task`) supplies the data, windows, heads, decoding and metric; this
 loop, its checkpoints and its processes are the same for every task.
@@ -61,7 +61,7 @@ from gpt2qa.inference import run_model
 from gpt2qa.io import OutputError, free_space, write_json_atomic
 from gpt2qa.model import QAModel
 from gpt2qa.nesting import replace_flat
-from gpt2qa.plots import plot_learning_curve
+from gpt2qa.plots import curve_title, plot_learning_curve
 from gpt2qa.runsetup import Run, setup
 from gpt2qa.runtime import autocast_context, process_group
 from gpt2qa.schedule import (
@@ -308,7 +308,8 @@ def train(config: TrainConfig, task: Task) -> TrainResult:
                 save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
             elif (run.out / "metrics.json").exists():
                 metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
-            plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png")
+            plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png",
+                                run.task.report, curve_title(run.out, config.seed))
             if config.merge_lora:
                 merge_model_dir(run.out / "model", run.out / "model-merged", task)
         except OutputError as exc:

@@ -303,9 +303,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gpt2qa import tasks
     from gpt2qa.report import build_report
 
-    path = build_report(args.runs, args.out, args.eval_file)
+    path = build_report(args.runs, args.out, args.eval_file, task_of=tasks.for_run)
     print(f"report: {path}  (and {path.parent / 'summary.md'})")
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from gpt2qa.config import QA_CONFIG_NAME, TASK_NAMES, TrainConfig
 from gpt2qa.errors import DataError, GPT2QAError
+from gpt2qa.io import loads_json
 from gpt2qa.nesting import build, flatten
 from gpt2qa.task import Task, refuse_unsupported
 from gpt2qa.tasks.hotpotqa import HotpotTask
@@ -47,6 +48,29 @@ def for_model(model_dir: str | os.PathLike[str]) -> Task:
     for task in TASKS.values():
         obj = task.upgrade_config(model_dir, obj)
     return get(str(obj.get("task", "squad")))
+
+
+def for_run(run_dir: str | os.PathLike[str]) -> Task:
+    """The task a training run directory was for (`gpt2qa report`): train_config.json's
+    ``task`` (train records it), else its model directory's, else SQuAD (a run from before
+    either was recorded)."""
+    path = Path(run_dir) / "train_config.json"
+    name: Any = None
+    if path.is_file():
+        try:
+            obj = loads_json(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            raise GPT2QAError(f"{path}: not a readable JSON file") from None
+        name = obj.get("task") if isinstance(obj, dict) else None
+    if isinstance(name, str) and name != "auto":
+        if ALIASES.get(name, name) not in TASKS:
+            raise GPT2QAError(f"{path}: task {name!r} is not one gpt2qa knows "
+                              f"({', '.join(TASKS)})")
+        return get(name)
+    model_dir = Path(run_dir) / "model"
+    if (model_dir / QA_CONFIG_NAME).is_file():
+        return for_model(model_dir)
+    return TASKS["squad"]
 
 
 def resolve(name: str = "auto", data: str | os.PathLike[str] | None = None,

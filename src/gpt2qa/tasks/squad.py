@@ -25,7 +25,36 @@ from gpt2qa.features import (
     span_failure_kind,
 )
 from gpt2qa.metrics import evaluate_v2, exact_match
-from gpt2qa.task import Evaluation
+from gpt2qa.task import Evaluation, ReportSpec, Score
+
+REPORT = ReportSpec(
+    scores=(
+        Score("EM", "exact", "exact match at threshold 0 (abstain when the no-answer score beats "
+              "the best span's); abstaining on an unanswerable question counts as right"),
+        Score("F1", "f1", "word-overlap F1 at threshold 0, the same rule"),
+        Score("HasAns F1", "HasAns_f1", "F1 on the answerable questions only"),
+        Score("NoAns F1", "NoAns_f1", "F1 on the unanswerable questions only: the share of them "
+              "abstained on"),
+        Score("official best F1", "best_f1", "evaluate-v2.0's best_f1: the best no-answer "
+              "probability cut over the saved answers; it can only abstain on more questions "
+              "(one abstained on at threshold 0 has no span left to give)", same_data=True),
+        Score("tuned F1", "tuned_f1", "the best cut over each question's best span, so it can "
+              "also answer questions that threshold 0 abstained on; its choices include all of "
+              "best F1's, so it is never lower. Its threshold is saved with the model and "
+              "used by predict and serve", same_data=True),
+        Score("all no-answer F1", "null_baseline_f1", "abstain on every question: the score "
+              "to beat (the share of unanswerable questions)"),
+    ),
+    scale=1.0,
+    curves=(("eval F1, threshold 0", "f1"), ("eval F1, tuned threshold", "tuned_f1")),
+    baseline=("all no-answer F1", "null_baseline_f1"),
+    threshold=Score("tuned threshold", "tuned_null_score_diff_threshold",
+                    "abstain when the no-answer score beats the best span's by more than this "
+                    "(a difference of logits); tuned F1's, saved with the model"),
+    run_files=("predictions.json", "na_probs.json"),
+    abstains=True,
+)
+"""`gpt2qa report` and the learning curve on SQuAD runs: scores in percent already."""
 
 
 class SquadTask:
@@ -33,6 +62,7 @@ class SquadTask:
 
     name = "squad"
     refuses: Mapping[str, str] = {}
+    report = REPORT
     context_type = str
     summary_keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
                     "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")

@@ -19,7 +19,7 @@ from gpt2qa.data import json_opening
 from gpt2qa.decode import WindowOutput
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
-from gpt2qa.task import Evaluation
+from gpt2qa.task import Evaluation, ReportSpec, Score
 from gpt2qa.tasks.hotpotqa.data import HotpotDataset, HotpotExample, load_hotpot, parse_hotpot
 from gpt2qa.tasks.hotpotqa.heads import (
     DEFAULT_SP_THRESHOLD,
@@ -47,6 +47,30 @@ LEGACY_CONFIG_NAME = "hotpot.json"
 """Where gpt2qa versions before the task field kept a HotpotQA model's threshold."""
 LEGACY_WEIGHTS = {"type_head.": "task_heads.answer_type.proj.",
                   "sp_head.": "task_heads.supporting_facts.proj."}
+
+REPORT = ReportSpec(
+    scores=(
+        Score("answer EM", "em", "the answer (a span, yes or no) equals the gold one after "
+              "normalisation"),
+        Score("answer F1", "f1", "word-overlap F1 of the answer"),
+        Score("sp EM", "sp_em", "the supporting facts (title, sentence) are exactly the gold "
+              "set, at the sp threshold"),
+        Score("sp F1", "sp_f1", "F1 of the supporting facts against the gold set"),
+        Score("joint EM", "joint_em", "answer and supporting facts both exact"),
+        Score("joint F1", "joint_f1", "F1 of answer x supporting facts (precisions and "
+              "recalls multiplied): the model-selection key"),
+    ),
+    scale=100.0,
+    curves=(("answer F1", "f1"), ("sp F1", "sp_f1"), ("joint F1", "joint_f1")),
+    baseline=None,
+    threshold=Score("sp threshold", "sp_threshold",
+                    "a sentence is a supporting fact when its probability is above this; tuned "
+                    "for sp F1 on the evaluation questions (the scores above use it) and saved "
+                    "with the model"),
+    run_files=("predictions.json",),
+    abstains=False,
+)
+"""`gpt2qa report` and the learning curve on HotpotQA runs: metrics are fractions (x 100)."""
 
 
 
@@ -80,6 +104,7 @@ class HotpotTask:
         "out_image_dir": "it applies to SQuAD data",
         "breakdown": "it applies to SQuAD data",
     }
+    report = REPORT
     context_type = list
     summary_keys = (*METRIC_KEYS, "sp_threshold")
 
