@@ -100,8 +100,8 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     print(f"  baselines: answer {answer!r} for every question; first sentences of the top-2 "
           f"overlap paragraphs as supporting facts. sp threshold (tuned on dev) {threshold}")
     print(f"  {'wall time (s)':<12}{metrics['wall_seconds']:20.1f}")
-    print(f"\nrun directory: {result.output_dir}  (model/, metrics.json, predictions.json); "
-          f"these figures: {out / 'demo_metrics.json'}")
+    print(f"\nrun directory: {result.output_dir}  (model/, metrics.json, predictions.json, "
+          f"learning_curve.png); these figures: {out / 'demo_metrics.json'}")
     print(f"\nmargin: test answer F1 {100 * test['f1']:.1f} - baseline {100 * baseline['f1']:.1f} "
           f"= {metrics['margin_f1']:+.1f}; joint F1 {100 * test['joint_f1']:.1f} - "
           f"{100 * baseline['joint_f1']:.1f} = {metrics['margin_joint_f1']:+.1f}")

@@ -467,7 +467,7 @@ def add_report_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="gpt2qa training run directories")
     p.add_argument("--out", required=True, help="output folder for index.html, summary.md, PNGs")
     p.add_argument("--eval-file", default=None,
-                   help="SQuAD file with the gold answers (default: each run's eval_file)")
+                   help="SQuAD or HotpotQA file with the gold answers (default: each run's eval_file)")
     p.set_defaults(func=cmd.cmd_report)
     return p
 
