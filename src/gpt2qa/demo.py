@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gpt2qa.checkpoint import record_model_data
 from gpt2qa.config import DemoConfig
 from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
@@ -33,6 +34,8 @@ from gpt2qa.synthetic import (
 from gpt2qa.tasks import fine_tune
 from gpt2qa.tokenizer import train_bpe_tokenizer
 
+DEMO_DATA = "synthetic (gpt2qa demo)"
+"""What a demo model's examples.json says its data was, so the serve page can say so."""
 
 def start_demo(config: DemoConfig) -> tuple[Path, float]:
     """The demo's folder (refusing one gpt2qa's demo did not write, or one that holds a run;
@@ -91,6 +94,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     result = fine_tune(train_config)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
+    record_model_data(result.model_dir, DEMO_DATA, synthetic=True)
     test = evaluate_on_fresh_sample(config, result.model_dir, out / "data")
     metrics = {**result.metrics, "test": test, "wall_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "demo_metrics.json", metrics)
