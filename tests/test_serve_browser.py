@@ -82,7 +82,8 @@ def page_url(base: str, threshold: float) -> str:
 class PageReader(HTMLParser):
     """Collects the text of elements by id, the <mark>s and the <body data-state>."""
 
-    WANTED = ("answer", "best-span", "highlighted", "answer-text", "na-prob", "status")
+    WANTED = ("answer", "best-span", "highlighted", "answer-text", "answer-score", "na-prob",
+              "status")
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,6 +141,9 @@ def test_page_highlights_the_api_answer(chromium: Path, server: str, tmp_path: P
     # The whole context is shown around the mark, emoji (two UTF-16 units) included.
     assert page.text["highlighted"] == CONTEXT
     assert float(page.text["na-prob"]) == pytest.approx(want["no_answer_probability"], abs=1e-3)
+    # The answer's probability: the API's score, as the Python API and the CLI give it.
+    label, value = page.text["answer-score"].split()
+    assert label == "probability" and float(value) == pytest.approx(want["score"], abs=1e-3)
 
 
 def test_page_shows_abstention(chromium: Path, server: str, tmp_path: Path) -> None:
@@ -194,7 +198,8 @@ def test_example_button_fills_the_form_and_answering_shows_a_result(
         assert page.js("document.getElementById('context').value") == first["context"]
         assert page.js("document.getElementById('question').value") == first["question"]
         note = page.js("document.getElementById('example-note').textContent")
-        assert "Example 1 of 2 from the model's evaluation data" in note and "1889" in note
+        assert "Example 1 of 2 from the model's synthetic evaluation data" in note
+        assert "gold answer: 1889" in note
         page.js("document.getElementById('example').click()")  # the next one
         assert page.js("document.getElementById('question').value") == second["question"]
         assert "unanswerable" in page.js("document.getElementById('example-note').textContent")
@@ -214,8 +219,7 @@ def test_threshold_is_rounded_and_explained(chromium: Path, server: str, tmp_pat
         page.wait_for("document.body.dataset.ready === '1'")
         model = page.js("document.getElementById('model').textContent")
         assert "threshold 0.105 " in model and "0.1052" not in model
-        assert page.js("document.getElementById('threshold').placeholder") == \
-            "model default (0.105)"
+        assert page.js("document.getElementById('threshold').placeholder") == "default: 0.105"
         assert page.js("document.getElementById('threshold-label').textContent") == \
             "Abstain when no-answer beats the best answer by more than"
         assert "answer more often" in page.js(
