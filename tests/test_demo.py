@@ -30,6 +30,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     demo = json.loads((out / "demo_metrics.json").read_text())
     assert demo["test"]["total"] == 18 and "f1" in demo["test"]
     assert (out / "run" / "model" / "gpt2qa.json").exists()
+    # The model directory says its data was the demo's, for the serve page to tell.
+    examples = json.loads((out / "run" / "model" / "examples.json").read_text())
+    assert examples["synthetic"] is True and examples["data"] == "synthetic (gpt2qa demo)"
+    assert examples["examples"] and all(e["question"] for e in examples["examples"])
     assert main(["demo", "--out-dir", str(out), "--steps", "1"]) == 2  # never overwrites
 
 
