@@ -375,9 +375,15 @@ def remove_stale_temporaries(output_dir: str | os.PathLike[str]) -> list[Path]:
 
 def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                     task: Task | None = None) -> Path:
-    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir."""
+    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir
+    (with the adapter directory's examples.json, when it has one that reads as JSON)."""
     model, tokenizer, _ = load_model(adapter_dir, task=task)
     if not is_lora(model):
         raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
     model.transformer = model.transformer.merge_and_unload()
-    return save_model(model, tokenizer, out_dir)
+    examples = Path(adapter_dir) / EXAMPLES_NAME
+    try:
+        kept = read_json_object(examples) if examples.is_file() else None
+    except GPT2QAError:
+        kept = None  # it only fills the page's form; `read_examples` warns where it is read
+    return save_model(model, tokenizer, out_dir, examples=kept)
