@@ -86,6 +86,14 @@ def test_train_from_yaml_then_predict(capsys, tmp_path, tiny_tokenizer):
     assert summary["steps"] == 4  # the flag overrides the file
     saved = json.loads((tmp_path / "run" / "model" / "gpt2qa.json").read_text())
     assert saved["head"] == "bilstm" and saved["max_seq_length"] == 64
+    # A few evaluation questions for the serve page: answerable ones, then one unanswerable.
+    examples = json.loads((tmp_path / "run" / "model" / "examples.json").read_text())
+    assert examples["task"] == "squad" and examples["data"] == "d.json"
+    assert examples["synthetic"] is False
+    assert [bool(e["answers"]) for e in examples["examples"]] == [True] * 4 + [False]
+    assert examples["examples"][0] == {"question": "When was the Eiffel Tower completed?",
+                                       "context": "The Eiffel Tower was completed in 1889 in "
+                                                  "Paris, France.", "answers": ["1889"]}
     code, out, _ = run(capsys, "predict", "--model", str(tmp_path / "run" / "model"),
                        "--question", "When was the Eiffel Tower completed?",
                        "--context", "The Eiffel Tower was completed in 1889 in Paris, France.")

@@ -34,6 +34,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert printed.rstrip().splitlines()[-1].startswith("margin: test F1 ")  # printed last
     assert f"{margin:+.2f} F1" in printed
     assert (out / "run" / "model" / "gpt2qa.json").exists()
+    # The model directory says its data was the demo's, for the serve page to tell.
+    examples = json.loads((out / "run" / "model" / "examples.json").read_text())
+    assert examples["synthetic"] is True and examples["data"] == "synthetic (gpt2qa demo)"
+    assert examples["examples"] and all(e["question"] for e in examples["examples"])
     assert main(["demo", "--out-dir", str(out), "--steps", "1"]) == 2  # never overwrites
 
 

@@ -60,6 +60,7 @@ def test_lora_run_adapter_dir_merge_and_predict(tmp_path, capsys, tiny_tokenizer
     model_dir, merged_dir = run / "model", run / "model-merged"
     assert (model_dir / "adapter_config.json").is_file()
     assert not (merged_dir / "adapter_config.json").exists()
+    assert (merged_dir / "examples.json").read_text() == (model_dir / "examples.json").read_text()
     # The adapter directory holds only what trained: far smaller than the standalone one.
     assert (model_dir / "model.safetensors").stat().st_size < \
         0.5 * (merged_dir / "model.safetensors").stat().st_size

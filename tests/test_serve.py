@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ from gpt2qa.serve import (  # noqa: E402
     get_pipeline,
     serve_in_thread,
 )
+from helpers import run  # noqa: E402
 
 CONTEXT = "The Eiffel Tower was completed in 1889 in Paris, France."
 QUESTION = "When was the Eiffel Tower completed?"
@@ -117,10 +119,10 @@ def test_answer_returns_top_k_candidates_with_context_offsets(client: TestClient
                                         "null_score_diff_threshold": ALWAYS})
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"answer", "is_impossible", "no_answer_probability",
+    assert set(body) == {"answer", "is_impossible", "score", "no_answer_probability",
                          "null_score_diff_threshold", "candidates"}
     assert len(body["candidates"]) == 5
-    assert all(set(c) == {"text", "score", "start", "end"} for c in body["candidates"])
+    assert all(set(c) == {"text", "score", "logit", "start", "end"} for c in body["candidates"])
     check_offsets(body, CONTEXT)
     scores = [c["score"] for c in body["candidates"]]
     assert scores == sorted(scores, reverse=True)
@@ -494,6 +496,118 @@ def test_answer_from_prediction(score_diff: float, threshold: float, answer: str
     assert out.is_impossible == (answer == "")
     assert [c.text for c in out.candidates] == ["1889"]
     assert out.no_answer_probability == 0.3
+    # Probabilities: the spans share 0.7 by softmax of their logits (4.0, 3.0: 0.731 / 0.269).
+    assert out.candidates[0].score == pytest.approx(0.7 * 0.7310586)
+    assert out.candidates[0].logit == 4.0
+    assert out.score == (0.3 if answer == "" else out.candidates[0].score)
+
+
+# -- one meaning of score: the Python API, HTTP and the CLI ----------------------------------
+
+@pytest.mark.parametrize("threshold", [ALWAYS, NEVER, None])
+def test_score_is_the_same_probability_everywhere(client: TestClient, pipeline: QAPipeline,
+                                                  model_dir: Path, capsys: Any,
+                                                  threshold: float | None) -> None:
+    """One question through QAPipeline, POST /v1/answer and `predict --question` (in this
+    process): the same decision with the same score, a probability; the candidates' scores
+    match the Python API's ranked list, and with no-answer they sum to at most 1."""
+    api = pipeline(question=QUESTION, context=CONTEXT, null_score_diff_threshold=threshold)
+    n_best = pipeline.model.config.decoding.n_best_size
+    ranked = pipeline(question=QUESTION, context=CONTEXT, top_k=n_best + 1,  # + no answer
+                      null_score_diff_threshold=threshold)
+    body = client.post("/v1/answer", json={"question": QUESTION, "context": CONTEXT,
+                                           "top_k": n_best,
+                                           "null_score_diff_threshold": threshold}).json()
+    flags = [] if threshold is None else ["--null-score-diff-threshold", str(threshold)]
+    code, out, err = run(capsys, "predict", "--model", str(model_dir), "--device", "cpu",
+                         "--question", QUESTION, "--context", CONTEXT, *flags)
+    assert code == 0, err
+    cli = json.loads(out)
+    assert api["answer"] == body["answer"] == cli["answer"]
+    assert api["score"] == pytest.approx(body["score"], abs=1e-6)
+    assert api["score"] == pytest.approx(cli["score"], abs=1e-6)
+    assert {k: v for k, v in cli.items() if k not in ("score", "no_answer_probability")} == \
+        {k: v for k, v in api.items() if k != "score"}
+    assert cli["no_answer_probability"] == pytest.approx(body["no_answer_probability"], abs=1e-6)
+    if threshold == NEVER:
+        assert api["is_impossible"] and api["score"] == pytest.approx(
+            body["no_answer_probability"], abs=1e-6)
+    spans = [d for d in ranked if not d["is_impossible"]]
+    assert [(c["text"], c["start"], c["end"]) for c in body["candidates"]] == \
+        [(d["answer"], d["start"], d["end"]) for d in spans]
+    for c, d in zip(body["candidates"], spans, strict=True):
+        assert c["score"] == pytest.approx(d["score"], abs=1e-6)
+    scores = [c["score"] for c in body["candidates"]] + [body["no_answer_probability"]]
+    assert all(0.0 <= p <= 1.0 for p in scores)
+    assert sum(scores) <= 1.0 + 1e-9
+    assert sum(d["score"] for d in ranked) == pytest.approx(1.0)  # all n-best: nothing left out
+    # The logit is each span's raw score, ranked as the probabilities are.
+    logits = [c["logit"] for c in body["candidates"]]
+    assert logits == sorted(logits, reverse=True)
+
+
+# -- GET /v1/examples ---------------------------------------------------------------------------
+
+EXAMPLES = {"task": "squad", "data": "dev.json", "synthetic": False, "examples": [
+    {"question": QUESTION, "context": CONTEXT, "answers": ["1889"]},
+    {"question": "Who designed it?", "context": CONTEXT, "answers": []}]}
+
+
+def model_with_examples(model_dir: Path, tmp_path: Path, examples: Any) -> Path:
+    """A copy of the session's model directory with `examples` as its examples.json (a str is
+    written as it is, anything else as JSON)."""
+    import shutil
+
+    copy = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    text = examples if isinstance(examples, str) else json.dumps(examples)
+    (copy / "examples.json").write_text(text, encoding="utf-8")
+    return copy
+
+
+def test_examples_come_from_the_model_directory(make_client: Callable[..., TestClient],
+                                                model_dir: Path, tmp_path: Path) -> None:
+    pipe = QAPipeline.from_pretrained(model_with_examples(model_dir, tmp_path, EXAMPLES),
+                                      device="cpu")
+    body = make_client(pipe).get("/v1/examples").json()
+    assert body == {"source": "model", "data": "dev.json", "synthetic": False,
+                    "examples": EXAMPLES["examples"]}
+
+
+def test_examples_fall_back_to_a_built_in_one(client: TestClient) -> None:
+    body = client.get("/v1/examples").json()  # the session's model has no examples.json
+    assert body["source"] == "built-in" and body["synthetic"] is False
+    (item,) = body["examples"]
+    answer = client.post("/v1/answer", json={"question": item["question"],
+                                             "context": item["context"]})
+    assert answer.status_code == 200
+    assert item["answers"][0] in item["context"]
+
+
+@pytest.mark.parametrize(("examples", "problem"), [
+    ("{not json", "not a readable JSON file"),
+    ([EXAMPLES], "expected a JSON object"),
+    ({**EXAMPLES, "examples": "x"}, "examples must be a list"),
+    ({**EXAMPLES, "examples": [{"question": "Q?"}]}, "examples[0]: question and context"),
+    ({**EXAMPLES, "examples": [{"question": "Q?", "context": "c", "answers": [1]}]},
+     "examples[0].answers"),
+    ({**EXAMPLES, "synthetic": "yes"}, "synthetic must be true or false"),
+    ({**EXAMPLES, "task": "hotpotqa"}, "task is 'hotpotqa'"),
+    ({**EXAMPLES, "examples": EXAMPLES["examples"] * 11}, "at most 20 items"),
+])
+def test_a_malformed_examples_file_is_ignored_with_one_warning(
+        make_client: Callable[..., TestClient], model_dir: Path, tmp_path: Path, capsys: Any,
+        examples: Any, problem: str) -> None:
+    """The file only fills the page's form: the model loads and serves; the page gets the
+    built-in example, and stderr one line naming the file and what is wrong."""
+    pipe = QAPipeline.from_pretrained(model_with_examples(model_dir, tmp_path, examples),
+                                      device="cpu")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("warning: ") and "examples.json" in line and problem in line
+    assert pipe.examples is None
+    c = make_client(pipe)
+    assert c.get("/v1/examples").json()["source"] == "built-in"
+    assert c.post("/v1/answer", json={"question": QUESTION, "context": CONTEXT}).status_code \
+        == 200
 
 
 # -- the pipeline is a dependency --------------------------------------------------------------
@@ -528,7 +642,9 @@ def test_dependency_override_replaces_the_pipeline(pipeline: QAPipeline) -> None
         assert r.json() == {"answer": "Zorbel", "is_impossible": False,
                             "no_answer_probability": 0.25,
                             "null_score_diff_threshold": pipeline.model.config.decoding.null_score_diff_threshold,
-                            "candidates": [{"text": "Zorbel", "score": 7.5, "start": 2, "end": 8}]}
+                            "score": 0.75,  # the one span takes all but the no-answer 0.25
+                            "candidates": [{"text": "Zorbel", "score": 0.75, "logit": 7.5,
+                                            "start": 2, "end": 8}]}
         # The request's own threshold still decides: score_diff -3.0 > -5.0, so it abstains.
         r = c.post("/v1/answer/batch", json={"items": [
             {"question": "Which river?", "context": context, "null_score_diff_threshold": -5.0},
@@ -580,14 +696,28 @@ def test_page(client: TestClient) -> None:
 
 
 def test_openapi_docs(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/answer", "/v1/answer/batch", "/v1/model", "/healthz"} <= set(paths)
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI's script and style come from this server, not a CDN (the browser test
+    # checks that it renders with the network off); ReDoc, which fetches its logo, is off.
+    assert re.findall(r"https?://", docs.text) == []
+    for asset in re.findall(r'(?:src|href)="(/[^"]+)"', docs.text):
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/redoc").status_code == 404
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert {"/v1/answer", "/v1/answer/batch", "/v1/model", "/v1/examples", "/healthz"} <= \
+        set(paths)
     assert "413" in paths["/v1/answer"]["post"]["responses"]
+    assert "Every `score` is a probability" in spec["info"]["description"]
+    score = spec["components"]["schemas"]["CandidateOut"]["properties"]["score"]
+    assert score["description"].startswith("Probability")
 
 
 @pytest.mark.parametrize("path", ["/static/../../etc/passwd", "/etc/passwd", "/index.html",
-                                  "/v1/answer/../../gpt2qa.json"])
+                                  "/v1/answer/../../gpt2qa.json",
+                                  "/static-offline-docs/../../../../etc/passwd",
+                                  "/static-offline-docs/%2e%2e/core.py"])
 def test_no_file_serving(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 404
 

@@ -5,6 +5,8 @@ A model directory holds:
   model.safetensors   every weight (`transformer.*`, `qa_outputs.*`, ...)
   tokenizer files     with gpt2qa's special tokens registered
   gpt2qa.json         QAConfig: head, layout, null position, lengths, threshold
+  examples.json       optional: a few evaluation questions for the serve page's "Try an
+                      example", and what the data was (`examples_json`, `read_examples`)
   adapter_config.json only in a LoRA directory, whose model.safetensors then holds only what
                       trained; the base is reloaded from the path this file names (gpt2qa.lora)
 
@@ -21,11 +23,12 @@ trainer_state.json) is skipped with one warning line, and the next older one is 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ from safetensors.torch import load_file, save_file
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, read_qa_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
-from gpt2qa.io import atomic_dir
+from gpt2qa.io import atomic_dir, read_json_object, write_json_atomic
 from gpt2qa.lora import (
     build_adapter_model,
     frozen_keys,
@@ -55,14 +58,22 @@ WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "trainer_state.json"
 CHECKPOINT_PREFIX = "step-"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+EXAMPLES_NAME = "examples.json"
+EXAMPLES_KEPT = 5
+"""How many evaluation questions a model directory keeps for the serve page."""
+MAX_EXAMPLES = 20
+MAX_EXAMPLES_BYTES = 1_000_000
+"""Beyond these an examples.json is ignored: it is for a page's button, not a data set."""
 
 
 def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
                       qa: QAConfig | None = None,
-                      weights: dict[str, torch.Tensor] | None = None) -> None:
+                      weights: dict[str, torch.Tensor] | None = None,
+                      examples: dict[str, Any] | None = None) -> None:
     """Write a model directory's files into an existing (temporary) directory; `qa` (default:
     the model's own) is what gpt2qa.json records, e.g. with a tuned threshold; `weights`
-    (default: the model's state dict) is the whole state of a sharded model."""
+    (default: the model's state dict) is the whole state of a sharded model; `examples`
+    (`examples_json`), when given, is written as examples.json."""
     backbone_config = model.transformer.config
     qa = qa or model.config
     compatible = (qa.head == "linear" and qa.features.null_position == "first"
@@ -77,15 +88,103 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
     tokenizer.save_pretrained(directory)
     (directory / QA_CONFIG_NAME).write_text(json.dumps(qa.to_json(), indent=2) + "\n",
                                             encoding="utf-8")
+    if examples is not None:
+        write_json_atomic(directory / EXAMPLES_NAME, examples)
 
 
 def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str],
                qa: QAConfig | None = None,
-               weights: dict[str, torch.Tensor] | None = None) -> Path:
+               weights: dict[str, torch.Tensor] | None = None,
+               examples: dict[str, Any] | None = None) -> Path:
     """Save a model directory atomically (replacing any earlier one gpt2qa wrote there)."""
     with atomic_dir(out_dir) as tmp:
-        write_model_files(tmp, model, tokenizer, qa, weights)
+        write_model_files(tmp, model, tokenizer, qa, weights, examples)
     return Path(out_dir)
+
+
+# -- examples.json ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelExamples:
+    """A model directory's examples.json: a few of its evaluation questions, each
+    ``{"question", "context", "answers": [text, ...]}`` in the task's own shapes, what that
+    data was (`data`, e.g. the evaluation file's name) and whether it was synthetic."""
+
+    data: str
+    synthetic: bool
+    items: tuple[dict[str, Any], ...]
+
+
+def examples_json(task: Task, examples: Iterable[Any], data: str,
+                  synthetic: bool = False) -> dict[str, Any]:
+    """examples.json's content: among the first 200 of `examples`, the first EXAMPLES_KEPT - 1
+    answerable questions and the first unanswerable one (all answerable when there is none),
+    so that the page shows both an answer and an abstention."""
+    answerable: list[dict[str, Any]] = []
+    unanswerable: list[dict[str, Any]] = []
+    for example in itertools.islice(examples, 200):
+        record = task.example_record(example)
+        (answerable if record["answers"] else unanswerable).append(record)
+        if len(answerable) >= EXAMPLES_KEPT and unanswerable:
+            break
+    kept = answerable[:EXAMPLES_KEPT - min(1, len(unanswerable))] + unanswerable[:1]
+    return {"task": task.name, "data": data, "synthetic": synthetic, "examples": kept}
+
+
+def record_model_data(model_dir: str | os.PathLike[str], data: str, synthetic: bool) -> None:
+    """Say in a model directory's examples.json what its data was (the demo: synthetic); the
+    examples it holds are kept (none when it has no such file)."""
+    path = Path(model_dir) / EXAMPLES_NAME
+    obj = read_json_object(path) if path.is_file() else {"examples": []}
+    write_json_atomic(path, {**obj, "data": data, "synthetic": synthetic})
+
+
+def read_examples(model_dir: str | os.PathLike[str], task: Task,
+                  warn: Callable[[str], None] | None = None) -> ModelExamples | None:
+    """A model directory's examples.json, or None when it has none (older gpt2qa versions
+    wrote none). A file that is malformed (not JSON, wrong shapes, a question the task
+    cannot read, too large) is ignored with one warning line: the examples only fill a
+    form, so they never stop a model from loading."""
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    path = Path(model_dir) / EXAMPLES_NAME
+    if not path.exists():
+        return None
+    try:
+        if path.is_file() and path.stat().st_size > MAX_EXAMPLES_BYTES:
+            raise GPT2QAError(f"{path}: larger than {MAX_EXAMPLES_BYTES} bytes")
+        return parse_examples(read_json_object(path), task, path)
+    except (GPT2QAError, OSError) as exc:
+        warn(f"warning: {exc}; ignored (the page offers a built-in example instead)")
+        return None
+
+
+def parse_examples(obj: dict[str, Any], task: Task, path: Path) -> ModelExamples:
+    """Check examples.json's content (see `ModelExamples`); GPT2QAError names the field."""
+    data, synthetic, items = obj.get("data", ""), obj.get("synthetic", False), obj.get("examples")
+    if obj.get("task", task.name) != task.name:
+        raise GPT2QAError(f"{path}: task is {obj.get('task')!r}, but the model is a "
+                          f"{task.name} model")
+    if not isinstance(data, str) or len(data) > 200:
+        raise GPT2QAError(f"{path}: data must be a string of at most 200 characters")
+    if not isinstance(synthetic, bool):
+        raise GPT2QAError(f"{path}: synthetic must be true or false")
+    if not isinstance(items, list) or len(items) > MAX_EXAMPLES:
+        raise GPT2QAError(f"{path}: examples must be a list of at most {MAX_EXAMPLES} items")
+    kept = []
+    for i, item in enumerate(items):
+        where = f"{path}: examples[{i}]"
+        if not isinstance(item, dict):
+            raise GPT2QAError(f"{where}: expected an object, got {type(item).__name__}")
+        answers = item.get("answers", [])
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise GPT2QAError(f"{where}.answers: must be a list of strings")
+        try:
+            task.example("q", item.get("question"), item.get("context"))
+        except GPT2QAError as exc:
+            raise GPT2QAError(f"{where}: {exc}") from None
+        kept.append({"question": item["question"], "context": item["context"],
+                     "answers": answers})
+    return ModelExamples(data, synthetic, tuple(kept))
 
 
 def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
@@ -276,9 +375,15 @@ def remove_stale_temporaries(output_dir: str | os.PathLike[str]) -> list[Path]:
 
 def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                     task: Task | None = None) -> Path:
-    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir."""
+    """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir
+    (with the adapter directory's examples.json, when it has one that reads as JSON)."""
     model, tokenizer, _ = load_model(adapter_dir, task=task)
     if not is_lora(model):
         raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
     model.transformer = model.transformer.merge_and_unload()
-    return save_model(model, tokenizer, out_dir)
+    examples = Path(adapter_dir) / EXAMPLES_NAME
+    try:
+        kept = read_json_object(examples) if examples.is_file() else None
+    except GPT2QAError:
+        kept = None  # it only fills the page's form; `read_examples` warns where it is read
+    return save_model(model, tokenizer, out_dir, examples=kept)

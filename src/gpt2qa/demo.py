@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from gpt2qa.checkpoint import record_model_data
 from gpt2qa.config import DemoConfig
 from gpt2qa.data import load_squad
 from gpt2qa.errors import GPT2QAError
@@ -36,6 +37,9 @@ from gpt2qa.synthetic import (
 )
 from gpt2qa.tasks import fine_tune
 from gpt2qa.tokenizer import train_bpe_tokenizer
+
+DEMO_DATA = "synthetic (gpt2qa demo)"
+"""What a demo model's examples.json says its data was, so the serve page can say so."""
 
 Demo = TypeVar("Demo", bound=DemoConfig)
 
@@ -129,6 +133,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     result = fine_tune(train_config)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
+    record_model_data(result.model_dir, DEMO_DATA, synthetic=True)
     test = evaluate_on_fresh_sample(config, result.model_dir, out / "data")
     metrics = {**result.metrics, "test": test, "margin_f1": margin_f1(test),
                "threads": torch.get_num_threads(),

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from gpt2qa import tasks
+from gpt2qa.checkpoint import record_model_data
 from gpt2qa.config import HotpotDemoConfig
-from gpt2qa.demo import prepare_tiny_model, start_demo, with_demo_threads
+from gpt2qa.demo import DEMO_DATA, prepare_tiny_model, start_demo, with_demo_threads
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import write_json_atomic
 from gpt2qa.pipeline import QAPipeline
@@ -78,6 +79,7 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     result = train(train_config, task)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
+    record_model_data(result.model_dir, DEMO_DATA, synthetic=True)
     train_ex = load_hotpot(paths["train"]).examples
     test_ex = load_hotpot(paths["test"]).examples
     pipe = QAPipeline.from_pretrained(result.model_dir, device="cpu")

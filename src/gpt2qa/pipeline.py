@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from gpt2qa import tasks
-from gpt2qa.checkpoint import load_model
+from gpt2qa.checkpoint import ModelExamples, load_model, read_examples
 from gpt2qa.config import PRECISIONS, QUANTIZE_MODES
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature, SpecialIds
@@ -43,13 +43,15 @@ def predict_examples(model: QAModel, tokenizer: Any, special_ids: SpecialIds,
 
 @dataclass
 class QAPipeline:
-    """A loaded model ready to answer questions; `task` is the one it was trained for."""
+    """A loaded model ready to answer questions; `task` is the one it was trained for;
+    `examples` a few of its evaluation questions (examples.json; None when it has none)."""
 
     model: QAModel
     tokenizer: Any
     special_ids: SpecialIds
     precision: str = "fp32"
     task: Task = tasks.TASKS["squad"]
+    examples: ModelExamples | None = None
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike[str], device: str | None = None,
@@ -79,7 +81,7 @@ class QAPipeline:
         model, tokenizer, special = load_model(Path(model_dir), dev, task)
         if quantize == "int8":
             quantize_backbone_int8(model)
-        return cls(model, tokenizer, special, precision, task)
+        return cls(model, tokenizer, special, precision, task, read_examples(model_dir, task))
 
     def predict(self, examples: Sequence[Any], batch_size: int = 0,
                 null_score_diff_threshold: float | None = None,
@@ -101,7 +103,8 @@ class QAPipeline:
         """Answer like transformers v4's question-answering pipeline.
 
         `qa(question="Who?", context="...")` returns one dict: ``answer``, ``score``,
-        ``start``/``end`` (character offsets, end exclusive) and ``is_impossible``. Lists of
+        ``start``/``end`` (character offsets, end exclusive) and ``is_impossible``; ``score`` is
+        a probability, the same as `gpt2qa serve` and `predict --question` give. Lists of
         questions and contexts (one context may serve every question) return a list, one entry
         per question. With ``top_k`` > 1 each entry is a list of up to top_k dicts: the
         decision first, then the other candidates by score (see `answer_dicts`).

@@ -14,8 +14,9 @@ The engine (features, model, inference, train, checkpoint, pipeline) is written 
   scoring      evaluate(...) -> `Evaluation` (metrics, prediction files, tuned state),
                select(metrics) -> the model-selection key
   files        files(predictions) -> {name: JSON object}; score_files(data, predictions, ...)
-  the API      example(id, question, context), parse_context(text), answer_dicts (QAPipeline),
-               answer_json (predict --question, serve)
+  the API      example(id, question, context), parse_context(text), answer_dicts (QAPipeline,
+               serve, predict --question: the one place answers get their `score`),
+               answer_json (predict --question, serve), example_record (examples.json)
   diagnostics  check_spans(dataset, tokenizer, config, special) (`gpt2qa check-spans`)
   reporting    report: a `ReportSpec`, what the learning curve and `gpt2qa report` show of
                a run (its scores, curves, baseline and tuned threshold)
@@ -134,6 +135,10 @@ class Task(Protocol):
     def parse_context(self, text: str, source: str) -> Any: ...
 
     def answer_json(self, prediction: Any) -> dict[str, Any]: ...
+
+    def example_record(self, example: Any) -> dict[str, Any]: ...
+    """``{"question", "context", "answers": [text, ...]}``: an evaluation example as the model
+    directory's examples.json keeps it (the inverse of `example`; no answers: unanswerable)."""
 
     def check_spans(self, dataset: Any, tokenizer: Any, config: Any,
                     special: Any) -> dict[str, Any]: ...

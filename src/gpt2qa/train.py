@@ -6,7 +6,8 @@ A run directory holds:
                            ({"event": "train", ...}) and each evaluation ({"event": "eval", ...})
   checkpoints/step-N/      the newest checkpoints, for --resume
   model/                   the best model so far (by the task's selection key: SQuAD's tuned
-                           F1, HotpotQA's joint F1), ready for `gpt2qa predict`
+                           F1, HotpotQA's joint F1), ready for `gpt2qa predict`, with a few
+                           evaluation questions in examples.json (for `gpt2qa serve`'s page)
   metrics.json and the task's prediction files (SQuAD: predictions.json, na_probs.json,
   nbest.json; HotpotQA: predictions.json)   for the best evaluation
   learning_curve.png       loss and the task's evaluation scores (`Task.report`) by step
@@ -49,6 +50,7 @@ import torch
 
 from gpt2qa.batching import collate, pad_multiple
 from gpt2qa.checkpoint import (
+    examples_json,
     list_checkpoints,
     merge_model_dir,
     save_checkpoint,
@@ -165,10 +167,18 @@ def _save_best(run: Run, state: TrainState, step: int, result: Evaluation,
                weights: dict[str, torch.Tensor] | None) -> None:
     state.best_score, state.best_step = list(run.task.select(result.metrics)), step
     save_model(run.raw_model, run.tokenizer, run.out / "model",
-               qa=replace_flat(run.raw_model.config, **result.tuned), weights=weights)
+               qa=replace_flat(run.raw_model.config, **result.tuned), weights=weights,
+               examples=examples_json(run.task, run.eval_data.examples, eval_source(run.config)))
     for name, obj in result.files.items():
         write_json_atomic(run.out / f"{name}.json", obj)
     write_json_atomic(run.out / "metrics.json", {**result.metrics, "step": step})
+
+
+def eval_source(config: TrainConfig) -> str:
+    """What examples.json says the evaluation data was: the file's name, or the hub data set."""
+    if config.eval_file:
+        return Path(config.eval_file).name
+    return f"{config.dataset} (validation split)" if config.dataset else ""
 
 
 def _save_checkpoint(run: Run, state: TrainState, step: int) -> None:

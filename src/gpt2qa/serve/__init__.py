@@ -45,6 +45,8 @@ if TYPE_CHECKING:
         BatchResponse,
         CandidateOut,
         ErrorResponse,
+        Example,
+        Examples,
         Health,
         Limits,
         ModelInfo,
@@ -54,8 +56,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOOPBACK_HOSTS", "PAGE_HEADERS", "AnswerRequest", "AnswerResponse", "BatchRequest",
-    "BatchResponse", "BodySizeLimit", "CandidateOut", "ErrorResponse", "Health", "Limits",
-    "MicroBatcher", "ModelInfo", "ServeSettings", "answer_from_prediction", "body_problem",
+    "BatchResponse", "BodySizeLimit", "CandidateOut", "ErrorResponse", "Example", "Examples",
+    "Health", "Limits", "MicroBatcher", "ModelInfo", "ServeSettings", "answer_from_prediction",
+    "body_problem",
     "create_app", "get_batcher", "get_pipeline", "get_settings", "http_protocol",
     "invalid_request", "load_page", "model_info", "readable_errors", "serve_forever",
     "serve_in_thread", "uvicorn_config", "validation_message",

@@ -5,8 +5,16 @@ Routes:
                          a HotpotQA model takes "context": [[title, [sentence, ...]], ...]
   POST /v1/answer/batch  {"items": [...]} of the above -> {"results": [...]}
   GET  /v1/model         what the loaded model is and the limits this server enforces
+  GET  /v1/examples      a few questions to try: the model's own evaluation examples
+                         (examples.json in its directory), else a built-in one
   GET  /healthz          liveness, plus micro-batching counters
-  GET  /                 a one-page UI (static/index.html); OpenAPI docs at /docs
+  GET  /                 a one-page UI (static/index.html); ?context=&question=&auto=1 fills
+                         it in and asks
+  GET  /docs            OpenAPI docs (Swagger UI), its script and style served from this
+                         server (the fastapi-offline package), so it works offline; no
+                         /redoc (ReDoc loads its logo from a CDN)
+
+Every answer's `score` is a probability, the Python API's (`task.answer_dicts`).
 
 `create_app` stores the pipeline, settings and batcher on `app.state`; routes reach them only
 through `get_pipeline`, `get_settings` and `get_batcher` (FastAPI `Depends`), so a test can
@@ -26,6 +34,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import TypeAdapter, ValidationError
 
 from gpt2qa.errors import GPT2QAError
@@ -39,6 +48,8 @@ from gpt2qa.serve.schemas import (
     BatchRequest,
     BatchResponse,
     ErrorResponse,
+    Example,
+    Examples,
     Health,
     HotpotAnswerResponse,
     HotpotCandidate,
@@ -58,6 +69,21 @@ PAGE_HEADERS = {
                                 "style-src 'unsafe-inline'; connect-src 'self'; "
                                 "img-src 'self' data:; base-uri 'none'; form-action 'none'"),
     "X-Content-Type-Options": "nosniff",
+}
+
+BUILT_IN_EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    # For a model directory without examples.json: neutral text, not the model's own data.
+    "squad": [{"question": "Where does the Rhine rise?",
+               "context": "The Rhine rises in the Swiss Alps and flows north through Germany "
+                          "and the Netherlands to the North Sea. It is about 1,230 kilometres "
+                          "long.",
+               "answers": ["the Swiss Alps"]}],
+    "hotpotqa": [{"question": "In which country was the founder of Tavrik born?",
+                  "context": [["Tavrik", ["Tavrik is a town founded by Ilsa Morne.",
+                                          " It lies on a river."]],
+                              ["Ilsa Morne", ["Ilsa Morne was born in Portugal.",
+                                              " She was an engineer."]]],
+                  "answers": ["Portugal"]}],
 }
 
 ERRORS_DOC: dict[int | str, dict[str, Any]] = {
@@ -156,6 +182,7 @@ async def run_one(item: AnswerRequest, example: Any, pipeline: QAPipeline,
 
 def hotpot_answer(pipeline: QAPipeline, pred: HotpotPrediction,
                   top_k: int) -> HotpotAnswerResponse:
+    """The task's answer record and ranked candidates (`answer_dicts`: the Python API's)."""
     best = pipeline.task.answer_json(pred)
     ranked = pipeline.task.answer_dicts(pred, top_k)
     return HotpotAnswerResponse(
@@ -253,6 +280,21 @@ async def get_model(pipeline: PipelineDep, settings: SettingsDep) -> ModelInfo:
     return model_info(pipeline, settings)
 
 
+@router.get("/v1/examples", response_model=Examples)
+async def get_examples(pipeline: PipelineDep) -> Examples:
+    """Questions to try: the model's own evaluation examples (its examples.json, which
+    training writes) with the gold answers, else a built-in one; `synthetic` says that the
+    model learnt from synthetic data (the demo's), not from real text."""
+    saved = pipeline.examples
+    if saved is not None and saved.items:
+        return Examples(source="model", data=saved.data, synthetic=saved.synthetic,
+                        examples=[Example(**item) for item in saved.items])
+    built_in = BUILT_IN_EXAMPLES.get(pipeline.task.name, [])
+    return Examples(source="built-in", data=saved.data if saved else "",
+                    synthetic=saved.synthetic if saved else False,
+                    examples=[Example(**item) for item in built_in])
+
+
 @router.get("/healthz", response_model=Health)
 async def healthz(batcher: BatcherDep) -> Health:
     return Health(status="ok", queued=batcher.queued,
@@ -278,13 +320,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.stop()
 
 
+API_DESCRIPTION = """Extractive question answering: SQuAD 2.0 style with abstention, or
+HotpotQA style with yes/no and supporting facts.
+
+Every `score` is a probability, the same number the Python API (`QAPipeline`) and
+`gpt2qa predict --question` give: no answer gets the model's no-answer probability and the
+candidate answers share the rest, so a response's candidates and its no-answer
+probability sum to at most 1. A SQuAD
+candidate's raw span score is its `logit`."""
+
+
 def create_app(pipeline: QAPipeline, settings: ServeSettings | None = None) -> FastAPI:
     """The FastAPI app around one loaded pipeline. Run it with uvicorn or TestClient."""
     settings = settings or ServeSettings()
     load_page()  # a missing page fails here, at start-up, not on the first visit
-    app = FastAPI(title="gpt2qa", version="1", lifespan=lifespan,
-                  description="Extractive question answering: SQuAD 2.0 style with abstention, or "
-                              "HotpotQA style with yes/no and supporting facts.")
+    # FastAPIOffline: FastAPI whose /docs takes Swagger UI from this server, not a CDN.
+    app = FastAPIOffline(
+        redoc_url=None, title="gpt2qa", version="1", lifespan=lifespan,
+        description=API_DESCRIPTION,
+        # No badge from the online spec validator: the page fetches nothing from elsewhere.
+        swagger_ui_parameters={"validatorUrl": None})
     app.state.pipeline = pipeline
     app.state.settings = settings
     app.state.batcher = MicroBatcher(pipeline, settings.max_batch_size, settings.batch_wait_ms)

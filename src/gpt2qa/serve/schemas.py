@@ -8,6 +8,7 @@ Offsets in answers are Python string indices into the context, i.e. Unicode code
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,8 +31,9 @@ class AnswerRequest(BaseModel):
     top_k: int = Field(1, ge=1, description="How many ranked candidates to return.")
     null_score_diff_threshold: float | None = Field(
         None, allow_inf_nan=False,
-        description="Answer nothing when score_diff exceeds this; null uses the model's own "
-                    "(SQuAD models).")
+        description="Abstain when no-answer beats the best answer by more than this: "
+                    "score_diff (the no-answer logit minus the best span's logit) > threshold. "
+                    "Higher answers more often; null uses the model's tuned one (SQuAD models).")
 
     @field_validator("question", "context")
     @classmethod
@@ -67,9 +69,18 @@ class BatchRequest(BaseModel):
     items: list[AnswerRequest] = Field(min_length=1)
 
 
+SCORE_DOC = ("Probability, the Python API's (`QAPipeline`): no answer gets the model's "
+             "no-answer probability and the candidate spans share the rest by softmax of "
+             "their logits, so the candidates' scores plus no_answer_probability sum to at "
+             "most 1.")
+
+
 class CandidateOut(BaseModel):
     text: str
-    score: float
+    score: float = Field(description=SCORE_DOC)
+    logit: float = Field(description="The span's raw score (start logit + end logit), the "
+                                     "number its probability comes from; comparable only "
+                                     "between candidates of one answer.")
     start: int = Field(description="Start offset in the context, in Unicode code points.")
     end: int = Field(description="Exclusive end offset; context[start:end] == text.")
 
@@ -77,16 +88,23 @@ class CandidateOut(BaseModel):
 class AnswerResponse(BaseModel):
     answer: str = Field(description='The answer text; "" when the model abstains.')
     is_impossible: bool
+    score: float = Field(description="Probability of the answer given: the no-answer "
+                                     "probability when the model abstains, else the first "
+                                     "candidate's score.")
     no_answer_probability: float
-    null_score_diff_threshold: float = Field(description="The threshold that was applied.")
-    candidates: list[CandidateOut]
+    null_score_diff_threshold: float = Field(
+        description="The threshold that was applied (see the request's).")
+    candidates: list[CandidateOut] = Field(
+        description="The best spans (up to top_k), by score; the first is the answer unless "
+                    "the model abstains.")
 
 
 class HotpotCandidate(BaseModel):
     answer: str
     answer_type: str = Field(description="span, yes or no.")
-    score: float = Field(description="Probability: yes and no get the type head's, the spans "
-                                     "share P(span).")
+    score: float = Field(description="Probability, the Python API's: yes and no get the type "
+                                     "head's, the spans share P(span) by softmax of their "
+                                     "logits.")
 
 
 class HotpotAnswerResponse(BaseModel):
@@ -94,7 +112,7 @@ class HotpotAnswerResponse(BaseModel):
 
     answer: str
     answer_type: str = Field(description="span, yes or no.")
-    score: float
+    score: float = Field(description="The answer's probability (its candidate's score).")
     supporting_facts: list[tuple[str, int, float]] = Field(
         description="[title, sentence_index, probability] of each sentence above sp_threshold.")
     sp_threshold: float = Field(description="The supporting-fact threshold that was applied.")
@@ -137,6 +155,23 @@ class ModelInfo(BaseModel):
     limits: Limits
 
 
+class Example(BaseModel):
+    question: str
+    context: Any = Field(description="As a request's context: text, or for a HotpotQA model "
+                                     "[[title, [sentence, ...]], ...].")
+    answers: list[str] = Field(description="The gold answers; none: unanswerable.")
+
+
+class Examples(BaseModel):
+    source: str = Field(description='"model": the model\'s own evaluation examples (its '
+                                    'examples.json); "built-in": a neutral one.')
+    data: str = Field(description="What the model's evaluation data was (a file name, or "
+                                  '"synthetic (gpt2qa demo)"); "" when unknown.')
+    synthetic: bool = Field(description="The model learnt from synthetic data (the demo's): "
+                                        "expect answers only to questions like its examples.")
+    examples: list[Example]
+
+
 class Health(BaseModel):
     status: str
     queued: int
@@ -146,11 +181,17 @@ class Health(BaseModel):
 
 
 def answer_from_prediction(pred: Prediction, threshold: float, top_k: int) -> AnswerResponse:
-    """Apply a per-request threshold to a Prediction (`decode.decide`, as decode_example does)."""
-    text = decide(pred.best_span, pred.score_diff, threshold)
-    return AnswerResponse(
-        answer=text, is_impossible=text == "", no_answer_probability=pred.na_prob,
-        null_score_diff_threshold=threshold,
-        candidates=[CandidateOut(text=c.text, score=c.score, start=c.start, end=c.end)
-                    for c in pred.nbest[:top_k]])
+    """Apply a per-request threshold to a Prediction (`decode.decide`, as decode_example does),
+    then score it with the Python API's `answer_dicts`, so both give the same numbers."""
+    from gpt2qa.tasks.squad import answer_dicts  # loads torch: not at `gpt2qa serve --help`
 
+    decided = replace(pred, text=decide(pred.best_span, pred.score_diff, threshold))
+    ranked = answer_dicts(decided, len(pred.nbest) + 1)
+    logits = {(c.start, c.end): c.score for c in pred.nbest}
+    spans = [d for d in ranked if not d["is_impossible"]][:top_k]
+    return AnswerResponse(
+        answer=decided.text, is_impossible=decided.is_impossible, score=ranked[0]["score"],
+        no_answer_probability=pred.na_prob, null_score_diff_threshold=threshold,
+        candidates=[CandidateOut(text=d["answer"], score=d["score"],
+                                 logit=logits[d["start"], d["end"]], start=d["start"],
+                                 end=d["end"]) for d in spans])

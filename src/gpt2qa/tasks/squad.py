@@ -146,13 +146,13 @@ class SquadTask:
         return text
 
     def answer_json(self, prediction: Prediction) -> dict[str, Any]:
-        best = prediction.nbest[0] if prediction.nbest else None
-        spans = best is not None and bool(prediction.text)
-        return {"answer": prediction.text, "is_impossible": prediction.is_impossible,
-                "score": best.score if best else None,
-                "no_answer_probability": prediction.na_prob,
-                "start": best.start if spans and best else None,
-                "end": best.end if spans and best else None}
+        """`predict --question`'s record: the Python API's answer (`answer_dicts`, so the same
+        `score`) plus the no-answer probability."""
+        return {**answer_dicts(prediction, 1)[0], "no_answer_probability": prediction.na_prob}
+
+    def example_record(self, example: SquadExample) -> dict[str, Any]:
+        return {"question": example.question, "context": example.context,
+                "answers": list(dict.fromkeys(a.text for a in example.answers))}
 
     def check_spans(self, dataset: SquadDataset, tokenizer: Any, config: Any,
                     special: Any) -> dict[str, Any]:

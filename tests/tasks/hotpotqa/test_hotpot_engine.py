@@ -186,6 +186,11 @@ def test_python_api_on_a_hotpot_model(setup):
     _, _, runs = setup
     qa = QAPipeline.from_pretrained(runs[1] / "model", device="cpu")
     assert qa.task.name == "hotpotqa"
+    # Training kept five of its evaluation questions for the serve page, as the task reads them.
+    assert qa.examples is not None and qa.examples.data == "hotpot.json"
+    assert len(qa.examples.items) == 5 and not qa.examples.synthetic
+    for item in qa.examples.items:
+        assert qa(question=item["question"], context=item["context"])["answer"]
     context = [["Tavrik", ["Tavrik was founded by Quell Mebbit.", " It has 31,000 people."]],
                ["Quell Mebbit", ["Quell Mebbit was a trader.", " He was born in Quellton."]]]
     best = qa(question="Where was the founder of Tavrik born?", context=context)

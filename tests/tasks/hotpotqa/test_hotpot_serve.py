@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config  # noqa
 from gpt2qa.pipeline import QAPipeline  # noqa: E402
 from gpt2qa.serve import ServeSettings, create_app, serve_in_thread  # noqa: E402
 from gpt2qa.tasks.hotpotqa.heads import hotpot_heads  # noqa: E402
+from helpers import run  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 PARAGRAPHS = [["Tavrik", ["Tavrik was founded by Quell Mebbit.", "It has 31,000 people."]],
@@ -28,19 +30,62 @@ PARAGRAPHS = [["Tavrik", ["Tavrik was founded by Quell Mebbit.", "It has 31,000 
 QUESTION = "Where was the founder of Tavrik born?"
 
 
+EXAMPLES = {"task": "hotpotqa", "data": "dev.json", "synthetic": True,
+            "examples": [{"question": QUESTION, "context": PARAGRAPHS, "answers": ["Quellton"]}]}
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_tokenizer) -> Iterator[str]:
+def model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     torch.manual_seed(0)
     prepare_tokenizer(tiny_tokenizer)
     backbone = backbone_from_config(tiny_gpt2_config(len(tiny_tokenizer), n_embd=32,
                                                      n_positions=256))
     qa = QAConfig.of(task="hotpotqa", max_seq_length=128, max_query_length=32,
                   task_state={"sp_threshold": 0.45})
-    model_dir = save_model(QAModel(backbone, qa, hotpot_heads), tiny_tokenizer,
-                           tmp_path_factory.mktemp("hotpot-serve") / "model")
+    return save_model(QAModel(backbone, qa, hotpot_heads), tiny_tokenizer,
+                      tmp_path_factory.mktemp("hotpot-serve") / "model", examples=EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[str]:
     app = create_app(QAPipeline.from_pretrained(model_dir, device="cpu"), ServeSettings(port=0))
     with serve_in_thread(app) as url:
         yield url
+
+
+def test_score_is_the_same_probability_everywhere(server: str, model_dir: Path,
+                                                  capsys: Any) -> None:
+    """As for SQuAD (tests/test_serve.py): QAPipeline, POST /v1/answer and `predict
+    --question` give the same answer with the same probability; the ranked candidates with
+    the other answer types sum to at most 1."""
+    qa = QAPipeline.from_pretrained(model_dir, device="cpu")
+    api = qa(question=QUESTION, context=PARAGRAPHS)
+    ranked = qa(question=QUESTION, context=PARAGRAPHS, top_k=5)
+    body = post(server, "/v1/answer", {"question": QUESTION, "context": PARAGRAPHS,
+                                       "top_k": 5}).json()
+    code, out, err = run(capsys, "predict", "--model", str(model_dir), "--device", "cpu",
+                         "--question", QUESTION, "--context", json.dumps(PARAGRAPHS))
+    assert code == 0, err
+    cli = json.loads(out)
+    assert set(cli) == set(api) == {"answer", "answer_type", "score", "supporting_facts"}
+    for other in (body, cli):
+        assert (other["answer"], other["answer_type"]) == (api["answer"], api["answer_type"])
+        assert other["score"] == pytest.approx(api["score"], abs=1e-6)
+    assert [(c["answer"], c["answer_type"]) for c in body["candidates"]] == \
+        [(d["answer"], d["answer_type"]) for d in ranked]
+    for c, d in zip(body["candidates"], ranked, strict=True):
+        assert c["score"] == pytest.approx(d["score"], abs=1e-6)
+    assert all(0.0 <= c["score"] <= 1.0 for c in body["candidates"])
+    assert sum(c["score"] for c in body["candidates"]) <= 1.0 + 1e-6
+    assert qa.examples is not None and qa.examples.synthetic
+
+
+def test_examples_from_a_hotpot_model_directory(server: str) -> None:
+    import httpx
+
+    body = httpx.get(server + "/v1/examples", timeout=30).json()
+    assert body == {"source": "model", "data": "dev.json", "synthetic": True,
+                    "examples": EXAMPLES["examples"]}
 
 
 def post(url: str, path: str, body: Any) -> Any:
@@ -107,3 +152,24 @@ def test_page_shows_the_hotpot_form_and_answer(server: str, tmp_path: Path) -> N
     for title, index, _ in api["supporting_facts"]:
         sentence = dict((t, s) for t, s in PARAGRAPHS)[title][index]
         assert f"<mark>{sentence} </mark>" in dom
+
+
+def test_example_button_fills_the_paragraphs(server: str, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent")
+    from cdp import Page
+
+    with Page(CHROMIUM, tmp_path / "profile") as page:
+        page.open(server + "/")
+        page.wait_for("document.body.dataset.ready === '1'")
+        page.js("document.getElementById('example').click()")
+        assert page.js("document.getElementById('context').value") == \
+            "Tavrik: Tavrik was founded by Quell Mebbit. It has 31,000 people.\n\n" \
+            "Quell Mebbit: Quell Mebbit was a trader. He was born in Quellton."
+        assert page.js("document.getElementById('question').value") == QUESTION
+        assert "gold answer: Quellton" in page.js(
+            "document.getElementById('example-note').textContent")
+        page.js("document.getElementById('ask').click()")
+        page.wait_for("document.body.dataset.state === 'done'")
+        assert page.js("document.getElementById('hotpot-result').hidden") is False
+        assert "synthetic" in page.js("document.getElementById('data-note').textContent")

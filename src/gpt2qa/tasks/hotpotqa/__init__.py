@@ -199,11 +199,13 @@ class HotpotTask:
                               f"...] (invalid JSON at column {exc.colno}: {exc.msg})") from None
 
     def answer_json(self, prediction: HotpotPrediction) -> dict[str, Any]:
-        facts = set(prediction.facts)
-        return {"answer": prediction.answer, "answer_type": prediction.answer_type,
-                "score": max(prediction.type_probs),
-                "supporting_facts": [[t, i, p] for t, i, p in prediction.sentences
-                                     if (t, i) in facts]}
+        """`predict --question`'s record: the Python API's answer (`answer_dicts`)."""
+        return answer_dicts(prediction, 1)[0]
+
+    def example_record(self, example: HotpotExample) -> dict[str, Any]:
+        return {"question": example.question,
+                "context": [[p.title, list(p.sentences)] for p in example.paragraphs],
+                "answers": [example.answer]}
 
     def check_spans(self, dataset: HotpotDataset, tokenizer: Any, config: Any,
                     special: Any) -> dict[str, Any]:
