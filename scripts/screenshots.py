@@ -3,16 +3,15 @@
     python3 scripts/screenshots.py page --model runs/demo/run/model     # docs/serve-{1280,420}.png
     python3 scripts/screenshots.py report runs/report                   # docs/report-{1280,420}.png
 
-Headless Chromium will not make a window narrower than 500 px, so every page is shown in an
-<iframe> of the wanted width (its viewport, media queries included, is that wide) on a
-wrapper page, and the screenshot is cropped to the frame. Chromium runs with every host but
-127.0.0.1 unresolvable: neither page may need the network.
+Chromium runs with every host but 127.0.0.1 unresolvable: neither page may need the network.
 
 `page` serves the model in this process, takes its first example with a gold answer (GET
 /v1/examples: its own evaluation data, kept in examples.json at training time) and opens the
 page with the ?context=&question=&auto=1 prefill, so the shot shows the model answering it.
 `report` first loads a copy of the report with a small script added to measure its height at
-each width, then shoots the whole page.
+each width, then shoots the whole page. There the page is shown in an <iframe> of the wanted
+width (its viewport, media queries included, is that wide) on a wrapper page, and the shot is
+cropped to the frame, since the window Chromium measures in is at least 500 px wide.
 """
 
 from __future__ import annotations
@@ -66,8 +65,17 @@ def framed(src: str, width: int, height: int, folder: Path) -> Path:
     return wrapper
 
 
-def shoot(src: str, png: Path, width: int, height: int, folder: Path) -> Path:
-    """A PNG of `src` (a URL, or a file name relative to `folder`) at width x height."""
+def shoot_url(url: str, png: Path, width: int, height: int) -> Path:
+    """A PNG of `url` in a width x height window (its script runs first: virtual time)."""
+    chromium(f"--window-size={width},{height}", f"--screenshot={png}", url)
+    if not png.is_file():
+        raise SystemExit(f"screenshots: Chromium wrote no {png}")
+    print(f"{png}: {width} x {height} px")
+    return png
+
+
+def shoot_framed(src: str, png: Path, width: int, height: int, folder: Path) -> Path:
+    """A PNG of `src` (a file name relative to `folder`) in a width x height frame."""
     from PIL import Image
 
     wrapper = framed(src, width, height, folder)
@@ -109,7 +117,7 @@ def report(args: argparse.Namespace) -> list[Path]:
         shots = []
         for width in PAGE_HEIGHTS:
             height = measure(copy / "index.html", width)["height"]
-            shots.append(shoot("index.html", args.out_dir / f"report-{width}.png", width,
+            shots.append(shoot_framed("index.html", args.out_dir / f"report-{width}.png", width,
                                height, copy))
         return shots
 
@@ -123,7 +131,7 @@ def page(args: argparse.Namespace) -> list[Path]:
     from gpt2qa.serve import ServeSettings, create_app, serve_in_thread
 
     app = create_app(QAPipeline.from_pretrained(args.source, device="cpu"), ServeSettings(port=0))
-    with serve_in_thread(app) as base, tempfile.TemporaryDirectory() as tmp:
+    with serve_in_thread(app) as base:
         examples = httpx.get(f"{base}/v1/examples", timeout=30).json()
         item = next(e for e in examples["examples"] if e["answers"])
         context = item["context"]
@@ -133,8 +141,8 @@ def page(args: argparse.Namespace) -> list[Path]:
                                         "auto": "1"})
         print(f"{examples['source']} example ({examples['data']}): {item['question']!r}, "
               f"gold {item['answers'][0]!r}")
-        return [shoot(f"{base}/?{query}", args.out_dir / f"{args.prefix}-{width}.png", width,
-                      height, Path(tmp)) for width, height in PAGE_HEIGHTS.items()]
+        return [shoot_url(f"{base}/?{query}", args.out_dir / f"{args.prefix}-{width}.png", width,
+                          height) for width, height in PAGE_HEIGHTS.items()]
 
 
 TARGETS = {"page": page, "report": report}
