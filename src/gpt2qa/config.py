@@ -279,7 +279,7 @@ class TrainConfig(FlatSettings):
     """Dropout on the LoRA adapters' input."""
     lora_target_modules: str = ""
     """Comma-separated module names to adapt; empty: every attention projection of the model
-    type (README, Models)."""
+    type (docs/models.md)."""
     merge_lora: bool = False
     """Also write model-merged/: the best LoRA model folded into a standalone model directory."""
     gradient_checkpointing: bool = False

@@ -10,7 +10,7 @@ the launcher's folder, `ERRORS_ENV`, and identical lines are shown once) and its
 are not shown.
 Each process runs the same command; gpt2qa splits the work (train's global batches, sharded
 evaluation, `predict --data`). For several machines use torchrun or `accelerate launch` with
-their multi-node flags (README, "Scaling out").
+their multi-node flags (docs/scaling.md).
 """
 
 from __future__ import annotations
