@@ -84,6 +84,7 @@ def test_squad_json_to_rows_reads_back_the_same_examples(tmp_path, squad_v2_dict
     assert got.examples == official.examples
     assert [e.qas_id for e in got.examples] == ["q1", "q2", "q4", "q3"]
     assert [a.text for a in got.examples[2].answers] == ["Paris", "Paris, France"]
+    assert got.examples[0].context is got.examples[1].context  # one passage, one string
     assert (got.is_v2, got.version) == (True, "v2.0")
     assert file_layout(path) == {"jsonl": "jsonl", "json": "json", "csv": "csv",
                                  "parquet": "parquet"}[name.split(".")[1]]

@@ -150,7 +150,7 @@ def read_json_document(path: str | os.PathLike[str], **kwargs: Any) -> Any:
                                   f"{exc.msg}") from exc
         except RecursionError as exc:
             raise DataError(name, "invalid JSON: nested too deeply") from exc
-    if LONE_SURROGATE_ESCAPE.search(text):
+    if ("\\ud" in text or "\\uD" in text) and LONE_SURROGATE_ESCAPE.search(text):  # fast first
         _check_unicode(obj, name)
     return obj
 

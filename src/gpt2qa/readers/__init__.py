@@ -74,8 +74,9 @@ def iter_examples(path: str | os.PathLike[str], reading: DataFormat | None = Non
                   unique_ids: bool = True) -> Iterator[SquadExample]:
     """The file's questions, in order, each checked (`readers.rows`, `readers.mrqa`).
 
-    JSON lines (rows and MRQA), CSV and Parquet are read as they are consumed, so memory stays
-    bounded; the official SQuAD JSON and a JSON list are parsed whole first. ``repairs``
+    JSON lines (rows and MRQA), CSV and Parquet (a row group at a time) are read as they are
+    consumed, so memory stays bounded; the official SQuAD JSON and a JSON list are parsed
+    whole first. ``repairs``
     receives each answer dropped or moved under ``misaligned``; ``check_offsets=False`` keeps
     answers as written; ``require_answers=False`` accepts rows without an answer column
     (questions to predict); ``unique_ids=False`` stops remembering every id (a caller that

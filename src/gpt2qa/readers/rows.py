@@ -20,7 +20,6 @@ from typing import Any
 
 from gpt2qa.config import DataFormat, Misaligned
 from gpt2qa.data import (
-    LONE_SURROGATE_ESCAPE,
     Answer,
     Repair,
     SquadExample,
@@ -29,7 +28,7 @@ from gpt2qa.data import (
     read_json_document,
 )
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.readers.lines import json_lines, refuse_lone_surrogates
+from gpt2qa.readers.lines import escapes_lone_surrogate, json_lines, refuse_lone_surrogates
 
 PARQUET_BATCH_ROWS = 1024
 """Rows decoded from Parquet at a time (memory stays bounded however long the file)."""
@@ -53,6 +52,9 @@ class RowReader:
         self.check_offsets, self.require_answers = check_offsets, require_answers
         self.repairs = repairs if repairs is not None else []
         self.seen: dict[str, str] | None = {} if unique_ids else None
+        self.context = ""
+        """The last row's context: the next row's equal one becomes the same object, so the
+        questions of one passage share it in memory, as in the official layout."""
 
     def required(self) -> list[tuple[str, str]]:
         """(column, flag) of the columns every row must have."""
@@ -81,13 +83,16 @@ class RowReader:
         qas_id = self._id(row, where)
         question = self._text(row, reading.question_column, where, qas_id)
         context = self._text(row, reading.context_column, where, qas_id)
+        if context == self.context:
+            context = self.context
+        self.context = context
         title = row.get("title")
         if title is not None and not isinstance(title, str):
             raise DataError(self.path, f"expected a string, got {describe_json(title)}",
                             f"{where}: title", qas_id)
         cell = row.get(reading.answer_column, _MISSING)
         if answers_as_json and isinstance(cell, str):
-            surrogate = surrogate or LONE_SURROGATE_ESCAPE.search(cell) is not None
+            surrogate = surrogate or escapes_lone_surrogate(cell)
             cell = self._json_cell(cell, where, qas_id)
         answers = self._answers(cell, where, qas_id)
         example = SquadExample(qas_id=qas_id, question=question, context=context,
@@ -259,7 +264,8 @@ def iter_csv(path: str | os.PathLike[str], reader: RowReader) -> Iterator[SquadE
 
 
 def iter_parquet(path: str | os.PathLike[str], reader: RowReader) -> Iterator[SquadExample]:
-    """A Parquet file, `PARQUET_BATCH_ROWS` rows at a time (needs the parquet extra)."""
+    """A Parquet file, `PARQUET_BATCH_ROWS` rows at a time (needs the parquet extra); Arrow
+    decodes a whole row group first, so memory is bounded by the file's row-group size."""
     name = str(path)
     pq, arrow_error = parquet_module(name)
     try:
