@@ -39,3 +39,14 @@ def squad_v2_dict() -> dict:
             ]}]},
         ],
     }
+
+
+def squad_rows(squad: dict) -> list[dict]:
+    """A SQuAD dict as flat rows, one per question, as `datasets` writes SQuAD (and run_qa.py
+    reads it): id, title, context, question, answers {text: [...], answer_start: [...]}."""
+    return [{"id": qa["id"], "title": article.get("title", ""), "context": paragraph["context"],
+             "question": qa["question"],
+             "answers": {"text": [a["text"] for a in qa["answers"]],
+                         "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+            for article in squad["data"] for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"]]

@@ -33,6 +33,9 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 TaskName = Literal["auto", "squad", "hotpotqa"]
 TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 """`--task`: auto (from the data file or the model directory), or a registered task."""
+DataFormatName = Literal["auto", "squad", "rows", "mrqa"]
+DATA_FORMATS: tuple[str, ...] = get_args(DataFormatName)
+"""`--data-format` (docs/data.md): auto (from the file), squad, rows or mrqa."""
 QUANTIZE_MODES = ("none", "int8")
 """`--quantize`: none, or dynamic int8 quantisation of the backbone's matmuls (CPU)."""
 
@@ -187,6 +190,32 @@ def read_qa_json(model_dir: str | Path) -> dict[str, Any]:
     return obj
 
 
+@dataclass(frozen=True)
+class DataFormat:
+    """How a data file is read (`gpt2qa.readers`; docs/data.md): its layout, and for flat rows
+    the columns that hold each field (HF run_qa.py's names by default)."""
+
+    data_format: DataFormatName = "auto"
+    """auto (from the file's name and first bytes), squad (the official nested JSON), rows
+    (one question per row: JSON lines, a JSON list, CSV or Parquet) or mrqa (MRQA JSON lines)."""
+    id_column: str = "id"
+    """Column of each row's unique question id (rows)."""
+    question_column: str = "question"
+    """Column of each row's question (rows)."""
+    context_column: str = "context"
+    """Column of each row's context passage (rows)."""
+    answer_column: str = "answers"
+    """Column of each row's answers, {text: [...], answer_start: [...]}; empty lists mean
+    unanswerable; a CSV cell holds it as JSON (rows)."""
+
+    def __post_init__(self) -> None:
+        columns = [self.id_column, self.question_column, self.context_column, self.answer_column]
+        check([(self.data_format in DATA_FORMATS, f"data_format must be one of "
+                                                  f"{', '.join(DATA_FORMATS)}"),
+               (all(isinstance(c, str) and c.strip() for c in columns) and len(set(columns)) == 4,
+                f"the id, question, context and answer columns must be four different "
+                f"non-empty names; got {', '.join(map(repr, columns))}")])
+
 
 @dataclass(frozen=True)
 class TrainConfig(FlatSettings):
@@ -199,12 +228,16 @@ class TrainConfig(FlatSettings):
     output_dir: str = "runs/gpt2qa"
     """Run directory: log, checkpoints, the best model in model/."""
     train_file: str | None = None
-    """SQuAD v1.1/v2.0 or HotpotQA JSON to train on."""
+    """File to train on: SQuAD JSON, flat rows (JSON lines, JSON, CSV, Parquet), MRQA JSON
+    lines (docs/data.md) or HotpotQA JSON."""
     eval_file: str | None = None
     """A file of the same task to evaluate on (its official metric; picks the best model and
     tunes the task's threshold)."""
     dataset: str | None = None
-    """Hub dataset name (squad_v2); needs the optional datasets extra and a network."""
+    """Hub dataset NAME or NAME:CONFIG: squad_v2, squad, or any with SQuAD's columns
+    (docs/data.md); needs the optional datasets extra and a network."""
+    reading: DataFormat = nested(DataFormat)
+    """How the train and eval files (or hub rows) are read; each is a flag of its own."""
     qa: QAConfig = nested(QAConfig, settings_only=True)
     """The model's QA settings (head, windows, decoding); each is a flag of its own."""
     epochs: float = 2.0
@@ -333,7 +366,8 @@ HOTPOT_DEMO_TRAINING: dict[str, Any] = {
 """`gpt2qa demo --task hotpot`'s training settings (TrainConfig fields)."""
 
 DEMO_FIXED = ("model", "task", "output_dir", "train_file", "eval_file", "dataset", "seed",
-              "progress", "eval_every", "resume")
+              "progress", "eval_every", "resume", "data_format", "id_column", "question_column",
+              "context_column", "answer_column")
 """TrainConfig fields a demo sets itself (paths, seed, the evaluation schedule)."""
 
 _ONE_PROCESS = "the demo trains its tiny model in one process; use gpt2qa train"

@@ -14,7 +14,7 @@ import gc
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +77,6 @@ class SquadDataset:
 
 _T = TypeVar("_T")
 
-
 V2_VERSIONS = frozenset({"v2.0", "2.0"})
 """Version strings that mark a SQuAD 2.0 file (one with unanswerable questions)."""
 
@@ -88,7 +87,7 @@ _MISSING = object()
 # UTF-8 can only hold a surrogate through such an escape, so the exact check (a walk over
 # every string) runs only for files where this finds one; paired escapes (an emoji in an
 # ensure_ascii file) do not trigger it.
-_LONE_SURROGATE_ESCAPE = re.compile(
+LONE_SURROGATE_ESCAPE = re.compile(
     r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
     r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
@@ -151,7 +150,7 @@ def read_json_document(path: str | os.PathLike[str], **kwargs: Any) -> Any:
                                   f"{exc.msg}") from exc
         except RecursionError as exc:
             raise DataError(name, "invalid JSON: nested too deeply") from exc
-    if _LONE_SURROGATE_ESCAPE.search(text):
+    if ("\\ud" in text or "\\uD" in text) and LONE_SURROGATE_ESCAPE.search(text):  # fast first
         _check_unicode(obj, name)
     return obj
 
@@ -352,8 +351,8 @@ def _parse_qa(qa: Any, where: str, context: str, title: str, path: str, is_v2: b
                             f"{where}.answers", qas_id)
 
     if check_offsets:
-        kept = _align_answers(answers, f"{where}.answers", context, path, qas_id, misaligned,
-                              repairs)
+        kept = align_answers(answers, f"{where}.answers", context, path, qas_id, misaligned,
+                             repairs)
         if answers and not kept:
             repairs.append(Repair(qas_id, where, "skipped",
                                   f"question skipped: none of its {len(answers)} answers "
@@ -361,8 +360,8 @@ def _parse_qa(qa: Any, where: str, context: str, title: str, path: str, is_v2: b
             return None
         answers = kept
         # A plausible answer is never worth losing the question over.
-        plausible = _align_answers(plausible, f"{where}.plausible_answers", context, path,
-                                   qas_id, "error" if misaligned == "error" else "skip", repairs)
+        plausible = align_answers(plausible, f"{where}.plausible_answers", context, path,
+                                  qas_id, "error" if misaligned == "error" else "skip", repairs)
     return SquadExample(qas_id=qas_id, question=question, context=context, answers=answers,
                         is_impossible=is_impossible, title=title, plausible_answers=plausible)
 
@@ -380,11 +379,12 @@ def _parse_answers(items: list[Any], where: str, path: str, qas_id: str) -> tupl
     return tuple(answers)
 
 
-def _align_answers(answers: tuple[Answer, ...], where: str, context: str, path: str,
-                   qas_id: str, misaligned: Misaligned,
-                   repairs: list[Repair]) -> tuple[Answer, ...]:
-    """Keep aligned answers; raise, drop or move the others according to ``misaligned``."""
-    problems = [_misalignment(answer, context) for answer in answers]
+def align_answers(answers: tuple[Answer, ...], where: str | Callable[[int], str], context: str,
+                  path: str, qas_id: str, misaligned: Misaligned,
+                  repairs: list[Repair]) -> tuple[Answer, ...]:
+    """Keep aligned answers; raise, drop or move the others according to ``misaligned``. Answer
+    i's place is ``{where}[i].answer_start`` (a JSON path), or ``where(i)`` (a function)."""
+    problems = [misalignment(answer, context) for answer in answers]
     if not any(problems):
         return answers
     kept: list[Answer] = []
@@ -392,11 +392,11 @@ def _align_answers(answers: tuple[Answer, ...], where: str, context: str, path: 
         if problem is None:
             kept.append(answer)
             continue
-        where_i = f"{where}[{i}].answer_start"
+        where_i = where(i) if callable(where) else f"{where}[{i}].answer_start"
         if misaligned == "error":
             raise DataError(path, problem, where_i, qas_id)
         if misaligned == "fix-by-search":
-            start = _nearest_occurrence(context, answer.text, answer.answer_start)
+            start = nearest_occurrence(context, answer.text, answer.answer_start)
             if start is not None:
                 kept.append(Answer(text=answer.text, answer_start=start))
                 repairs.append(Repair(qas_id, where_i, "fixed",
@@ -408,7 +408,7 @@ def _align_answers(answers: tuple[Answer, ...], where: str, context: str, path: 
     return tuple(kept)
 
 
-def _misalignment(answer: Answer, context: str) -> str | None:
+def misalignment(answer: Answer, context: str) -> str | None:
     """Why ``answer`` does not sit at its ``answer_start`` in ``context``, or None."""
     start = answer.answer_start
     if start >= 0 and context.startswith(answer.text, start):
@@ -421,7 +421,7 @@ def _misalignment(answer: Answer, context: str) -> str | None:
             f"not the answer text {_quote(answer.text)}")
 
 
-def _nearest_occurrence(context: str, text: str, start: int) -> int | None:
+def nearest_occurrence(context: str, text: str, start: int) -> int | None:
     """The start of the occurrence of ``text`` nearest ``start`` (earlier wins a tie).
 
     Worked example: context "a cat and a cat", text "cat", start 9: the text occurs

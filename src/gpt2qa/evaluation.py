@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpt2qa.data import SquadExample, load_squad
+from gpt2qa.config import DataFormat
+from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction, decide, threshold_from_na_prob
 from gpt2qa.errors import DataError, GPT2QAError
 from gpt2qa.io import loads_json
@@ -28,6 +29,7 @@ from gpt2qa.metrics import (
     null_baseline,
     thresholded_scores,
 )
+from gpt2qa.readers import load_examples
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -197,14 +199,16 @@ def read_na_probs(path: str | Path) -> dict[str, float]:
 def evaluate_files(data_path: str | Path, preds_path: str | Path,
                    na_prob_file: str | Path | None = None, na_prob_thresh: float = 1.0,
                    out_image_dir: str | Path | None = None,
-                   with_breakdown: bool = False) -> dict[str, Any]:
-    """Score a predictions file against a SQuAD file (v2.0 or v1.1 rules from the file).
+                   with_breakdown: bool = False,
+                   reading: DataFormat | None = None) -> dict[str, Any]:
+    """Score a predictions file against gold answers in any layout `gpt2qa.readers` takes
+    (`reading`: --data-format and the column flags), by SQuAD v2.0 or v1.1 rules from the file.
 
     Backs ``gpt2qa evaluate DATA.json PREDS.json``.  The official keys come first, then
     ``missing``/``extra`` when non-zero, then ``breakdown`` when asked for.  A na-prob file is
     refused for v1.1 data, which has no unanswerable questions.
     """
-    dataset = load_squad(data_path, check_offsets=False)
+    dataset = load_examples(data_path, check_offsets=False, reading=reading)
     predictions = read_predictions(preds_path)
     na_probs = read_na_probs(na_prob_file) if na_prob_file is not None else None
     if dataset.is_v2:
@@ -214,7 +218,8 @@ def evaluate_files(data_path: str | Path, preds_path: str | Path,
     else:
         if na_probs is not None:
             raise GPT2QAError(f"{na_prob_file}: a na-prob file only applies to SQuAD 2.0 data, "
-                              f"and {data_path} is version {dataset.version}")
+                              f"and {data_path} is scored as SQuAD {dataset.version} (it has "
+                              "no unanswerable questions)")
         result = evaluate_v1(dataset.examples, predictions)
     if with_breakdown:
         result["breakdown"] = breakdown(dataset.examples, predictions, na_probs,

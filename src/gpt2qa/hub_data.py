@@ -1,47 +1,54 @@
-"""SQuAD 2.0 from the Hugging Face hub, through the optional `datasets` extra."""
+"""SQuAD-style datasets from the Hugging Face hub, through the optional `datasets` extra.
+
+`--dataset NAME[:CONFIG]`: squad_v2 and squad (the official repositories, with their SQuAD
+version), or any hub dataset whose rows have SQuAD's columns (adversarial_qa:adversarialQA,
+squad_adversarial:AddSent, ...), read as flat rows by `gpt2qa.readers` with the column flags
+(`DataFormat`). Training takes the train split and evaluates on the validation split when
+there is one.
+"""
 
 from __future__ import annotations
 
-from gpt2qa.config import Misaligned
-from gpt2qa.data import SquadDataset, parse_squad
+from gpt2qa.config import DataFormat, Misaligned
+from gpt2qa.data import SquadDataset
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.readers import rows_dataset
 
 HUB_DATASETS = {"squad_v2": ("rajpurkar/squad_v2", "v2.0"), "squad": ("rajpurkar/squad", "1.1")}
+"""Short names -> (hub repository, SQuAD version)."""
 
 
-def _to_squad_json(rows, version: str) -> dict:
-    """The hub's flat rows -> the official nested layout, one article per title."""
-    articles: dict[str, dict] = {}
-    for row in rows:
-        article = articles.setdefault(row["title"], {"title": row["title"], "paragraphs": []})
-        paras = article["paragraphs"]
-        if not paras or paras[-1]["context"] != row["context"]:
-            paras.append({"context": row["context"], "qas": []})
-        answers = [{"text": t, "answer_start": s}
-                   for t, s in zip(row["answers"]["text"], row["answers"]["answer_start"], strict=True)]
-        qa = {"id": row["id"], "question": row["question"], "answers": answers}
-        if version == "v2.0":
-            qa["is_impossible"] = not answers
-        paras[-1]["qas"].append(qa)
-    return {"version": version, "data": list(articles.values())}
+def split_name(name: str) -> tuple[str, str | None]:
+    """``NAME[:CONFIG]`` -> (repository, config or None); a short name becomes its repository.
+
+    Worked example: "adversarial_qa:dbidaf" -> ("adversarial_qa", "dbidaf").
+    """
+    repo, sep, config = name.partition(":")
+    if not repo.strip() or (sep and not config.strip()):
+        raise GPT2QAError(f"--dataset {name!r}: expected NAME or NAME:CONFIG")
+    return HUB_DATASETS.get(repo, (repo, ""))[0], config or None
 
 
-def load_hub_dataset(name: str, misaligned: Misaligned = "error") -> tuple[SquadDataset, SquadDataset]:
-    """(train, validation) of a hub SQuAD dataset."""
-    if name not in HUB_DATASETS:
-        raise GPT2QAError(f"--dataset {name!r}: known hub datasets are {', '.join(HUB_DATASETS)}")
-    hint = ("use local files instead: --train-file train-v2.0.json --eval-file dev-v2.0.json "
-            "(the official SQuAD 2.0 JSON)")
+def load_hub_dataset(name: str, misaligned: Misaligned = "error",
+                     reading: DataFormat | None = None) -> tuple[SquadDataset, SquadDataset | None]:
+    """(train, validation or None) of a hub dataset with SQuAD's columns."""
+    repo, config = split_name(name)
+    version = HUB_DATASETS.get(name.partition(":")[0], ("", None))[1]
+    hint = ("use local files instead: --train-file FILE --eval-file FILE (docs/data.md: SQuAD "
+            "JSON, JSON lines, CSV, Parquet or MRQA)")
     try:
         import datasets
     except ImportError:
         raise GPT2QAError(f"--dataset {name} needs the optional extra: "
                           f"pip install 'gpt2qa[datasets]'; or {hint}") from None
-    repo, version = HUB_DATASETS[name]
     try:
-        ds = datasets.load_dataset(repo)
+        ds = datasets.load_dataset(repo, config) if config else datasets.load_dataset(repo)
     except Exception as exc:  # the hub raises many types; all mean the same to the user
-        raise GPT2QAError(f"--dataset {name}: could not download {repo} from the hub "
+        raise GPT2QAError(f"--dataset {name}: could not load {repo} from the hub "
                           f"({type(exc).__name__}); {hint}") from None
-    return tuple(parse_squad(_to_squad_json(ds[split], version), f"hub:{repo}/{split}", misaligned)
-                 for split in ("train", "validation"))  # type: ignore[return-value]
+    if "train" not in ds:
+        raise GPT2QAError(f"--dataset {name}: no train split (it has {', '.join(ds)})")
+    train = rows_dataset(ds["train"], f"hub:{repo}/train", reading, misaligned, version)
+    evaluation = (rows_dataset(ds["validation"], f"hub:{repo}/validation", reading, misaligned,
+                               version) if "validation" in ds else None)
+    return train, evaluation

@@ -180,31 +180,45 @@ def find_run_dir(path: Path) -> Path:
     return path  # load_run names the first missing file
 
 
-def _count(task: Task, path: Path, cache: dict[Path, Any]) -> int | None:
+def _count(task: Task, path: Path, cache: dict[Path, Any], reading: Any = None) -> int | None:
     """The questions in a data file, or None when it cannot be read now (moved, changed)."""
     try:
-        return len(_dataset(task, path, cache).examples)
+        return len(_dataset(task, path, cache, reading).examples)
     except (GPT2QAError, OSError, ValueError):
         return None
 
 
-def _dataset(task: Task, path: Path, cache: dict[Path, Any]) -> Any:
+def _dataset(task: Task, path: Path, cache: dict[Path, Any], reading: Any = None) -> Any:
     key = path.resolve()
     if key not in cache:
-        cache[key] = task.read(str(path), gold=False)
+        cache[key] = task.read(str(path), gold=False, reading=reading)
     return cache[key]
+
+
+def _reading(train_config: Mapping[str, Any]) -> Any:
+    """How the run read its files: train_config.json's --data-format and column flags (a run
+    from before them, or a task without them: None, the defaults)."""
+    from gpt2qa.config import DataFormat
+    from gpt2qa.nesting import flat_fields
+
+    values = {k: train_config[k] for k in flat_fields(DataFormat) if k in train_config}
+    try:
+        return DataFormat(**values) if values else None
+    except (GPT2QAError, TypeError):
+        return None
 
 
 def _data_files(task: Task, train_config: Mapping[str, Any], eval_path: Path | None,
                 cache: dict[Path, Any]) -> tuple[DataFile, ...]:
     out = []
     train = train_config.get("train_file") or train_config.get("dataset")
+    reading = _reading(train_config)
     if isinstance(train, str) and train:
         path = Path(train)
-        out.append(DataFile("train", train, _count(task, path, cache) if path.is_file()
+        out.append(DataFile("train", train, _count(task, path, cache, reading) if path.is_file()
                             else None))
     if eval_path is not None:
-        out.append(DataFile("evaluation", str(eval_path), _count(task, eval_path, cache)
+        out.append(DataFile("evaluation", str(eval_path), _count(task, eval_path, cache, reading)
                             if eval_path.is_file() else None))
     return tuple(out)
 
@@ -279,7 +293,8 @@ def load_run(run_dir: str | os.PathLike[str], label: str,
     answers: tuple[tuple[Any, ...], dict[str, str], dict[str, float]] = ((), {}, {})
     if spec.abstains:
         gold_path: Path | None = _eval_file_for(path, train_config, eval_file)
-        answers = _answers(path, _dataset(task, gold_path, cache), gold_path)
+        answers = _answers(path, _dataset(task, gold_path, cache, _reading(train_config)),
+                           gold_path)
     else:
         recorded = eval_file or train_config.get("eval_file")
         gold_path = Path(recorded) if isinstance(recorded, (str, os.PathLike)) else None

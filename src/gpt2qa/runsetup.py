@@ -53,10 +53,11 @@ from gpt2qa.task import Task
 def load_training_data(config: TrainConfig, task: Task) -> tuple[Any, Any | None]:
     """The task's datasets from local files, or from the hub (`--dataset`)."""
     if config.dataset is not None:
-        return task.hub(config.dataset, config.misaligned)
+        return task.hub(config.dataset, config.misaligned, config.reading)
     assert config.train_file is not None
-    train = task.read(config.train_file, config.misaligned)
-    evaluation = task.read(config.eval_file, config.misaligned) if config.eval_file else None
+    train = task.read(config.train_file, config.misaligned, reading=config.reading)
+    evaluation = (task.read(config.eval_file, config.misaligned, reading=config.reading)
+                  if config.eval_file else None)
     return train, evaluation
 
 

@@ -3,7 +3,9 @@
 The engine (features, model, inference, train, checkpoint, pipeline) is written once; a task
 (`gpt2qa.tasks.squad`, `gpt2qa.tasks.hotpotqa`, ...) plugs in what differs between data sets:
 
-  reading      sniff(path), read(path, misaligned, gold)      -> a dataset with `.examples`
+  reading      sniff(path), read(path, misaligned, gold, reading) -> a dataset with
+               `.examples`; formats: the --data-format layouts its reader takes
+               (`config.DataFormat`, `gpt2qa.readers`)
   windows      features(examples, tokenizer, config, special) -> `Feature`s (task payload in
                `Feature.extra`)
   heads        heads(width) -> extra modules beside the span head; each reads the backbone's
@@ -97,11 +99,15 @@ class Task(Protocol):
     """What one question's context is in the Python API and over HTTP: str (SQuAD), or list
     (HotpotQA's [[title, [sentence, ...]], ...]); `example` checks the rest."""
 
+    formats: tuple[str, ...]
+    """The `--data-format` values (besides auto) its reader takes; none: its own layout only."""
+
     def sniff(self, path: str) -> bool: ...
 
-    def read(self, path: str, misaligned: str = "error", gold: bool = True) -> Any: ...
+    def read(self, path: str, misaligned: str = "error", gold: bool = True,
+             reading: Any = None) -> Any: ...
 
-    def hub(self, name: str, misaligned: str) -> tuple[Any, Any]: ...
+    def hub(self, name: str, misaligned: str, reading: Any = None) -> tuple[Any, Any]: ...
 
     def features(self, examples: Sequence[Any], tokenizer: Any, config: Any,
                  special: Any) -> list[Any]: ...

@@ -56,6 +56,16 @@ def read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
     return values
 
 
+def reading_flags(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """How to read the data file (`config.DataFormat`: --data-format and the column flags),
+    and the flags among them that were given (a task that reads only its own layout refuses
+    them: `task.refuse_unsupported`)."""
+    from gpt2qa.config import DataFormat
+
+    flags = given(args, field_names(DataFormat))
+    return DataFormat(**flags), flags
+
+
 def print_json(obj: Any) -> None:
     """`obj` as JSON on stdout; NaN or infinity (not JSON) is one GPT2QAError line naming the
     first such value's place, and nothing is printed."""
@@ -81,13 +91,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_output_file(args.out_file, "--out-file")
     if args.out_image_dir:
         check_output_dir(args.out_image_dir, "--out-image-dir")
-    task = tasks.resolve(args.task, data=args.data)
+    reading, reading_given = reading_flags(args)
+    task = tasks.resolve(args.task, data=args.data, data_format=reading.data_format)
     options = {"na_prob_file": args.na_prob_file, "out_image_dir": args.out_image_dir,
-               "breakdown": args.breakdown or None}
+               "breakdown": args.breakdown or None, **reading_given}
     refuse_unsupported(task, options)
     result = task.score_files(args.data, args.predictions, {
         "na_prob_file": args.na_prob_file, "na_prob_thresh": args.na_prob_thresh,
-        "out_image_dir": args.out_image_dir, "with_breakdown": args.breakdown})
+        "out_image_dir": args.out_image_dir, "with_breakdown": args.breakdown,
+        "reading": reading})
     if args.out_file:
         write_json_atomic(args.out_file, result)
     _warn_on_id_mismatch(args, result)
@@ -116,11 +128,14 @@ def cmd_check_spans(args: argparse.Namespace) -> int:
     from gpt2qa import tasks
     from gpt2qa.config import FeatureConfig
     from gpt2qa.features import prepare_tokenizer
+    from gpt2qa.task import refuse_unsupported
     from gpt2qa.tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
-    task = tasks.resolve(args.task, data=args.data)
-    dataset = task.read(args.data, args.misaligned)
+    reading, reading_given = reading_flags(args)
+    task = tasks.resolve(args.task, data=args.data, data_format=reading.data_format)
+    refuse_unsupported(task, reading_given)
+    dataset = task.read(args.data, args.misaligned, reading=reading)
     tokenizer = load_tokenizer(args.tokenizer)
     special = prepare_tokenizer(tokenizer)
     config = FeatureConfig(**given(args, field_names(FeatureConfig)))
@@ -157,6 +172,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from gpt2qa import tasks
     from gpt2qa.io import check_output_dir, write_json_atomic
     from gpt2qa.pipeline import QAPipeline
+    from gpt2qa.task import refuse_unsupported
 
     if (args.data is None) == (args.question is None):
         raise GPT2QAError("give either --data FILE --out-dir DIR, or --question Q --context C")
@@ -168,8 +184,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GPT2QAError(f"{args.data}: no such file")
     if args.out_dir is not None:
         check_output_dir(args.out_dir, "--out-dir")
-    task = tasks.resolve(args.task, model_dir=args.model)
-    if args.data is not None and not task.sniff(args.data):
+    reading, reading_given = reading_flags(args)
+    task = tasks.resolve(args.task, model_dir=args.model, data_format=reading.data_format)
+    refuse_unsupported(task, reading_given)
+    if args.data is not None and reading.data_format == "auto" and not task.sniff(args.data):
         raise GPT2QAError(f"{args.data}: not a {task.name} file, but {args.model} is a "
                           f"{task.name} model")
     group = _process_group_from_launcher()
@@ -181,7 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if main_process:
             print_json(_answer_one(pipe, args))
         return 0
-    dataset = task.read(args.data, args.misaligned, gold=False)
+    dataset = task.read(args.data, args.misaligned, gold=False, reading=reading)
     preds = pipe.predict(dataset.examples, args.batch_size, args.null_score_diff_threshold,
                          sharded=group is not None)
     if not main_process:

@@ -34,6 +34,7 @@ from gpt2qa.config import (
     PRECISIONS,
     QUANTIZE_MODES,
     TASK_NAMES,
+    DataFormat,
     DemoConfig,
     FeatureConfig,
     HotpotDemoConfig,
@@ -349,7 +350,9 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a gpt2qa model directory")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="FILE",
-                        help="SQuAD or HotpotQA JSON file to answer (needs --out-dir)")
+                        help="file of questions to answer (needs --out-dir): SQuAD JSON, flat "
+                             "rows (JSON lines, JSON, CSV, Parquet), MRQA JSON lines "
+                             "(docs/data.md) or HotpotQA JSON")
     source.add_argument("--question", metavar="TEXT",
                         help="one question to answer instead of --data (needs --context); the "
                              "answer is printed as JSON")
@@ -366,6 +369,7 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
                         "a cache-sized batch, 3 at GPT-2-small shape)")
     add_device_flags(p)
     add_misaligned_flag(p)
+    add_settings_flags(p, DataFormat)
     add_task_flag(p, "the model directory's")
     p.set_defaults(func=cmd.cmd_predict)
     return p
@@ -375,7 +379,8 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `gpt2qa evaluate`: the task's official metrics for a predictions file."""
     p = sub.add_parser("evaluate", help="official metrics of a predictions file: SQuAD v2.0 "
                                         "(or v1.1), or HotpotQA's answer, sp and joint")
-    p.add_argument("data", help="SQuAD or HotpotQA JSON with gold answers")
+    p.add_argument("data", help="gold answers: SQuAD JSON, flat rows (JSON lines, JSON, CSV, "
+                                "Parquet), MRQA JSON lines (docs/data.md) or HotpotQA JSON")
     p.add_argument("predictions",
                    help="predictions JSON: for SQuAD an object id -> predicted text ('' = no "
                         "answer); for HotpotQA the official object of answer and sp")
@@ -388,6 +393,7 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
                    help="SQuAD only: write PR curves and na-prob histograms (PNG) here")
     p.add_argument("--breakdown", action="store_true",
                    help="SQuAD only: add scores by question word and answer length")
+    add_settings_flags(p, DataFormat)
     add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_evaluate)
     return p
@@ -397,10 +403,12 @@ def add_check_spans_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `gpt2qa check-spans`: what tokenisation and windowing keep of the answers."""
     p = sub.add_parser("check-spans", help="oracle EM/F1 of a SQuAD or HotpotQA file: do gold "
                                            "answers survive tokenisation?")
-    p.add_argument("data", help="SQuAD or HotpotQA JSON file")
+    p.add_argument("data", help="SQuAD JSON, flat rows (JSON lines, JSON, CSV, Parquet), MRQA "
+                                "JSON lines (docs/data.md) or HotpotQA JSON")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
     add_settings_flags(p, FeatureConfig)
     add_misaligned_flag(p)
+    add_settings_flags(p, DataFormat)
     add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_check_spans)
     return p

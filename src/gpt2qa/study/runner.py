@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gpt2qa.checkpoint import list_checkpoints
-from gpt2qa.data import load_squad
 from gpt2qa.decode import predictions_to_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import score_at_threshold, score_predictions
 from gpt2qa.io import check_output_dir, write_json_atomic
 from gpt2qa.pipeline import QAPipeline
+from gpt2qa.readers import load_examples
 from gpt2qa.study.config import SELECTION_SPLIT, StudyConfig
 from gpt2qa.study.grid import Cell, grid_cells, split_files
 from gpt2qa.study.inputs import StudyInputs, cell_train_config, check_study_dir, prepare_inputs
@@ -141,7 +141,7 @@ def run_study(config: StudyConfig, out_dir: str | os.PathLike[str],
     out.mkdir(parents=True, exist_ok=True)
     check_study_dir(config, out)
     inputs = prepare_inputs(config, out)
-    split_examples = {s: load_squad(inputs.data[s]).examples
+    split_examples = {s: load_examples(inputs.data[s]).examples
                       for s in config.eval_splits if s != SELECTION_SPLIT}
     cells = grid_cells(config, only)
     outcomes: list[CellOutcome] = []

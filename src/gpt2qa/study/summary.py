@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.config import NULL_POSITIONS
-from gpt2qa.data import load_squad
 from gpt2qa.io import write_json_atomic, write_text_atomic
 from gpt2qa.plots import plot_reliability, plot_study
+from gpt2qa.readers import load_examples
 from gpt2qa.study.calibration import na_auroc, reliability
 from gpt2qa.study.config import SELECTION_SPLIT, SPLITS
 from gpt2qa.study.grid import Cell, split_files
@@ -67,7 +67,7 @@ def cell_scores(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if split not in gold:
                 data = out / "data" / f"{split}.json"
                 gold[split] = {ex.qas_id: bool(ex.answers)
-                               for ex in load_squad(data, check_offsets=False).examples}
+                               for ex in load_examples(data, check_offsets=False).examples}
             metrics = json.loads((cell_dir / metrics_name).read_text(encoding="utf-8"))
             na_probs = json.loads((cell_dir / na_name).read_text(encoding="utf-8"))
             ids = [q for q in na_probs if q in gold[split]]

@@ -30,13 +30,15 @@ def get(name: str) -> Task:
     return TASKS[name]
 
 
-def for_data(path: str | os.PathLike[str]) -> Task:
-    """The first task whose reader accepts this file."""
+def for_data(path: str | os.PathLike[str], data_format: str = "auto") -> Task:
+    """The task that reads `--data-format` (a name other than auto), else the first task whose
+    reader accepts this file."""
     for task in TASKS.values():
-        if task.sniff(str(path)):
+        if data_format in task.formats if data_format != "auto" else task.sniff(str(path)):
             return task
-    raise DataError(str(path), "neither a SQuAD file (a JSON object with 'data') nor a HotpotQA "
-                               "file (a JSON list of questions)")
+    raise DataError(str(path), "neither a SQuAD file (the official JSON, or flat rows or MRQA "
+                               "lines: docs/data.md) nor a HotpotQA file (a JSON list of "
+                               "questions)")
 
 
 def for_model(model_dir: str | os.PathLike[str]) -> Task:
@@ -74,9 +76,10 @@ def for_run(run_dir: str | os.PathLike[str]) -> Task:
 
 
 def resolve(name: str = "auto", data: str | os.PathLike[str] | None = None,
-            model_dir: str | os.PathLike[str] | None = None) -> Task:
-    """`--task`: a name, or auto (the model directory's task, else the data file's). A name
-    that is not the task a model directory was trained for is one line, before it loads."""
+            model_dir: str | os.PathLike[str] | None = None, data_format: str = "auto") -> Task:
+    """`--task`: a name, or auto (the model directory's task, else the one that reads
+    `--data-format`, else the data file's). A name that is not the task a model directory was
+    trained for is one line, before it loads; so is a `--data-format` the task does not read."""
     saved = (for_model(model_dir) if model_dir is not None
              and (Path(model_dir) / QA_CONFIG_NAME).is_file() else None)
     if name != "auto":
@@ -86,19 +89,31 @@ def resolve(name: str = "auto", data: str | os.PathLike[str] | None = None,
     elif saved is not None:
         task = saved
     elif data is not None:
-        task = for_data(data)
+        task = for_data(data, data_format)
     else:
         task = TASKS["squad"]
-    if data is not None and name != "auto" and not task.sniff(str(data)):
+    check_format(task, data_format)
+    if (data is not None and name != "auto" and data_format == "auto"
+            and not task.sniff(str(data))):
         raise GPT2QAError(f"{data}: not a {task.name} file (--task {name})")
     return task
+
+
+def check_format(task: Task, data_format: str) -> None:
+    """One line when `--data-format` names a layout `task` does not read."""
+    if data_format != "auto" and data_format not in task.formats:
+        reads = ", ".join(task.formats) if task.formats else "only its own official layout"
+        raise GPT2QAError(f"--data-format {data_format} is not supported for {task.name}: it "
+                          f"reads {reads}")
 
 
 def for_training(config: TrainConfig) -> Task:
     """The task of a training run, with every setting it cannot honour refused."""
     model_dir = config.model if (Path(config.model) / QA_CONFIG_NAME).is_file() else None
-    task = resolve(config.task, config.train_file, None if config.train_file else model_dir)
-    if config.eval_file is not None and not task.sniff(config.eval_file):
+    fmt = config.reading.data_format
+    task = resolve(config.task, config.train_file, None if config.train_file else model_dir,
+                   fmt)
+    if config.eval_file is not None and fmt == "auto" and not task.sniff(config.eval_file):
         raise GPT2QAError(f"{config.eval_file}: the train file is {task.name}, so the eval "
                           "file must be too")
     defaults = flatten(build(TrainConfig, {"train_file": "-"}))

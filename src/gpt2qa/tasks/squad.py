@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gpt2qa.data import SquadDataset, SquadExample, check_text, json_opening, load_squad
+from gpt2qa.config import DataFormat
+from gpt2qa.data import SquadDataset, SquadExample, check_text
 from gpt2qa.decode import Prediction, WindowOutput, decode, predictions_to_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import evaluate_files, score_predictions
@@ -25,6 +26,7 @@ from gpt2qa.features import (
     span_failure_kind,
 )
 from gpt2qa.metrics import evaluate_v2, exact_match
+from gpt2qa.readers import load_examples, sniff
 from gpt2qa.task import Evaluation, ReportSpec, Score
 
 REPORT = ReportSpec(
@@ -67,16 +69,23 @@ class SquadTask:
     summary_keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
                     "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
 
+    formats = ("squad", "rows", "mrqa")
+
     def sniff(self, path: str) -> bool:
-        return json_opening(path) == "{"
+        return sniff(path)
 
-    def read(self, path: str, misaligned: str = "error", gold: bool = True) -> SquadDataset:
-        return load_squad(path, misaligned, check_offsets=gold)  # type: ignore[arg-type]
+    def read(self, path: str, misaligned: str = "error", gold: bool = True,
+             reading: DataFormat | None = None) -> SquadDataset:
+        """Any layout `gpt2qa.readers` takes; without `gold` (predict, report) offsets are not
+        checked and rows may lack answers."""
+        return load_examples(path, misaligned, check_offsets=gold,  # type: ignore[arg-type]
+                             require_answers=gold, reading=reading)
 
-    def hub(self, name: str, misaligned: str) -> tuple[SquadDataset, SquadDataset | None]:
+    def hub(self, name: str, misaligned: str, reading: DataFormat | None = None
+            ) -> tuple[SquadDataset, SquadDataset | None]:
         from gpt2qa.hub_data import load_hub_dataset
 
-        return load_hub_dataset(name, misaligned)  # type: ignore[arg-type]
+        return load_hub_dataset(name, misaligned, reading)  # type: ignore[arg-type]
 
     def features(self, examples: Sequence[SquadExample], tokenizer: Any, config: Any,
                  special: Any) -> list[Feature]:

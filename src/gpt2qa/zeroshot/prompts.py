@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2qa.data import SquadExample, load_squad
+from gpt2qa.data import SquadExample
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.metrics import normalize_answer
+from gpt2qa.readers import load_examples
 from gpt2qa.zeroshot.settings import ZeroShotConfig
 
 
@@ -103,7 +104,7 @@ def select_shots(path: str | os.PathLike[str], k: int, seed: int,
     Examples that share an id or a context with ``exclude`` (the questions being answered)
     are never drawn, so a shot cannot give its answer away.
     """
-    dataset = load_squad(path, check_offsets=False)
+    dataset = load_examples(path, check_offsets=False)
     ids = {ex.qas_id for ex in exclude}
     contexts = {ex.context for ex in exclude}
     pool = [ex for ex in dataset.examples if ex.qas_id not in ids and ex.context not in contexts]

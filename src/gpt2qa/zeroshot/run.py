@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM
 
-from gpt2qa.data import SquadExample, load_squad
+from gpt2qa.data import SquadExample
 from gpt2qa.decode import Candidate, Prediction, sigmoid, write_predictions
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.metrics import evaluate_v1, evaluate_v2, null_baseline
 from gpt2qa.quantize import check_cpu_bf16
+from gpt2qa.readers import load_examples
 from gpt2qa.runtime import autocast_context, pick_device
 from gpt2qa.tokenizer import hub_kwargs, load_failure, load_tokenizer
 from gpt2qa.zeroshot.decoding import (
@@ -133,7 +134,7 @@ def run_zero_shot(model_name: str, data_path: str | os.PathLike[str],
     """
     if max_examples is not None and max_examples < 1:
         raise GPT2QAError(f"max_examples must be >= 1; got {max_examples}")
-    dataset = load_squad(data_path, check_offsets=False)
+    dataset = load_examples(data_path, check_offsets=False)
     examples = list(dataset.examples[:max_examples] if max_examples else dataset.examples)
     if not examples:
         raise GPT2QAError(f"{data_path}: no questions to answer")

@@ -19,6 +19,7 @@ from gpt2qa.data import json_opening
 from gpt2qa.decode import WindowOutput
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
+from gpt2qa.readers import sniff as squad_style
 from gpt2qa.task import Evaluation, ReportSpec, Score
 from gpt2qa.tasks.hotpotqa.data import HotpotDataset, HotpotExample, load_hotpot, parse_hotpot
 from gpt2qa.tasks.hotpotqa.heads import (
@@ -103,19 +104,27 @@ class HotpotTask:
         "na_prob_file": "it applies to SQuAD data",
         "out_image_dir": "it applies to SQuAD data",
         "breakdown": "it applies to SQuAD data",
+        **dict.fromkeys(("data_format", "id_column", "question_column", "context_column",
+                         "answer_column"), "it reads the official HotpotQA JSON list only"),
     }
     report = REPORT
     context_type = list
     summary_keys = (*METRIC_KEYS, "sp_threshold")
 
-    def sniff(self, path: str) -> bool:
-        return json_opening(path) == "["
+    formats: tuple[str, ...] = ()
 
-    def read(self, path: str, misaligned: str = "error", gold: bool = True) -> HotpotDataset:
+    def sniff(self, path: str) -> bool:
+        """A JSON list that is not flat rows (`gpt2qa.readers.sniff` tells them apart)."""
+        return json_opening(path) == "[" and not squad_style(path)
+
+    def read(self, path: str, misaligned: str = "error", gold: bool = True,
+             reading: Any = None) -> HotpotDataset:
+        """The official JSON list; `reading` (--data-format, the column flags) is refused at
+        the edges (`refuses`)."""
         return load_hotpot(path, require_gold=gold,
                            bad_facts="error" if misaligned == "error" else "skip")
 
-    def hub(self, name: str, misaligned: str) -> tuple[Any, Any]:
+    def hub(self, name: str, misaligned: str, reading: Any = None) -> tuple[Any, Any]:
         raise GPT2QAError(f"--dataset {name}: {self.refuses['dataset']}")
 
     def features(self, examples: Sequence[HotpotExample], tokenizer: Any, config: Any,
