@@ -1,6 +1,14 @@
-"""Load test for `gpt2qa serve`: micro-batching on vs off, on loopback, with a tiny model.
+"""Load test for `gpt2qa serve`: micro-batching on vs off, and HTTP parsers side by side, on
+loopback, with a tiny model.
 
     PYTHONPATH=src python benchmarks/serve_load.py [--requests 2000] [--concurrency 32]
+    PYTHONPATH=src python benchmarks/serve_load.py --http h11 httptools --modes batched \
+        --rounds 3 --requests 300
+
+`--http` takes one or more of the server's parsers (`gpt2qa serve --http`); each round runs
+every parser in turn for every mode (alternating, so load from other work on the machine falls
+on both), and the summary gives each parser's median over the rounds and the ratios between
+parsers. The server's own CPU time per request (from /proc) is printed beside the client's.
 
 Builds a tiny GPT-2 QA model (random weights: speed does not depend on training) and a
 tokenizer from the synthetic benchmark's text in a temporary directory, then for each mode
@@ -20,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +58,9 @@ class LoadResult:
     """One mode's measurements (latencies in milliseconds)."""
 
     mode: str
+    http: str
+    """The server's HTTP parser (`--http`)."""
+    round: int
     max_batch_size: int
     batch_wait_ms: float
     requests: int
@@ -64,6 +77,8 @@ class LoadResult:
     client: str
     client_cpu_ms_per_request: float
     """The load generator's own CPU time (user + system) per request."""
+    server_cpu_ms_per_request: float
+    """The server process's CPU time (user + system, /proc) per request; NaN where unknown."""
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -105,7 +120,8 @@ def free_port() -> int:
 
 
 def start_server(model_dir: Path, port: int, max_batch_size: int, batch_wait_ms: float,
-                 threads: int, quantize: str = "none") -> subprocess.Popen[bytes]:
+                 threads: int, quantize: str = "none",
+                 http: str = "auto") -> subprocess.Popen[bytes]:
     import gpt2qa
 
     src = str(Path(gpt2qa.__file__).resolve().parents[1])
@@ -117,7 +133,7 @@ def start_server(model_dir: Path, port: int, max_batch_size: int, batch_wait_ms:
     cmd = [sys.executable, "-m", "gpt2qa.serve", "--model", str(model_dir), "--host", "127.0.0.1",
            "--port", str(port), "--max-batch-size", str(max_batch_size),
            "--batch-wait-ms", str(batch_wait_ms), "--device", "cpu", "--log-level", "warning",
-           "--quantize", quantize]
+           "--quantize", quantize, "--http", http]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -155,11 +171,15 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def send_load_raw(base: str, pairs: list[tuple[str, str]], n_requests: int,
-                        concurrency: int) -> tuple[list[float], int, float]:
-    """`send_load` over plain asyncio streams (see the module doc)."""
+                        concurrency: int, healthz: bool = False
+                        ) -> tuple[list[float], int, float]:
+    """`send_load` over plain asyncio streams (see the module doc); `healthz`: GET /healthz
+    instead of questions (the HTTP stack and the app's routing alone, no model work)."""
     address = base.removeprefix("http://")
     host, port = address.rsplit(":", 1)
-    requests = [_request_bytes(address, q, c) for q, c in pairs]
+    requests = ([f"GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n".encode("ascii")]
+                if healthz else [_request_bytes(address, q, c) for q, c in pairs])
+    expected = "questions_answered" if healthz else "answer"
     latencies: list[float] = []
     errors = 0
     next_index = iter(range(n_requests))
@@ -173,7 +193,7 @@ async def send_load_raw(base: str, pairs: list[tuple[str, str]], n_requests: int
                 try:
                     writer.write(requests[i % len(requests)])
                     status, body = await _read_response(reader)
-                    ok = status == 200 and "answer" in json.loads(body)
+                    ok = status == 200 and expected in json.loads(body)
                 except (OSError, ValueError, asyncio.IncompleteReadError):
                     ok = False
                 latencies.append(time.perf_counter() - t0)
@@ -221,18 +241,21 @@ async def send_load(base: str, pairs: list[tuple[str, str]], n_requests: int,
 
 def run_mode(mode: str, model_dir: Path, pairs: list[tuple[str, str]], n_requests: int,
              concurrency: int, max_batch_size: int, batch_wait_ms: float,
-             threads: int, client: str = "raw", quantize: str = "none") -> LoadResult:
+             threads: int, client: str = "raw", quantize: str = "none",
+             http: str = "auto", round_: int = 0) -> LoadResult:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(model_dir, port, max_batch_size, batch_wait_ms, threads, quantize)
+    proc = start_server(model_dir, port, max_batch_size, batch_wait_ms, threads, quantize, http)
     try:
         wait_healthy(base, proc)
-        send = send_load_raw if client == "raw" else send_load
+        send = (functools.partial(send_load_raw, healthz=mode == "healthz") if client == "raw"
+                else send_load)
         asyncio.run(send(base, pairs, min(50, n_requests), concurrency))  # warm-up
         before = httpx.get(f"{base}/healthz").json()
-        cpu_before = _cpu_seconds()
+        cpu_before, server_before = _cpu_seconds(), process_cpu_seconds(proc.pid)
         latencies, errors, wall = asyncio.run(send(base, pairs, n_requests, concurrency))
         client_cpu = _cpu_seconds() - cpu_before
+        server_cpu = process_cpu_seconds(proc.pid) - server_before
         after = httpx.get(f"{base}/healthz").json()
     finally:
         proc.terminate()
@@ -244,7 +267,8 @@ def run_mode(mode: str, model_dir: Path, pairs: list[tuple[str, str]], n_request
     batches = after["forward_batches"] - before["forward_batches"]
     answered = after["questions_answered"] - before["questions_answered"]
     ms = sorted(x * 1000 for x in latencies)
-    return LoadResult(mode=mode, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+    return LoadResult(mode=mode, http=http, round=round_, max_batch_size=max_batch_size,
+                      batch_wait_ms=batch_wait_ms,
                       requests=n_requests, concurrency=concurrency, errors=errors,
                       seconds=round(wall, 3), throughput_rps=round(n_requests / wall, 1),
                       p50_ms=round(percentile(ms, 50), 2), p95_ms=round(percentile(ms, 95), 2),
@@ -253,7 +277,8 @@ def run_mode(mode: str, model_dir: Path, pairs: list[tuple[str, str]], n_request
                       model_busy=round((after["forward_seconds"] - before["forward_seconds"])
                                        / wall, 3),
                       client=client, client_cpu_ms_per_request=round(
-                          client_cpu / n_requests * 1000, 2))
+                          client_cpu / n_requests * 1000, 2),
+                      server_cpu_ms_per_request=round(server_cpu / n_requests * 1000, 2))
 
 
 def _cpu_seconds() -> float:
@@ -261,7 +286,75 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
+def process_cpu_seconds(pid: int) -> float:
+    """Another process's CPU time so far (user + system, its threads included), from
+    /proc/PID/stat; NaN where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SUMMARY_KEYS = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms_per_request",
+                "mean_batch_size")
+"""The per-run figures the summary takes medians of and compares."""
+MODES = ("batched", "unbatched", "healthz")
+"""batched: the server's micro-batching on (--max-batch-size); unbatched: off (1); healthz:
+GET /healthz on the batched server, the HTTP stack's own cost without model work."""
+
+
+def medians(results: list[LoadResult]) -> dict[tuple[str, str], dict[str, float]]:
+    """(http, mode) -> the median over the rounds of each SUMMARY_KEYS figure."""
+    groups: dict[tuple[str, str], list[LoadResult]] = {}
+    for res in results:
+        groups.setdefault((res.http, res.mode), []).append(res)
+    return {key: {name: round(statistics.median(getattr(r, name) for r in runs), 2)
+                  for name in SUMMARY_KEYS} for key, runs in groups.items()}
+
+
+def print_table(title: str, columns: list[str], rows: dict[str, list[float]],
+                ratio_of: tuple[int, int] | None) -> None:
+    """One summary table: a row per figure, a column per system, and the ratio of two."""
+    print(f"\n{title}")
+    print(f"{'':>22}" + "".join(f"{c:>12}" for c in columns)
+          + (f"{'ratio':>9}" if ratio_of else ""))
+    for label, values in rows.items():
+        line = f"{label:>22}" + "".join(f"{v:>12.2f}" for v in values)
+        if ratio_of:
+            a, b = values[ratio_of[0]], values[ratio_of[1]]
+            line += f"{a / b:>8.2f}x" if b else f"{'-':>9}"
+        print(line)
+
+
+def summarise(results: list[LoadResult], stacks: list[str], modes: list[str]
+              ) -> dict[str, Any]:
+    """Print the comparison tables; return the medians and ratios for the JSON record: per
+    parser batched over unbatched, and per mode each parser over the first one given."""
+    med = medians(results)
+    labels = {"throughput_rps": "throughput req/s", "p50_ms": "p50 ms", "p95_ms": "p95 ms",
+              "p99_ms": "p99 ms", "server_cpu_ms_per_request": "server CPU ms/req",
+              "mean_batch_size": "mean batch"}
+    ratios: dict[str, Any] = {}
+    if {"batched", "unbatched"} <= set(modes):
+        for stack in stacks:
+            a, b = med[(stack, "batched")], med[(stack, "unbatched")]
+            print_table(f"--http {stack}: batched vs unbatched (medians)", list(MODES[:2]),
+                        {labels[k]: [a[k], b[k]] for k in SUMMARY_KEYS}, (0, 1))
+            ratios[f"{stack}: batched over unbatched"] = {
+                k: round(a[k] / b[k], 2) if b[k] else None for k in SUMMARY_KEYS}
+    for mode in modes if len(stacks) > 1 else ():
+        cells = [med[(stack, mode)] for stack in stacks]
+        print_table(f"{mode}: HTTP parsers side by side (medians)", stacks,
+                    {labels[k]: [c[k] for c in cells] for k in SUMMARY_KEYS}, (len(stacks) - 1, 0))
+        for stack, cell in zip(stacks[1:], cells[1:], strict=True):
+            ratios[f"{mode}: {stack} over {stacks[0]}"] = {
+                k: round(cell[k] / cells[0][k], 2) if cells[0][k] else None for k in SUMMARY_KEYS}
+    return {"medians": {f"{stack} {mode}": m for (stack, mode), m in med.items()},
+            "ratios": ratios}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per mode")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent connections")
@@ -278,43 +371,53 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's --quantize (int8: dynamic int8 backbone matmuls)")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: prepared requests on asyncio streams, or httpx")
+    parser.add_argument("--http", nargs="+", choices=("auto", "h11", "httptools"),
+                        default=["auto"], help="the server's HTTP parser(s), run in turn")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES[:2]),
+                        help="batched (--max-batch-size), unbatched (1), healthz (GET /healthz: "
+                             "the HTTP stack alone)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="times every (parser, mode) runs, alternating; medians are kept")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1 or args.max_batch_size < 2:
-        parser.error("--requests and --concurrency must be >= 1, --max-batch-size >= 2")
+    if args.requests < 1 or args.concurrency < 1 or args.max_batch_size < 2 or args.rounds < 1:
+        parser.error("--requests, --concurrency and --rounds must be >= 1, "
+                     "--max-batch-size >= 2")
+    if "healthz" in args.modes and args.client != "raw":
+        parser.error("--modes healthz needs --client raw")
+    args.http, args.modes = list(dict.fromkeys(args.http)), list(dict.fromkeys(args.modes))
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     # Other work on the machine shares the cores with server and client: record how busy it was.
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gpt2qa-serve-load-") as tmp:
         model_dir, pairs = build_model(Path(tmp), args.seed, args.n_layer, args.n_embd,
                                        args.passages)
         print(f"model: {args.n_layer} layers x {args.n_embd} wide (random weights); "
-              f"{len(pairs)} distinct questions; {args.requests} requests per mode over "
+              f"{len(pairs)} distinct questions; {args.requests} requests per run over "
               f"{args.concurrency} connections", flush=True)
         results = []
-        for mode, size, wait in (("batched", args.max_batch_size, args.batch_wait_ms),
-                                 ("unbatched", 1, 0.0)):
-            res = run_mode(mode, model_dir, pairs, args.requests, args.concurrency, size, wait,
-                           args.server_threads, args.client, args.quantize)
-            print(f"{mode:>9}: {res.throughput_rps:8.1f} req/s  p50 {res.p50_ms:7.1f} ms  "
-                  f"p95 {res.p95_ms:7.1f} ms  p99 {res.p99_ms:7.1f} ms  errors {res.errors}  "
-                  f"mean batch {res.mean_batch_size:.2f}  model busy {res.model_busy:.0%}  "
-                  f"client CPU {res.client_cpu_ms_per_request:.2f} ms/req  "
-                  f"({res.seconds:.1f} s)", flush=True)
-            results.append(res)
-
-    on, off = results
-    ratio = {"throughput": round(on.throughput_rps / off.throughput_rps, 2),
-             "p50": round(on.p50_ms / off.p50_ms, 2), "p95": round(on.p95_ms / off.p95_ms, 2),
-             "p99": round(on.p99_ms / off.p99_ms, 2)}
-    print()
-    print(f"{'':>16} {'batched':>10} {'unbatched':>10} {'ratio':>7}")
-    for label, a, b, r in (("throughput req/s", on.throughput_rps, off.throughput_rps,
-                            ratio["throughput"]),
-                           ("p50 ms", on.p50_ms, off.p50_ms, ratio["p50"]),
-                           ("p95 ms", on.p95_ms, off.p95_ms, ratio["p95"]),
-                           ("p99 ms", on.p99_ms, off.p99_ms, ratio["p99"])):
-        print(f"{label:>16} {a:>10.1f} {b:>10.1f} {r:>6.2f}x")
+        for round_ in range(args.rounds):
+            for stack in args.http:
+                for mode in args.modes:
+                    size, wait = ((1, 0.0) if mode == "unbatched"
+                                  else (args.max_batch_size, args.batch_wait_ms))
+                    res = run_mode(mode, model_dir, pairs, args.requests, args.concurrency,
+                                   size, wait, args.server_threads, args.client, args.quantize,
+                                   stack, round_)
+                    print(f"round {round_} {stack:>9} {mode:>9}: {res.throughput_rps:8.1f} "
+                          f"req/s  p50 {res.p50_ms:7.1f} ms  p95 {res.p95_ms:7.1f} ms  "
+                          f"p99 {res.p99_ms:7.1f} ms  errors {res.errors}  mean batch "
+                          f"{res.mean_batch_size:.2f}  model busy {res.model_busy:.0%}  "
+                          f"server CPU {res.server_cpu_ms_per_request:.2f} ms/req  client CPU "
+                          f"{res.client_cpu_ms_per_request:.2f} ms/req  ({res.seconds:.1f} s)",
+                          flush=True)
+                    results.append(res)
+    summary = summarise(results, args.http, args.modes)
+    errors = sum(r.errors for r in results)
     record: dict[str, Any] = {
         "benchmark": "serve_load", "python": platform.python_version(),
         "machine": platform.machine(), "cpus": os.cpu_count(),
@@ -322,16 +425,15 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min": {"start": round(load_before[0], 2),
                               "end": round(os.getloadavg()[0], 2)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "results": [asdict(r) for r in results], "ratio_batched_over_unbatched": ratio,
+        "results": [asdict(r) for r in results], **summary,
     }
     write_json_atomic(args.out, record)
-    print(f"wrote {args.out}")
-    print(f"requests={args.requests} concurrency={args.concurrency} "
-          f"batched_rps={on.throughput_rps} unbatched_rps={off.throughput_rps} "
-          f"speedup={ratio['throughput']} batched_p50_ms={on.p50_ms} unbatched_p50_ms={off.p50_ms} "
-          f"batched_p99_ms={on.p99_ms} unbatched_p99_ms={off.p99_ms} "
-          f"mean_batch={on.mean_batch_size} errors={on.errors + off.errors}")
-    return 1 if on.errors or off.errors else 0
+    print(f"\nwrote {args.out}")
+    print(" ".join([f"requests={args.requests}", f"concurrency={args.concurrency}",
+                    f"rounds={args.rounds}"]
+                   + [f"{key.replace(' ', '_')}_rps={m['throughput_rps']}"
+                      for key, m in summary["medians"].items()] + [f"errors={errors}"]))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

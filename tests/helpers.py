@@ -71,3 +71,20 @@ def one_line_error(code: int, err: str) -> str:
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def read_card(model_dir: Path, *run_paths: Path):
+    """A model directory's README.md read through huggingface_hub's model-card parser, after
+    checking that it names none of `run_paths` (the run's folders and data files, as given
+    and resolved) nor the temporary folder they live in: (ModelCard, its text)."""
+    import tempfile
+
+    from huggingface_hub import ModelCard
+
+    text = (model_dir / "README.md").read_text(encoding="utf-8")
+    for path in (*run_paths, Path(tempfile.gettempdir())):
+        for shown in {str(path), str(path.resolve())}:
+            assert shown not in text, f"the card names {shown}"
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.library_name == "gpt2qa" and card.data.pipeline_tag == "question-answering"
+    return card, text

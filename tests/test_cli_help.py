@@ -153,8 +153,8 @@ def test_demo_threads_apply_to_the_run_and_are_set_back(capsys, tmp_path, monkey
     wanted = 2 if before == 1 else 1
     seen = []
 
-    def stop(config):  # the training stage: note the threads, then stop the demo there
-        seen.append(torch.get_num_threads())
+    def stop(config, synthetic=False):  # the training stage: note the threads, then stop there
+        seen.append((torch.get_num_threads(), synthetic))
         raise GPT2QAError("stopped by the test")
 
     monkeypatch.setattr(gpt2qa.demo, "fine_tune", stop)
@@ -162,7 +162,8 @@ def test_demo_threads_apply_to_the_run_and_are_set_back(capsys, tmp_path, monkey
                        "--n-train", "4", "--n-dev", "2", "--vocab-size", "300",
                        "--n-embd", "32", "--n-head", "2", "--no-progress")
     assert "stopped by the test" in one_line_error(code, err)
-    assert seen == [wanted] and torch.get_num_threads() == before
+    # ... and the demo tells training its data is synthetic (the model card says so).
+    assert seen == [(wanted, True)] and torch.get_num_threads() == before
 
 
 class Terminal(io.StringIO):

@@ -8,6 +8,7 @@ import pytest
 
 from gpt2qa.cli import main
 from gpt2qa.synthetic import EASY_OVERRIDES, write_benchmark
+from helpers import read_card
 
 
 @pytest.mark.slow
@@ -38,6 +39,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     examples = json.loads((out / "run" / "model" / "examples.json").read_text())
     assert examples["synthetic"] is True and examples["data"] == "synthetic (gpt2qa demo)"
     assert examples["examples"] and all(e["question"] for e in examples["examples"])
+    # Its model card parses, names no path of the run and says the data was synthetic.
+    card, text = read_card(out / "run" / "model", tmp_path, out)
+    assert "synthetic-data" in card.data.tags and "**Synthetic data.**" in text
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results}["f1"] == \
+        round(metrics["f1"], 2)
     assert main(["demo", "--out-dir", str(out), "--steps", "1"]) == 2  # never overwrites
 
 

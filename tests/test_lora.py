@@ -22,7 +22,7 @@ from gpt2qa.lora import LORA_TARGETS, is_lora, parameter_counts, prepare_for_tra
 from gpt2qa.model import QAModel  # noqa: E402
 from gpt2qa.nesting import flat_fields  # noqa: E402
 from gpt2qa.tasks import fine_tune as train  # noqa: E402
-from helpers import save_init_dir, tiny_model, write_tiny_squad  # noqa: E402
+from helpers import read_card, save_init_dir, tiny_model, write_tiny_squad  # noqa: E402
 
 QA = QAConfig.of(max_seq_length=64, doc_stride=16, max_query_length=16)
 
@@ -64,6 +64,15 @@ def test_lora_run_adapter_dir_merge_and_predict(tmp_path, capsys, tiny_tokenizer
     # The adapter directory holds only what trained: far smaller than the standalone one.
     assert (model_dir / "model.safetensors").stat().st_size < \
         0.5 * (merged_dir / "model.safetensors").stat().st_size
+
+    # Both directories carry a model card: the adapter's and the merged, standalone model's.
+    adapter_card, adapter_text = read_card(model_dir, tmp_path, init, data, run)
+    merged_card, merged_text = read_card(merged_dir, tmp_path, init, data, run)
+    assert "adapter directory (r=4" in adapter_text and "lora" in adapter_card.data.tags
+    assert "adapters merged into the base" in merged_text
+    assert merged_card.data.eval_results == adapter_card.data.eval_results
+    assert [r.metric_value for r in merged_card.data.eval_results if r.metric_type == "tuned_f1"
+            ] == [round(json.loads((run / "metrics.json").read_text())["tuned_f1"], 2)]
 
     adapter, tok, special = load_model(model_dir)
     merged, _, _ = load_model(merged_dir)

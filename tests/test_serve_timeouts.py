@@ -1,8 +1,10 @@
 """Server timeouts on a real loopback socket: slow bodies, slow headers, idle clients and a
-graceful shutdown that a stalled client cannot hold up. Each test is bounded by seconds."""
+graceful shutdown that a stalled client cannot hold up, on each HTTP parser (`--http`: h11,
+and httptools when it is installed). Each test is bounded by seconds."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import threading
@@ -21,6 +23,8 @@ from gpt2qa.serve import ServeSettings, create_app, uvicorn_config  # noqa: E402
 
 GOOD = {"question": "When was the Eiffel Tower completed?",
         "context": "The Eiffel Tower was completed in 1889 in Paris, France."}
+STACKS = ["h11"] + (["httptools"] if importlib.util.find_spec("httptools") else [])
+"""The HTTP parsers every socket test runs on (`ServeSettings.http`)."""
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,7 @@ class Running:
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn_config(app, settings, "warning", access_log=False))
+        self.http = settings.http
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -62,12 +67,12 @@ class Running:
         return time.monotonic() - start
 
 
-@pytest.fixture()
-def running(pipeline: QAPipeline) -> Iterator[Any]:
+@pytest.fixture(params=STACKS)
+def running(pipeline: QAPipeline, request: pytest.FixtureRequest) -> Iterator[Any]:
     servers: list[Running] = []
 
     def start(**settings: Any) -> Running:
-        settings = ServeSettings(port=0, **settings)
+        settings = ServeSettings(port=0, http=request.param, **settings)
         servers.append(Running(create_app(pipeline, settings), settings))
         return servers[-1]
 
@@ -148,6 +153,8 @@ def read_one_response(sock: socket.socket) -> bytes:
 
 def test_a_normal_request_and_keep_alive_still_work(running: Any) -> None:
     server = running(timeout_headers=2, timeout_keep_alive=0.5, timeout_body=2)
+    parser = {"h11": "H11Protocol", "httptools": "HttpToolsProtocol"}[server.http]
+    assert [c.__name__ for c in server.server.config.http_protocol_class.__mro__][1] == parser
     body = json.dumps(GOOD).encode()
     sock = server.connect()
     for _ in range(2):  # two requests on one kept-alive connection
@@ -176,11 +183,42 @@ def test_timeouts_are_flags_with_defaults() -> None:
         ServeSettings(timeout_body=0)
 
 
+def test_the_http_flag_picks_the_parser(capsys, tmp_path, monkeypatch) -> None:
+    import argparse
+    import sys
+
+    from gpt2qa.cli.commands import settings_from_args
+    from gpt2qa.cli.flags import add_serve_arguments
+    from gpt2qa.errors import GPT2QAError
+    from gpt2qa.serve.middleware import http_parser
+    from helpers import one_line_error, run
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert settings_from_args(parser.parse_args(["--model", "m"])).http == "auto"
+    for stack in STACKS:
+        assert settings_from_args(parser.parse_args(["--model", "m", "--http", stack])).http \
+            == stack
+    assert "--http {auto,h11,httptools}" in parser.format_help()
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--model", "m", "--http", "h2"])
+    assert exited.value.code == 2 and "invalid choice: 'h2'" in capsys.readouterr().err
+    # httptools missing: one line naming the extra, before the model (absent here) loads.
+    monkeypatch.setitem(sys.modules, "httptools", None)
+    monkeypatch.delitem(sys.modules, "uvicorn.protocols.http.httptools_impl", raising=False)
+    with pytest.raises(GPT2QAError, match="uvicorn\\[standard\\]"):
+        http_parser("httptools")
+    err = one_line_error(*run(capsys, "serve", "--model", str(tmp_path / "absent"), "--port",
+                              "0", "--http", "httptools")[::2])
+    assert "--http httptools needs the httptools package" in err
+
+
 @pytest.mark.slow
-def test_sigterm_stops_a_real_gpt2qa_serve_despite_a_stalled_client(tmp_path, tiny_tokenizer
-                                                                    ) -> None:
-    """The reported case end to end: `gpt2qa serve` in its own process, one client that
-    promised 100 body bytes and sent 3, then SIGTERM."""
+@pytest.mark.parametrize("stack", STACKS)
+def test_sigterm_stops_a_real_gpt2qa_serve_despite_a_stalled_client(tmp_path, tiny_tokenizer,
+                                                                    stack: str) -> None:
+    """The reported case end to end: `gpt2qa serve --http STACK` in its own process, one client
+    that promised 100 body bytes and sent 3, then SIGTERM."""
     import os
     import signal
     import subprocess
@@ -198,7 +236,8 @@ def test_sigterm_stops_a_real_gpt2qa_serve_despite_a_stalled_client(tmp_path, ti
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpt2qa", "serve", "--model", str(model_dir), "--port",
-         str(port), "--timeout-graceful-shutdown", "1", "--log-level", "warning"],
+         str(port), "--timeout-graceful-shutdown", "1", "--log-level", "warning",
+         "--http", stack],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

@@ -7,6 +7,7 @@ A model directory holds:
   gpt2qa.json         QAConfig: head, layout, null position, lengths, threshold
   examples.json       optional: a few evaluation questions for the serve page's "Try an
                       example", and what the data was (`examples_json`, `read_examples`)
+  README.md           the model card, in a directory a training run saved (gpt2qa.modelcard)
   adapter_config.json only in a LoRA directory, whose model.safetensors then holds only what
                       trained; the base is reloaded from the path this file names (gpt2qa.lora)
 
@@ -40,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, read_qa_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
-from gpt2qa.io import atomic_dir, read_json_object, write_json_atomic
+from gpt2qa.io import atomic_dir, read_json_object, write_json_atomic, write_text_atomic
 from gpt2qa.lora import (
     build_adapter_model,
     frozen_keys,
@@ -50,6 +51,7 @@ from gpt2qa.lora import (
     write_adapter_config,
 )
 from gpt2qa.model import QAModel, check_config_json, check_fits
+from gpt2qa.modelcard import CARD_NAME, CardFacts, model_facts, render_card
 from gpt2qa.schedule import TrainState
 from gpt2qa.task import Task
 from gpt2qa.tokenizer import load_tokenizer
@@ -69,16 +71,16 @@ MAX_EXAMPLES_BYTES = 1_000_000
 def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
                       qa: QAConfig | None = None,
                       weights: dict[str, torch.Tensor] | None = None,
-                      examples: dict[str, Any] | None = None) -> None:
+                      examples: dict[str, Any] | None = None,
+                      card: CardFacts | None = None) -> None:
     """Write a model directory's files into an existing (temporary) directory; `qa` (default:
     the model's own) is what gpt2qa.json records, e.g. with a tuned threshold; `weights`
     (default: the model's state dict) is the whole state of a sharded model; `examples`
-    (`examples_json`), when given, is written as examples.json."""
+    (`examples_json`), when given, is written as examples.json; `card`, when given, is
+    rendered into README.md (the model card) with what this model is."""
     backbone_config = model.transformer.config
     qa = qa or model.config
-    compatible = (qa.head == "linear" and qa.features.null_position == "first"
-                  and qa.features.layout == "question-first"
-                  and getattr(backbone_config, "model_type", "") == "gpt2")
+    compatible = gpt2_qa_compatible(qa, backbone_config)
     # Recorded so transformers' GPT2ForQuestionAnswering.from_pretrained(dir) just works.
     backbone_config.architectures = ["GPT2ForQuestionAnswering"] if compatible else None
     backbone_config.save_pretrained(directory)
@@ -90,15 +92,30 @@ def write_model_files(directory: Path, model: QAModel, tokenizer: Any,
                                             encoding="utf-8")
     if examples is not None:
         write_json_atomic(directory / EXAMPLES_NAME, examples)
+    if card is not None:
+        facts = model_facts(qa, backbone_config, sum(p.numel() for p in model.parameters()),
+                            compatible, is_lora(model))
+        write_text_atomic(directory / CARD_NAME, render_card(card, facts))
+
+
+def gpt2_qa_compatible(qa: QAConfig, backbone_config: Any) -> bool:
+    """Whether the saved directory is also a `transformers.GPT2ForQuestionAnswering`
+    checkpoint: a linear head reading the null score at the first token, question first, on
+    a GPT-2 backbone."""
+    return (qa.head == "linear" and qa.features.null_position == "first"
+            and qa.features.layout == "question-first"
+            and getattr(backbone_config, "model_type", "") == "gpt2")
 
 
 def save_model(model: QAModel, tokenizer: Any, out_dir: str | os.PathLike[str],
                qa: QAConfig | None = None,
                weights: dict[str, torch.Tensor] | None = None,
-               examples: dict[str, Any] | None = None) -> Path:
-    """Save a model directory atomically (replacing any earlier one gpt2qa wrote there)."""
+               examples: dict[str, Any] | None = None,
+               card: CardFacts | None = None) -> Path:
+    """Save a model directory atomically (replacing any earlier one gpt2qa wrote there), with
+    its model card when `card` is given (a training run's)."""
     with atomic_dir(out_dir) as tmp:
-        write_model_files(tmp, model, tokenizer, qa, weights, examples)
+        write_model_files(tmp, model, tokenizer, qa, weights, examples, card)
     return Path(out_dir)
 
 
@@ -374,9 +391,10 @@ def remove_stale_temporaries(output_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                    task: Task | None = None) -> Path:
+                    task: Task | None = None, card: CardFacts | None = None) -> Path:
     """Fold a LoRA directory's adapters (and token rows) into the base: a standalone model dir
-    (with the adapter directory's examples.json, when it has one that reads as JSON)."""
+    (with the adapter directory's examples.json, when it has one that reads as JSON, and the
+    model card `card` gives, now of a whole model)."""
     model, tokenizer, _ = load_model(adapter_dir, task=task)
     if not is_lora(model):
         raise GPT2QAError(f"{adapter_dir}: not a LoRA adapter directory")
@@ -386,4 +404,4 @@ def merge_model_dir(adapter_dir: str | os.PathLike[str], out_dir: str | os.PathL
         kept = read_json_object(examples) if examples.is_file() else None
     except GPT2QAError:
         kept = None  # it only fills the page's form; `read_examples` warns where it is read
-    return save_model(model, tokenizer, out_dir, examples=kept)
+    return save_model(model, tokenizer, out_dir, examples=kept, card=card)

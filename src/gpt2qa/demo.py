@@ -130,7 +130,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     print(f"data: {out / 'data'}  (train, dev, hard); tiny GPT-2 + tokenizer: {init}")
     train_config = config.train_config(str(init), str(paths["train"]),
                                        str(paths[config.eval_split]), str(out / "run"))
-    result = fine_tune(train_config)
+    result = fine_tune(train_config, synthetic=True)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
     record_model_data(result.model_dir, DEMO_DATA, synthetic=True)

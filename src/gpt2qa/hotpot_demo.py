@@ -76,7 +76,7 @@ def run_hotpot_demo(config: HotpotDemoConfig) -> dict[str, Any]:
     train_config = config.train_config(str(init), str(paths["train"]), str(paths["dev"]),
                                        str(out / "run"))
     task = tasks.get("hotpotqa")
-    result = train(train_config, task)
+    result = train(train_config, task, synthetic=True)
     if result.metrics is None:
         raise GPT2QAError("the demo run produced no evaluation")
     record_model_data(result.model_dir, DEMO_DATA, synthetic=True)

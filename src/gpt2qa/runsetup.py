@@ -34,6 +34,7 @@ from gpt2qa.io import check_writable, write_json_atomic, writing
 from gpt2qa.launch import check_joined, check_launcher_precision, process_group_on_cpu
 from gpt2qa.lora import parameter_counts
 from gpt2qa.model import QAModel
+from gpt2qa.modelcard import RunFacts, run_facts
 from gpt2qa.nesting import flatten
 from gpt2qa.quantize import check_cpu_bf16
 from gpt2qa.rundir import RunLog, check_run_dir
@@ -95,6 +96,8 @@ class Run:
     resume_state: dict[str, Any] | None = None
     """The trainer state of the checkpoint this run resumes from (its tensors are loaded)."""
     lengths: list[int] = field(default_factory=list)
+    card: RunFacts | None = None
+    """What the model card says of the run (the main process only)."""
 
     @property
     def main(self) -> bool:
@@ -222,9 +225,10 @@ def _open_log(config: TrainConfig, task: Task, model: QAModel, schedule: Schedul
     return log
 
 
-def setup(config: TrainConfig, task: Task) -> Run:
+def setup(config: TrainConfig, task: Task, synthetic: bool = False) -> Run:
     """Check the folder, load data and model, resolve the schedule, prepare for processes.
-    Nothing is written before everything has loaded, so a failed start leaves no folder."""
+    Nothing is written before everything has loaded, so a failed start leaves no folder.
+    `synthetic`: the data is gpt2qa's synthetic data (the demos), which the model card says."""
     accelerator, resume_from = _start(config)
     datasets = load_training_data(config, task)
     model, tokenizer = build_model(config, task)
@@ -235,6 +239,8 @@ def setup(config: TrainConfig, task: Task) -> Run:
     wrapped, optimizer, scheduler = _optimize(config, model, accelerator, schedule, resume_from)
     log = (_open_log(config, task, model, schedule, checked, resume_from)
            if accelerator.is_main_process else None)
+    card = (run_facts(config, task, schedule, checked, synthetic)
+            if accelerator.is_main_process else None)
     return Run(config=config, task=task, out=Path(config.output_dir), accelerator=accelerator,
                model=wrapped, raw_model=accelerator.unwrap_model(wrapped), tokenizer=tokenizer,
                special=special, optimizer=optimizer, scheduler=scheduler,
@@ -242,4 +248,4 @@ def setup(config: TrainConfig, task: Task) -> Run:
                train_features=train_features, eval_data=eval_data,
                eval_features=eval_features, schedule=schedule, log=log,
                resume_state=resume_from.state if resume_from is not None else None,
-               lengths=[len(f.input_ids) for f in train_features])
+               lengths=[len(f.input_ids) for f in train_features], card=card)

@@ -98,6 +98,10 @@ class Task(Protocol):
     context_type: type
     """What one question's context is in the Python API and over HTTP: str (SQuAD), or list
     (HotpotQA's [[title, [sentence, ...]], ...]); `example` checks the rest."""
+    windows: str
+    """How a question and its context become the model's windows, in one sentence for the
+    model card, with `FeatureConfig` fields in braces ({max_seq_length}, {doc_stride},
+    {max_query_length})."""
 
     formats: tuple[str, ...]
     """The `--data-format` values (besides auto) its reader takes; none: its own layout only."""

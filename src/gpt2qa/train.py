@@ -8,6 +8,7 @@ A run directory holds:
   model/                   the best model so far (by the task's selection key: SQuAD's tuned
                            F1, HotpotQA's joint F1), ready for `gpt2qa predict`, with a few
                            evaluation questions in examples.json (for `gpt2qa serve`'s page)
+                           and its model card in README.md (gpt2qa.modelcard)
   metrics.json and the task's prediction files (SQuAD: predictions.json, na_probs.json,
   nbest.json; HotpotQA: predictions.json)   for the best evaluation
   learning_curve.png       loss and the task's evaluation scores (`Task.report`) by step
@@ -62,6 +63,7 @@ from gpt2qa.features import Feature
 from gpt2qa.inference import run_model
 from gpt2qa.io import OutputError, free_space, write_json_atomic
 from gpt2qa.model import QAModel
+from gpt2qa.modelcard import CardFacts, EvalFacts
 from gpt2qa.nesting import replace_flat
 from gpt2qa.plots import curve_title, plot_learning_curve
 from gpt2qa.runsetup import Run, setup
@@ -168,10 +170,19 @@ def _save_best(run: Run, state: TrainState, step: int, result: Evaluation,
     state.best_score, state.best_step = list(run.task.select(result.metrics)), step
     save_model(run.raw_model, run.tokenizer, run.out / "model",
                qa=replace_flat(run.raw_model.config, **result.tuned), weights=weights,
-               examples=examples_json(run.task, run.eval_data.examples, eval_source(run.config)))
+               examples=examples_json(run.task, run.eval_data.examples, eval_source(run.config)),
+               card=model_card(run, {**result.metrics, "step": step}))
     for name, obj in result.files.items():
         write_json_atomic(run.out / f"{name}.json", obj)
     write_json_atomic(run.out / "metrics.json", {**result.metrics, "step": step})
+
+
+def model_card(run: Run, metrics: dict[str, Any] | None) -> CardFacts | None:
+    """The model card's facts for a model saved now; `metrics`: the evaluation it won, with
+    its step (metrics.json's content), or None when the run evaluates nothing."""
+    if run.card is None:
+        return None
+    return CardFacts(run.card, None if metrics is None else EvalFacts(metrics, metrics["step"]))
 
 
 def eval_source(config: TrainConfig) -> str:
@@ -302,10 +313,11 @@ def _stopped(run: Run, exc: OutputError, step: int) -> GPT2QAError:
                        "and rerun with --resume")
 
 
-def train(config: TrainConfig, task: Task) -> TrainResult:
+def train(config: TrainConfig, task: Task, synthetic: bool = False) -> TrainResult:
     """Run (or resume) one fine-tuning run of `task`; see the module docstring for what it
-    writes. `gpt2qa.tasks.fine_tune` picks the task from the config and the data."""
-    run = setup(config, task)
+    writes. `gpt2qa.tasks.fine_tune` picks the task from the config and the data.
+    `synthetic`: the data is gpt2qa's synthetic data (the demos); the model card says so."""
+    run = setup(config, task, synthetic)
     state = (TrainState.from_json(run.resume_state) if run.resume_state is not None
              else TrainState())
     state = fit(run, state)
@@ -315,13 +327,15 @@ def train(config: TrainConfig, task: Task) -> TrainResult:
     if run.main:
         try:
             if run.eval_data is None:
-                save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights)
+                save_model(run.raw_model, run.tokenizer, run.out / "model", weights=weights,
+                           card=model_card(run, None))
             elif (run.out / "metrics.json").exists():
                 metrics = json.loads((run.out / "metrics.json").read_text(encoding="utf-8"))
             plot_learning_curve(run.out / "log.jsonl", run.out / "learning_curve.png",
                                 run.task.report, curve_title(run.out, config.seed))
             if config.merge_lora:
-                merge_model_dir(run.out / "model", run.out / "model-merged", task)
+                merge_model_dir(run.out / "model", run.out / "model-merged", task,
+                                model_card(run, metrics))
         except OutputError as exc:
             raise _stopped(run, exc, state.step) from None
     run.accelerator.wait_for_everyone()

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import long_number
 
 if TYPE_CHECKING:
@@ -147,8 +148,26 @@ async def _error(scope: Scope, receive: Receive, send: Send, status: int, detail
     await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
 
 
-def http_protocol(timeout_headers: float) -> type:
-    """uvicorn's HTTP protocol with a deadline for request headers.
+def http_parser(http: str = "auto") -> type:
+    """uvicorn's HTTP/1.1 protocol class for `--http`: h11's (pure Python), httptools' (C),
+    or auto: httptools' when the package is installed, else h11's (uvicorn's own rule). A
+    missing httptools is one line naming the extra that installs it."""
+    if http == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+    if http == "httptools":
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        except ImportError:
+            raise GPT2QAError("--http httptools needs the httptools package: "
+                              "pip install 'uvicorn[standard]'") from None
+        return HttpToolsProtocol
+    return AutoHTTPProtocol
+
+
+def http_protocol(timeout_headers: float, http: str = "auto") -> type:
+    """uvicorn's HTTP protocol (`http_parser(http)`) with a deadline for request headers.
 
     uvicorn times out an idle connection only after a response (keep-alive); a client
     that connects and sends nothing, or sends its headers a byte at a time, is never
@@ -156,7 +175,7 @@ def http_protocol(timeout_headers: float) -> type:
     response ends; if no new request's headers have been parsed when it fires (no request
     cycle is in progress), the connection is closed.
     """
-    base: Any = AutoHTTPProtocol
+    base: Any = http_parser(http)
 
     class HeaderTimeoutProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None

@@ -17,7 +17,7 @@ import uvicorn
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.serve.app import create_app
-from gpt2qa.serve.middleware import http_protocol
+from gpt2qa.serve.middleware import http_parser, http_protocol
 from gpt2qa.serve.settings import ServeSettings
 
 logger = logging.getLogger("gpt2qa.serve")
@@ -27,10 +27,11 @@ LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 def uvicorn_config(app: Any, settings: ServeSettings, log_level: str = "info",
                    **overrides: Any) -> uvicorn.Config:
-    """The uvicorn.Config for `settings`: address, timeouts and the header deadline."""
+    """The uvicorn.Config for `settings`: address, HTTP parser, timeouts and the header
+    deadline."""
     options: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "log_level": log_level, "lifespan": "on",
-        "http": http_protocol(settings.timeout_headers),
+        "http": http_protocol(settings.timeout_headers, settings.http),
         "timeout_keep_alive": settings.timeout_keep_alive,
         "timeout_graceful_shutdown": settings.timeout_graceful_shutdown,
     }
@@ -68,8 +69,10 @@ def serve_forever(model_dir: str, settings: ServeSettings, device: str | None = 
                   precision: str = "fp32", log_level: str = "info",
                   quantize: str = "none") -> None:
     """Load a model directory and serve it until interrupted; an address it cannot listen on
-    is refused in one line, before the model loads."""
+    is refused in one line, before the model loads, and so is an --http parser that is not
+    installed."""
     check_address(settings.host, settings.port)
+    http_parser(settings.http)
     pipeline = QAPipeline.from_pretrained(model_dir, device=device, precision=precision,
                                           quantize=quantize)
     app = create_app(pipeline, settings)

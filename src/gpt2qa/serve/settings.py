@@ -8,7 +8,7 @@ Each field's docstring is its description (pydantic's `use_attribute_docstrings`
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -47,6 +47,9 @@ class ServeSettings(BaseModel):
     one gets 408 and is disconnected."""
     timeout_graceful_shutdown: float = 10.0
     """Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in flight before cancelling them."""
+    http: Literal["auto", "h11", "httptools"] = "auto"
+    """HTTP/1.1 parser: httptools (C, installed with uvicorn[standard]), h11 (pure Python), or
+    auto: httptools when it is installed, else h11."""
 
     def __init__(self, **values: Any) -> None:
         try:

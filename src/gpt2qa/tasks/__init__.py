@@ -121,8 +121,9 @@ def for_training(config: TrainConfig) -> Task:
     return task
 
 
-def fine_tune(config: TrainConfig, task: Task | None = None) -> Any:
-    """`gpt2qa train` as a Python call: resolve the task, then train (`gpt2qa.train.train`)."""
+def fine_tune(config: TrainConfig, task: Task | None = None, synthetic: bool = False) -> Any:
+    """`gpt2qa train` as a Python call: resolve the task, then train (`gpt2qa.train.train`;
+    `synthetic`: the demos' data, which the model card says)."""
     from gpt2qa.train import train
 
-    return train(config, task or for_training(config))
+    return train(config, task or for_training(config), synthetic)

@@ -66,6 +66,9 @@ class SquadTask:
     refuses: Mapping[str, str] = {}
     report = REPORT
     context_type = str
+    windows = ("A context longer than one window is read in overlapping windows of "
+               "{max_seq_length} tokens, a new one every {doc_stride} tokens; a question longer "
+               "than {max_query_length} tokens is cut.")
     summary_keys = ("exact", "f1", "HasAns_f1", "NoAns_f1", "tuned_f1",
                     "tuned_null_score_diff_threshold", "null_baseline_f1", "exact_match")
 

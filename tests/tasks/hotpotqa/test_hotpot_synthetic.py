@@ -11,6 +11,7 @@ from gpt2qa.hotpot_demo import baseline_predictions, format_hotpot_table, majori
 from gpt2qa.tasks.hotpotqa.data import parse_hotpot
 from gpt2qa.tasks.hotpotqa.metrics import METRIC_KEYS, evaluate_hotpot
 from gpt2qa.tasks.hotpotqa.synthetic import _split_of, generate
+from helpers import read_card
 
 
 def test_generate_is_valid_seeded_and_varied() -> None:
@@ -75,5 +76,9 @@ def test_hotpot_demo_runs_end_to_end_and_prints_its_margin_last(tmp_path, capsys
     for key in ("f1", "joint_f1"):
         margin = 100 * (demo["test"][key] - demo["baseline_test"][key])
         assert demo[f"margin_{key}"] == pytest.approx(margin, abs=0.005)
+    card, text = read_card(out / "run" / "model", tmp_path, out)
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results}["joint_f1"] == \
+        round(100 * demo["dev"]["joint_f1"], 2)
+    assert "**Synthetic data.**" in text and "| sp threshold |" in text
     last = printed.rstrip().splitlines()[-1]
     assert last.startswith("margin: test answer F1 ") and f"{demo['margin_f1']:+.1f}" in last

@@ -109,6 +109,9 @@ class HotpotTask:
     }
     report = REPORT
     context_type = list
+    windows = ("Each question gets one window of {max_seq_length} tokens: its paragraphs are "
+               "ranked by overlap with the question and packed in while they fit, and the rest "
+               "are dropped; a question longer than {max_query_length} tokens is cut.")
     summary_keys = (*METRIC_KEYS, "sp_threshold")
 
     formats: tuple[str, ...] = ()

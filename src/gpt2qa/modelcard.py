@@ -1,0 +1,485 @@
+"""The model card: the README.md of every model directory a run saves, in the Hugging Face
+model-card layout (YAML front matter, then Markdown), so the hub and `huggingface_hub`'s
+`ModelCard` read it.
+
+The card says what the model is (task, head, layout, null position, windows, tuned
+thresholds), how it was trained (base model, data files by base name and sha256, steps, batch,
+learning rate, seed), how it scored (the task's `ReportSpec` scores, also as the front
+matter's `model-index`), how to load it and what it cannot do. It never holds a path: data
+files and local model directories appear by base name only, and nothing else of the run's
+settings (output folder, cache) is written, so a model directory can be shared as it is.
+
+Rendering (`render_card`) is a pure function of three frozen records: `RunFacts` (fixed for
+the run), `EvalFacts` (the evaluation the saved model won) and `ModelFacts` (what is being
+saved: adapter or whole, `GPT2ForQuestionAnswering`-compatible or not). `run_facts` and
+`base_model_facts` collect the run's facts once (they read the data files to hash them, and
+the base model's local card or config for its license); `checkpoint.save_model` writes the
+card inside the model directory's atomic write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt2qa.config import QAConfig, TrainConfig
+from gpt2qa.task import ReportSpec, Task
+
+CARD_NAME = "README.md"
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+"""A hub repository id (`gpt2`, `Qwen/Qwen2.5-0.5B`): no path separator beyond the one
+slash, no `~`, no leading dot, so nothing that could be a path on this machine."""
+LICENSE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+"""A license identifier as the hub's `license` field spells one (`mit`, `apache-2.0`)."""
+
+CHECKED_MEANINGS = {
+    "answer_recall": "of the answerable training questions keep their gold answer inside a "
+                     "window (an answer outside every window cannot be learned)",
+    "gold_paragraph_recall": "of the training questions' gold paragraphs are kept by the "
+                             "paragraph selection",
+    "all_gold_paragraphs": "of the training questions keep every gold paragraph in their "
+                           "window",
+}
+"""What each figure of the setup record (`Task.check_training`) means, in the card's words."""
+
+LOADERS = {".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
+"""The `datasets` loader a local data file would use (the model-index's dataset `type`);
+anything else is read as JSON."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One local data file of the run, by base name, with its sha256."""
+
+    role: str
+    """"training" or "evaluation"."""
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """What the card says of `--model`."""
+
+    hub_id: str | None
+    """The front matter's `base_model`: the hub id given, or the one a local directory's own
+    card names (a gpt2qa model directory, a hub snapshot); None for any other local model."""
+    label: str
+    """How the card's text names it (a hub id, or a local directory by base name)."""
+    license: str | None = None
+    """The base model's license, when its local card or config.json states one."""
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a training run was: fixed from its start, the same for every model it saves."""
+
+    name: str
+    """The run folder's base name: the model-index's model name and the card's title."""
+    task: str
+    report: ReportSpec
+    text_context: bool
+    """A context is one text (False: the task's structured context, e.g. titled paragraphs)."""
+    windows: str
+    """How contexts become windows (`Task.windows`, with FeatureConfig fields in braces)."""
+    base: BaseModel
+    datasets: tuple[str, ...]
+    """Hub data sets the run read (`--dataset`), for the front matter."""
+    data_files: tuple[DataFile, ...]
+    eval_data: str
+    """What the evaluation data was: a file's base name or a hub data set's name; "" for none."""
+    eval_loader: str
+    """The model-index's dataset `type`: the hub data set, or the loader of a local file."""
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    warmup_ratio: float
+    weight_decay: float
+    precision: str
+    processes: int
+    lora_r: int = 0
+    lora_alpha: float = 0.0
+    checked: tuple[tuple[str, float], ...] = ()
+    """The setup record's figures (`Task.check_training`), e.g. answer_recall."""
+    synthetic: bool = False
+    """Trained and evaluated on gpt2qa's synthetic data (the demos)."""
+
+
+@dataclass(frozen=True)
+class EvalFacts:
+    """The evaluation the saved model won: its metrics (metrics.json's) and step."""
+
+    metrics: Mapping[str, Any]
+    step: int
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What `checkpoint.save_model` needs, beside the model itself, to write the card."""
+
+    run: RunFacts
+    evaluation: EvalFacts | None = None
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is being saved: read off the model and its config as it is written."""
+
+    qa: QAConfig
+    model_type: str
+    layers: int | None
+    width: int | None
+    positions: int | None
+    parameters: int
+    compatible: bool
+    """A valid `transformers.GPT2ForQuestionAnswering` checkpoint (linear head, null first,
+    question first, GPT-2 backbone: `checkpoint.write_model_files` decides)."""
+    adapter: bool
+    """A LoRA adapter directory (its base is reloaded from adapter_config.json's path)."""
+
+
+# -- collecting the facts (reads files) -------------------------------------------------------
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _local_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def card_metadata(text: str) -> dict[str, Any]:
+    """A model card's YAML front matter as a mapping ({} when it has none or it is not
+    valid YAML)."""
+    import yaml
+
+    match = re.match(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", text, re.DOTALL)
+    if match is None:
+        return {}
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _local_card(path: Path) -> dict[str, Any]:
+    try:
+        return card_metadata(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def _cached(repo_id: str, filename: str) -> Path | None:
+    """A file of a hub repository when it is already in the local cache (no network call)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception:  # an id the hub library refuses, an unreadable cache: no facts
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def _hub_id_of_snapshot(path: Path) -> str | None:
+    """`org/name` for a hub cache snapshot (.../models--org--name/snapshots/HASH)."""
+    repo = path.resolve().parent.parent.name
+    if not repo.startswith("models--"):
+        return None
+    hub_id = repo[len("models--"):].replace("--", "/")
+    return hub_id if HUB_ID.fullmatch(hub_id) else None
+
+
+def _license(meta: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    for value in (meta.get("license"), config.get("license")):
+        if isinstance(value, str) and LICENSE.fullmatch(value):
+            return value
+    return None
+
+
+def base_model_facts(model: str) -> BaseModel:
+    """`--model` as the card names it. A hub id is kept; a local directory appears by base
+    name, with the hub id its own card or cache path names (else none). The license comes
+    from the base's card or config.json, when they are on this machine: the card makes no
+    network call."""
+    path = Path(model)
+    if path.is_dir():
+        meta, config = _local_card(path / CARD_NAME), _local_json(path / "config.json")
+        named = meta.get("base_model")
+        named = named[0] if isinstance(named, list) and named else named
+        hub_id = _hub_id_of_snapshot(path) or (
+            named if isinstance(named, str) and HUB_ID.fullmatch(named) else None)
+        label = f"a local model directory `{path.resolve().name or 'model'}`"
+        if hub_id:
+            label += f", itself from `{hub_id}`"
+        return BaseModel(hub_id, label, _license(meta, config))
+    if not HUB_ID.fullmatch(model):
+        return BaseModel(None, "a local model")
+    readme, config_json = _cached(model, CARD_NAME), _cached(model, "config.json")
+    return BaseModel(model, f"`{model}` (Hugging Face hub)",
+                     _license(_local_card(readme) if readme else {},
+                              _local_json(config_json) if config_json else {}))
+
+
+def run_facts(config: TrainConfig, task: Task, schedule: Any, checked: Mapping[str, Any],
+              synthetic: bool = False) -> RunFacts:
+    """The run's facts, once at its start: `schedule` is the resolved `schedule.Schedule`,
+    `checked` what the task checked of the training windows (the setup record's figures)."""
+    files = tuple(DataFile(role, Path(path).name, file_sha256(path))
+                  for role, path in (("training", config.train_file),
+                                     ("evaluation", config.eval_file))
+                  if path and Path(path).is_file())
+    hub = config.dataset.split(":", 1)[0] if config.dataset else ""
+    if config.eval_file:
+        eval_data = Path(config.eval_file).name
+        loader = LOADERS.get(Path(config.eval_file).suffix.lower(), "json")
+    else:
+        eval_data, loader = hub, hub
+    return RunFacts(
+        name=Path(config.output_dir).resolve().name or "gpt2qa-model", task=task.name,
+        report=task.report, text_context=task.context_type is str, windows=task.windows,
+        base=base_model_facts(config.model), datasets=(hub,) if hub else (), data_files=files,
+        eval_data=eval_data, eval_loader=loader, steps=schedule.total_steps,
+        batch_size=schedule.batch_size, lr=config.lr, seed=config.seed,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+        precision=config.precision, processes=schedule.processes, lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        checked=tuple((k, float(v)) for k, v in checked.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)),
+        synthetic=synthetic)
+
+
+def model_facts(qa: QAConfig, backbone_config: Any, parameters: int, compatible: bool,
+                adapter: bool) -> ModelFacts:
+    """What the card says of a model being saved (`backbone_config`: its transformers config)."""
+    def size(name: str) -> int | None:
+        value = getattr(backbone_config, name, None)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return ModelFacts(qa=qa, model_type=str(getattr(backbone_config, "model_type", "") or "?"),
+                      layers=size("num_hidden_layers"), width=size("hidden_size"),
+                      positions=size("max_position_embeddings"), parameters=parameters,
+                      compatible=compatible, adapter=adapter)
+
+
+# -- rendering (pure) -------------------------------------------------------------------------
+
+def _cell(text: object) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:g}"
+
+
+def _score_value(report: ReportSpec, metrics: Mapping[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return round(float(value) * report.scale, 2)
+
+
+def front_matter(card: CardFacts, model: ModelFacts) -> dict[str, Any]:
+    """The card's YAML metadata (the hub's model-card fields)."""
+    run = card.run
+    meta: dict[str, Any] = {"library_name": "gpt2qa", "pipeline_tag": "question-answering"}
+    if run.base.license:
+        meta["license"] = run.base.license
+    if run.base.hub_id:
+        meta["base_model"] = run.base.hub_id
+        meta["base_model_relation"] = "adapter" if model.adapter else "finetune"
+    if run.datasets:
+        meta["datasets"] = list(run.datasets)
+    meta["tags"] = ["gpt2qa", run.task, "extractive-qa"] + (
+        ["synthetic-data"] if run.synthetic else []) + (["lora"] if run.lora_r else [])
+    metrics = []
+    if card.evaluation is not None:
+        for score in run.report.scores:
+            value = _score_value(run.report, card.evaluation.metrics, score.key)
+            if value is not None:
+                metrics.append({"type": score.key, "value": value, "name": score.header})
+    if metrics:
+        dataset = {"name": run.eval_data or "evaluation data", "type": run.eval_loader or "json"}
+        if run.datasets:
+            dataset["split"] = "validation"
+        meta["model-index"] = [{"name": run.name, "results": [{
+            "task": {"type": "question-answering", "name": "Question Answering"},
+            "dataset": dataset, "metrics": metrics}]}]
+    return meta
+
+
+def sequence(layout: str, null_position: str) -> str:
+    """One window's token order (features.py's layouts): "Q <|sep|> C <|null|>"."""
+    body = ["Q", "<|sep|>", "C"] if layout == "question-first" else ["C", "<|sep|>", "Q"]
+    return " ".join(["<|null|>", *body] if null_position == "first" else [*body, "<|null|>"])
+
+
+def _model_section(card: CardFacts, model: ModelFacts) -> list[str]:
+    run, qa = card.run, model.qa
+    f = qa.features
+    size = ", ".join(part for part in (
+        f"{model.layers} layers" if model.layers else "",
+        f"{model.width} wide" if model.width else "",
+        f"{model.positions} positions" if model.positions else "",
+        f"{model.parameters:,} parameters") if part)
+    head = qa.head + (f" (LSTM {qa.lstm_hidden_size or 'half the width'} per direction)"
+                      if qa.head == "bilstm" else "")
+    tuned_on = (f"tuned on {run.eval_data}" if card.evaluation is not None and run.eval_data
+                else "not tuned: the run had no evaluation data")
+    rows = [("task", f"`{run.task}`"), ("backbone", f"{model.model_type}: {size}"),
+            ("head", head), ("layout", f"{f.layout}: `{sequence(f.layout, f.null_position)}` "
+                                       "(Q the question, C a window of the context)"),
+            ("null position", f.null_position + (" (a classifier on the last token)"
+                                                 if f.null_position == "classifier" else "")),
+            ("windows", f"max_seq_length {f.max_seq_length}, doc_stride {f.doc_stride}, "
+                        f"max_query_length {f.max_query_length} (tokens)")]
+    if run.report.abstains:
+        rows.append(("no-answer threshold",
+                     f"{_number(qa.decoding.null_score_diff_threshold)} "
+                     f"(`null_score_diff_threshold`, {tuned_on})"))
+    for key, value in sorted(qa.task_state.items()):
+        rows.append((key.replace("_", " "), f"{_number(value)} (`{key}`, {tuned_on})"))
+    if model.adapter:
+        rows.append(("LoRA", f"adapter directory (r={run.lora_r}, alpha={run.lora_alpha:g}): "
+                             "holds only what trained; the base is reloaded from the path "
+                             "adapter_config.json names"))
+    elif run.lora_r:
+        rows.append(("LoRA", f"trained with LoRA (r={run.lora_r}), adapters merged into the "
+                             "base: a standalone model"))
+    lines = ["## Model", "", "| | |", "| --- | --- |"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+    return lines
+
+
+def _training_section(run: RunFacts) -> list[str]:
+    rows = [("base model", run.base.label)]
+    rows += [(f"{f.role} data", f"`{f.name}` (sha256 `{f.sha256}`)") for f in run.data_files]
+    rows += [("hub data set", f"`{name}`") for name in run.datasets]
+    if run.synthetic:
+        rows.append(("data", "synthetic, from gpt2qa's generator (`gpt2qa demo`)"))
+    rows += [("steps", f"{run.steps:,} optimizer steps"),
+             ("batch", f"{run.batch_size} features per step (over {run.processes} "
+                       f"process{'es' if run.processes > 1 else ''})"),
+             ("learning rate", f"{_number(run.lr)} peak (AdamW, weight decay "
+                               f"{_number(run.weight_decay)}, {run.warmup_ratio:.0%} warm-up, "
+                               "linear decay)"),
+             ("seed", str(run.seed)), ("precision", run.precision)]
+    lines = ["## Training", "", "| | |", "| --- | --- |"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+    return lines
+
+
+def _evaluation_section(card: CardFacts) -> list[str]:
+    run = card.run
+    if card.evaluation is None:
+        return ["## Evaluation", "", "The run had no evaluation data, so there are no scores."]
+    metrics = card.evaluation.metrics
+    total = metrics.get("total")
+    where = f"on `{run.eval_data}`" if run.eval_data else "on the evaluation data"
+    count = f" ({total:,} questions)" if isinstance(total, int) else ""
+    lines = ["## Evaluation", "",
+             f"The saved model's evaluation at step {card.evaluation.step:,}, {where}{count}, "
+             "in percent:", "", "| score | value | what it is |", "| --- | ---: | --- |"]
+    for score in run.report.scores:
+        value = _score_value(run.report, metrics, score.key)
+        if value is not None:
+            note = " (tuned on these questions: optimistic)" if score.same_data else ""
+            lines.append(f"| {score.header} | {value:.2f} | {_cell(score.meaning + note)} |")
+    threshold = run.report.threshold
+    if threshold is not None and isinstance(metrics.get(threshold.key), (int, float)):
+        lines.append(f"| {threshold.header} | {_number(float(metrics[threshold.key]))} | "
+                     f"{_cell(threshold.meaning)} |")
+    return lines
+
+
+EXAMPLE_QUESTION = "Who designed the bridge?"
+EXAMPLE_TEXT = "The bridge was designed by Ada Park and opened in 1931."
+EXAMPLE_PARAGRAPHS = [["Old Bridge", ["The bridge was designed by Ada Park.",
+                                      "It opened in 1931."]]]
+
+
+def _usage_section(run: RunFacts, model: ModelFacts) -> list[str]:
+    context: Any = EXAMPLE_TEXT if run.text_context else EXAMPLE_PARAGRAPHS
+    body = json.dumps({"question": EXAMPLE_QUESTION, "context": context})
+    lines = ["## How to use", "", "With gpt2qa installed (`path/to/this/folder` is this model "
+             "directory):", "",
+             "```python", "from gpt2qa import QAPipeline", "",
+             'qa = QAPipeline.from_pretrained("path/to/this/folder")',
+             f"print(qa(question={EXAMPLE_QUESTION!r}, context={context!r}))", "```", "",
+             "Over HTTP (a JSON API and a web page):", "", "```bash",
+             "gpt2qa serve --model path/to/this/folder",
+             "curl -s http://127.0.0.1:8000/v1/answer -H 'Content-Type: application/json' \\",
+             f"  -d '{body}'", "```"]
+    if model.compatible:
+        lines += ["", "It is also a valid `transformers` checkpoint: "
+                  "`GPT2ForQuestionAnswering.from_pretrained` gives the same start and end "
+                  "logits (the no-answer score is the first token's). It expects gpt2qa's input "
+                  "layout above, with the `<|null|>` and `<|sep|>` tokens its tokenizer "
+                  "holds, and the abstain rule is gpt2qa's: decode with gpt2qa to get the "
+                  "same answers.", "",
+                  "```python", "from transformers import GPT2ForQuestionAnswering", "",
+                  'model = GPT2ForQuestionAnswering.from_pretrained("path/to/this/folder")',
+                  "```"]
+    return lines
+
+
+def _limits_section(card: CardFacts, model: ModelFacts) -> list[str]:
+    run, f = card.run, model.qa.features
+    lines = ["## Limits", "",
+             "- It answers from the context it is given, never from memory.",
+             "- " + run.windows.format(max_seq_length=f.max_seq_length,
+                                       doc_stride=f.doc_stride,
+                                       max_query_length=f.max_query_length)]
+    for key, value in run.checked:
+        meaning = CHECKED_MEANINGS.get(key, "")
+        if meaning:
+            lines.append(f"- In training, {100 * value:.1f}% {meaning} (`{key}`, log.jsonl's "
+                         "setup record).")
+        else:
+            lines.append(f"- Setup record: `{key}` = {_number(value)}.")
+    if run.report.abstains:
+        lines.append("- It abstains (answers \"\") when the no-answer score beats the best "
+                     "span's by more than the threshold; pass `null_score_diff_threshold` to "
+                     "answer more or abstain more.")
+    if card.evaluation is not None:
+        lines.append("- The thresholds were tuned on the same questions it was evaluated on; "
+                     "expect somewhat lower scores on new data.")
+    if run.synthetic:
+        lines.append("- **Synthetic data.** It was trained and evaluated on gpt2qa's "
+                     "synthetic questions (the demo), to show the pipeline end to end: its "
+                     "scores say nothing about real text, and it does not answer questions "
+                     "about real text well.")
+    return lines
+
+
+def render_card(card: CardFacts, model: ModelFacts) -> str:
+    """The whole README.md: front matter, then the sections."""
+    import yaml
+
+    meta = yaml.safe_dump(front_matter(card, model), sort_keys=False, allow_unicode=True)
+    run = card.run
+    kind = "LoRA adapter" if model.adapter else "model"
+    intro = (f"A question-answering {kind} for gpt2qa's `{run.task}` task, fine-tuned with "
+             f"gpt2qa from {run.base.label}.")
+    parts = [["---", meta.rstrip("\n"), "---", "", f"# {run.name}", "", intro],
+             _model_section(card, model), _training_section(run), _evaluation_section(card),
+             _usage_section(run, model), _limits_section(card, model)]
+    return "\n\n".join("\n".join(part) for part in parts) + "\n"
