@@ -229,13 +229,17 @@ def test_wandb_offline_holds_log_jsonl_and_the_settings(tracked):
     assert (start["project"], start["name"]) == ("gpt2qa", out.name)
     assert start["history"] == first["log"]
     assert start["config"] == first["settings"]
-    # Resumed: a second offline start of the same run id, from step 4 on, with no config.
+    # Resumed: a second offline start of the same run id holding the whole history (steps
+    # 1-3 sent again from log.jsonl: a killed process takes along what wandb had not written
+    # out, its first start's file can be empty), then 4-6 as trained again; and the config
+    # again (as resumed).
     assert [s["id"] for s in resumed["wandb"]] == [start["id"]] * 2
     later = resumed["wandb"][1]
-    assert {step for step, _ in later["history"]} == {4, 5, 6}
-    assert later["config"] == {}
-    merged = {**start["history"], **later["history"]}
-    assert merged == resumed["log"]
+    assert later["config"] == resumed["settings"] != first["settings"]
+    assert later["config"]["resume"] is True
+    assert later["history"] == resumed["log"]
+    assert {k: v for k, v in later["history"].items() if k[0] <= 3} == \
+        {k: v for k, v in start["history"].items() if k[0] <= 3}
 
 
 # -- only the main process reports ------------------------------------------------------------------
@@ -363,6 +367,22 @@ def test_a_missing_extra_is_one_line_before_training_starts(capsys, tmp_path, mo
     line = one_line_error(code, err)
     assert f"{flag} needs the {module} package: pip install 'gpt2qa[{module}]'" in line
     assert not out.exists()  # before the data, the model or the run folder
+
+
+@pytest.mark.skipif("mlflow" not in AVAILABLE, reason="mlflow is not installed")
+def test_a_tracker_that_cannot_start_is_one_line_and_leaves_no_folder(capsys, tmp_path,
+                                                                     tiny_tokenizer,
+                                                                     monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nonsense://store")
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--model", str(save_init_dir(tiny_tokenizer,
+                                                                     tmp_path / "init")),
+                       "--train-file", str(write_tiny_squad(tmp_path / "d.json")),
+                       "--output-dir", str(out), "--max-seq-length", "64", "--doc-stride",
+                       "16", "--max-query-length", "16", "--max-steps", "1",
+                       "--report-to", "mlflow")
+    assert "--report-to: mlflow could not start (" in one_line_error(code, err)
+    assert not out.exists()
 
 
 def test_a_failing_tracker_is_dropped_and_training_goes_on():

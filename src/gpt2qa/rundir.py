@@ -70,15 +70,25 @@ class RunLog:
         elif self.path.exists():
             # Drop what was logged after the checkpoint we resume from (it will happen again)
             # and a line torn by a kill mid-write.
-            kept = []
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
-                    kept.append(line)
+            kept = [line for line, record in self._lines()
+                    if record.get("step", 0) <= resume_step]
             write_text_atomic(self.path, "".join(k + "\n" for k in kept))
+
+    def _lines(self) -> list[tuple[str, dict[str, Any]]]:
+        """(line, record) for each whole JSON-object line of log.jsonl."""
+        out = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append((line, record))
+        return out
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records in log.jsonl now (a torn line skipped)."""
+        return [record for _, record in self._lines()]
 
     def write(self, record: dict[str, Any]) -> None:
         with writing(self.path), self.path.open("a", encoding="utf-8") as fh:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -208,29 +209,39 @@ def _optimize(config: TrainConfig, model: QAModel, accelerator: Any, schedule: S
 def _open_log(config: TrainConfig, task: Task, model: QAModel, schedule: Schedule,
               checked: dict[str, Any], resume_from: CheckpointData | None,
               accelerator: Any) -> RunLog:
-    """The main process's run directory: train_config.json, log.jsonl and its setup record,
-    and the experiment trackers (`tracking`), which get the settings as hyperparameters."""
+    """The main process's run directory: the experiment trackers (`tracking`, given the
+    settings as hyperparameters), then train_config.json, log.jsonl and its setup record.
+    A tracker that cannot start removes the folder this start made, as any failed start."""
     out = Path(config.output_dir)
+    created = not out.exists()
     with writing(out, "--output-dir"):
         out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     settings = {**flatten(config), "task": task.name}
-    write_json_atomic(out / "train_config.json",
-                      {**settings, "schedule": dataclasses.asdict(schedule)})
     resume_step = resume_from.state["step"] if resume_from else None
-    log = RunLog(out, resume_step)
     counts = parameter_counts(model)
     record = {"event": "setup", "step": 0, "task": task.name, **dataclasses.asdict(schedule),
               **checked, **counts, "lora_r": config.lora_r,
               "gradient_checkpointing": config.gradient_checkpointing}
-    log.tracking = start_tracking(accelerator, out, hyperparameters(settings, record),
+    try:
+        tracking = start_tracking(accelerator, out, hyperparameters(settings, record),
                                   resume_step, _warn)
+    except GPT2QAError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    write_json_atomic(out / "train_config.json",
+                      {**settings, "schedule": dataclasses.asdict(schedule)})
+    log = RunLog(out, resume_step)
+    log.tracking = tracking
+    if tracking is not None and resume_step is not None:
+        tracking.catch_up(log.records())
     if resume_from is None:
         log.write(record)
-    trackers = f"; reporting to {', '.join(log.tracking.names)}" if log.tracking else ""
-    if config.report_to.strip() == "all" and not log.tracking:
+    if config.report_to.strip() == "all" and not tracking:
         _warn("--report-to all: none of tensorboard, wandb, mlflow is installed (extras "
               "gpt2qa[tensorboard], gpt2qa[wandb], gpt2qa[mlflow]); only log.jsonl is written")
+    trackers = f"; reporting to {', '.join(tracking.names)}" if tracking else ""
     print(f"gpt2qa train: {task.name}; {schedule.describe()}; "
           f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
           f"trainable ({counts['trainable_percent']}%){trackers}", file=sys.stderr, flush=True)

@@ -25,12 +25,14 @@ continued with --resume reports to the same tracker runs from its checkpoint's s
   lines too);
 - wandb: the same run id (resume="allow"). wandb ignores a step below the last one it holds;
   those are the steps the killed run had already logged, with the same values (training
-  resumes bit for bit) but for the timing. Offline, each start is a folder of its own under
-  wandb/, with the same run id: `wandb sync` them in order;
+  resumes bit for bit) but for the timing. What the killed process had not yet handed over
+  is sent again from log.jsonl (`Tracking.catch_up`). Offline, each start is a folder of its
+  own under wandb/, with the same run id, and each holds the history from step 1;
 - mlflow: the same run, started again; the steps between the checkpoint and the kill appear
   twice in its metric history.
-The hyperparameters are stored when a tracker's run starts: a resumed run keeps them (mlflow
-refuses to change a parameter, and --resume itself is one).
+The hyperparameters are stored when a tracker's run starts; a resumed run keeps them (mlflow
+refuses to change a parameter, and --resume itself is one), except wandb's config, which each
+start stores again (a killed process may have taken it along).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +127,12 @@ class Tracking:
     """The started trackers of a run (main process only): `log` sends a log.jsonl record,
     `finish` closes them."""
 
-    def __init__(self, accelerator: Any, warn: Callable[[str], None]) -> None:
+    def __init__(self, accelerator: Any, warn: Callable[[str], None],
+                 resumed: Collection[str] = ()) -> None:
         self.accelerator = accelerator
         self.warn = warn
+        self.resumed = frozenset(resumed)
+        """The trackers whose earlier run this start continues (wandb, mlflow)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -147,6 +152,21 @@ class Tracking:
                 self.accelerator.trackers.remove(tracker)
                 self.warn(f"--report-to {tracker.name}: stopped reporting at step "
                           f"{record['step']} ({_first_line(exc)}); log.jsonl has every record")
+
+    def catch_up(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Send a continued wandb run the records of log.jsonl (those kept up to the
+        checkpoint) from the first step wandb does not hold on. A killed process takes with it
+        what wandb had not yet written out (offline, its file is written in blocks), and wandb
+        ignores a step below its last, so without this the steps before the checkpoint could
+        be missing. Offline, wandb holds nothing at start, and every record is sent again."""
+        for tracker in self.accelerator.trackers:
+            if tracker.name != "wandb" or "wandb" not in self.resumed:
+                continue
+            first = int(getattr(tracker.tracker, "starting_step", 0) or 0)
+            for record in records:
+                values = metrics(record)
+                if values and int(record["step"]) >= first:
+                    tracker.log(values, step=int(record["step"]))
 
     def finish(self) -> None:
         """Close every tracker (their files flushed, the wandb and mlflow runs finished); a
@@ -172,9 +192,7 @@ def start(accelerator: Any, out: Path, hparams: Mapping[str, Any], resume_step: 
         with writing(out):
             accelerator.init_trackers(project_name(), init_kwargs=kwargs)
             for tracker in accelerator.trackers:
-                continued = tracker.name in resumed or (tracker.name == "tensorboard"
-                                                        and resume_step is not None)
-                if not continued:
+                if not _keeps_hyperparameters(tracker.name, resumed, resume_step):
                     tracker.store_init_configuration(dict(hparams))
     except GPT2QAError:
         raise
@@ -183,7 +201,16 @@ def start(accelerator: Any, out: Path, hparams: Mapping[str, Any], resume_step: 
         raise GPT2QAError(f"--report-to: {culprit if culprit in TRACKERS else 'a tracker'} "
                           f"could not start ({_first_line(exc)})") from None
     write_json_atomic(out / STATE_NAME, {**state, **_run_ids(accelerator)})
-    return Tracking(accelerator, warn)
+    return Tracking(accelerator, warn, resumed)
+
+
+def _keeps_hyperparameters(name: str, resumed: Collection[str], resume_step: int | None) -> bool:
+    """Whether a continued tracker run keeps the hyperparameters it started with: mlflow's
+    (it refuses to change a parameter) and TensorBoard's (each store is a run of its own in
+    its hparams view). wandb's config is stored again: a killed process may have taken it
+    along before wandb wrote it out, and wandb lets it change."""
+    return (name == "mlflow" and name in resumed) or (name == "tensorboard"
+                                                      and resume_step is not None)
 
 
 def _read_state(out: Path, warn: Callable[[str], None]) -> dict[str, str]:
