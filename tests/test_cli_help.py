@@ -91,7 +91,8 @@ def test_demo_help_lists_choices_and_says_steps_win() -> None:
 
 @pytest.mark.parametrize("argv", [["--fsdp"], ["--no-fsdp"], ["--lora-r", "8"], ["--lora-r=8"],
                                   ["--tensorboard"], ["--dist-timeout", "60"], ["--epochs", "2"],
-                                  ["--merge-lora"], ["--misaligned", "skip"]])
+                                  ["--merge-lora"], ["--misaligned", "skip"],
+                                  ["--report-to", "wandb"], ["--report-to=tensorboard"]])
 def test_demo_refuses_training_flags_that_mean_nothing_for_it(capsys, tmp_path, argv) -> None:
     out = tmp_path / "demo"
     code, _, err = run(capsys, "demo", "--out-dir", str(out), *argv)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, get_args
 from gpt2qa.errors import GPT2QAError, check
 from gpt2qa.io import loads_json
 from gpt2qa.nesting import DERIVED, SAVED, FlatSettings, build, flat_fields, flatten, nested
+from gpt2qa.tracking import TRACKERS, report_to_valid
 
 # Literal types every stage shares; they live here so that no stage imports another for them.
 Layout = Literal["question-first", "context-first"]
@@ -290,8 +291,15 @@ class TrainConfig(FlatSettings):
     """Use only the first N training examples (0: all), for quick trials."""
     max_eval_examples: int = 0
     """Evaluate on only the first N evaluation examples (0: all), for quick trials."""
+    report_to: str = "none"
+    """Where the train and eval records of log.jsonl, and the settings as hyperparameters,
+    also go: none, tensorboard, wandb, mlflow, all (those of the three installed), or a comma
+    list such as wandb,mlflow; Trainer's flag and values. Each needs its extra (pip install
+    'gpt2qa[wandb]'). none by default, as Trainer's since transformers v5: nothing is sent
+    anywhere unless asked (docs/training.md, Experiment tracking)."""
     tensorboard: bool = False
-    """Also write TensorBoard logs (needs the tensorboard extra)."""
+    """Same as --report-to tensorboard, added to whatever --report-to names (kept for older
+    commands and configs)."""
     resume: bool = False
     """Continue the run in output_dir from its newest checkpoint."""
     progress: bool = True
@@ -343,6 +351,9 @@ class TrainConfig(FlatSettings):
             (self.lora_alpha > 0 and 0 <= self.lora_dropout < 1,
              "lora_alpha must be positive and lora_dropout in [0, 1)"),
             (not self.merge_lora or self.lora_r > 0, "--merge-lora needs --lora-r"),
+            (report_to_valid(self.report_to),
+             f"report_to must be none, all, or one or more of {', '.join(TRACKERS)} joined by "
+             f"commas; got {self.report_to!r}"),
         ]
         check(checks, "bad training setting: ")
 
@@ -370,12 +381,13 @@ DEMO_FIXED = ("model", "task", "output_dir", "train_file", "eval_file", "dataset
               "context_column", "answer_column")
 """TrainConfig fields a demo sets itself (paths, seed, the evaluation schedule)."""
 
+_CURVE = "the demo's learning curve is run/learning_curve.png; use gpt2qa train"
 _ONE_PROCESS = "the demo trains its tiny model in one process; use gpt2qa train"
 _WHOLE = "the demo trains its tiny model whole; use gpt2qa train for LoRA"
 DEMO_REFUSED: dict[str, str] = {
     "epochs": "the demo always runs --steps optimizer steps (steps win over epochs); set --steps",
     "fsdp": _ONE_PROCESS, "dist_timeout": _ONE_PROCESS,
-    "tensorboard": "the demo's learning curve is run/learning_curve.png; use gpt2qa train",
+    "tensorboard": _CURVE, "report_to": _CURVE,
     "lora_r": _WHOLE, "lora_alpha": _WHOLE, "lora_dropout": _WHOLE,
     "lora_target_modules": _WHOLE, "merge_lora": _WHOLE,
     "misaligned": "the synthetic answers always match their offsets",

@@ -1,14 +1,18 @@
 """A run directory's guard and its log: what `gpt2qa train` refuses to write into, and
-log.jsonl (plus TensorBoard when asked), whose torn or stale lines a resume drops."""
+log.jsonl (whose records also go to the experiment trackers asked for, `tracking`), whose torn
+or stale lines a resume drops."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import check_writable, write_text_atomic, writing
+
+if TYPE_CHECKING:
+    from gpt2qa.tracking import Tracking
 
 RUN_MARKERS = ("train_config.json", "log.jsonl")
 """Files whose presence marks a folder as a gpt2qa run."""
@@ -52,39 +56,47 @@ def check_run_dir(out: Path, resume: bool) -> None:
 
 
 class RunLog:
-    """log.jsonl (and TensorBoard when asked): one JSON object per line, flushed at once.
-    Only the main process makes one."""
+    """log.jsonl: one JSON object per line, flushed at once; each record also goes to the
+    run's trackers (`tracking.Tracking`) once they are attached. Only the main process makes
+    one."""
 
-    def __init__(self, output_dir: Path, resume_step: int | None, tensorboard: bool) -> None:
+    def __init__(self, output_dir: Path, resume_step: int | None) -> None:
         self.path = output_dir / "log.jsonl"
+        self.tracking: Tracking | None = None
+        """The run's started trackers (`tracking.start`), or None."""
         if resume_step is None:
             with writing(self.path):
                 self.path.write_text("", encoding="utf-8")
         elif self.path.exists():
             # Drop what was logged after the checkpoint we resume from (it will happen again)
             # and a line torn by a kill mid-write.
-            kept = []
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
-                    kept.append(line)
+            kept = [line for line, record in self._lines()
+                    if record.get("step", 0) <= resume_step]
             write_text_atomic(self.path, "".join(k + "\n" for k in kept))
-        self.writer = None
-        if tensorboard:
+
+    def _lines(self) -> list[tuple[str, dict[str, Any]]]:
+        """(line, record) for each whole JSON-object line of log.jsonl."""
+        out = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise GPT2QAError("--tensorboard needs the tensorboard package: "
-                                  "pip install 'gpt2qa[tensorboard]'") from None
-            self.writer = SummaryWriter(str(output_dir / "tensorboard"))
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append((line, record))
+        return out
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records in log.jsonl now (a torn line skipped)."""
+        return [record for _, record in self._lines()]
 
     def write(self, record: dict[str, Any]) -> None:
         with writing(self.path), self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(f"{record['event']}/{key}", value, record["step"])
+        if self.tracking is not None:
+            self.tracking.log(record)
+
+    def close(self) -> None:
+        """Finish the trackers (log.jsonl needs no closing)."""
+        if self.tracking is not None:
+            self.tracking.finish()

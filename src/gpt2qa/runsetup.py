@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ from gpt2qa.schedule import (
 )
 from gpt2qa.sharding import load_full_optimizer_state, shard_model
 from gpt2qa.task import Task
+from gpt2qa.tracking import hyperparameters
+from gpt2qa.tracking import requested as requested_trackers
+from gpt2qa.tracking import start as start_tracking
 
 
 def load_training_data(config: TrainConfig, task: Task) -> tuple[Any, Any | None]:
@@ -112,7 +116,7 @@ def _start(config: TrainConfig) -> tuple[Any, CheckpointData | None]:
     """The process group (Accelerate), the checks that need it, and the checkpoint to resume
     from (None: a fresh run)."""
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
     check_launcher_precision(config.precision)
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
@@ -121,14 +125,18 @@ def _start(config: TrainConfig) -> tuple[Any, CheckpointData | None]:
         raise GPT2QAError("Accelerate's FSDP config is not used by gpt2qa: launch without it "
                           "and pass --fsdp (`gpt2qa launch -n N train ... --fsdp`)")
     seed_everything(config.seed)
+    out = Path(config.output_dir)
+    trackers = requested_trackers(config.report_to, config.tensorboard)  # a missing extra: now
     accelerator = Accelerator(
         mixed_precision="no", cpu=process_group_on_cpu(),
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.dist_timeout))])
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.dist_timeout))],
+        log_with=list(trackers) or None,
+        project_config=ProjectConfiguration(project_dir=str(out),
+                                            logging_dir=str(out / "tensorboard")))
     check_joined(accelerator.num_processes)
     if accelerator.device.type == "cpu" and config.precision == "bf16":
         check_cpu_bf16()  # emulated bf16 would be slower than fp32: one line instead
     autocast_context(accelerator.device, config.precision)  # refuses an unsupported precision
-    out = Path(config.output_dir)
     check_run_dir(out, config.resume)
     check_writable(out, "--output-dir")  # a read-only location: one line before any work
     resume_from = None
@@ -203,25 +211,44 @@ def _optimize(config: TrainConfig, model: QAModel, accelerator: Any, schedule: S
 
 
 def _open_log(config: TrainConfig, task: Task, model: QAModel, schedule: Schedule,
-              checked: dict[str, Any], resume_from: CheckpointData | None) -> RunLog:
-    """The main process's run directory: train_config.json, log.jsonl and its setup record."""
+              checked: dict[str, Any], resume_from: CheckpointData | None,
+              accelerator: Any) -> RunLog:
+    """The main process's run directory: the experiment trackers (`tracking`, given the
+    settings as hyperparameters), then train_config.json, log.jsonl and its setup record.
+    A tracker that cannot start removes the folder this start made, as any failed start."""
     out = Path(config.output_dir)
+    created = not out.exists()
     with writing(out, "--output-dir"):
         out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    write_json_atomic(out / "train_config.json",
-                      {**flatten(config), "task": task.name,
-                       "schedule": dataclasses.asdict(schedule)})
-    log = RunLog(out, resume_from.state["step"] if resume_from else None, config.tensorboard)
+    settings = {**flatten(config), "task": task.name}
+    resume_step = resume_from.state["step"] if resume_from else None
     counts = parameter_counts(model)
+    record = {"event": "setup", "step": 0, "task": task.name, **dataclasses.asdict(schedule),
+              **checked, **counts, "lora_r": config.lora_r,
+              "gradient_checkpointing": config.gradient_checkpointing}
+    try:
+        tracking = start_tracking(accelerator, out, hyperparameters(settings, record),
+                                  resume_step, _warn)
+    except GPT2QAError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    write_json_atomic(out / "train_config.json",
+                      {**settings, "schedule": dataclasses.asdict(schedule)})
+    log = RunLog(out, resume_step)
+    log.tracking = tracking
+    if tracking is not None and resume_step is not None:
+        tracking.catch_up(log.records())
     if resume_from is None:
-        log.write({"event": "setup", "step": 0, "task": task.name,
-                   **dataclasses.asdict(schedule), **checked, **counts,
-                   "lora_r": config.lora_r,
-                   "gradient_checkpointing": config.gradient_checkpointing})
+        log.write(record)
+    if config.report_to.strip() == "all" and not tracking:
+        _warn("--report-to all: none of tensorboard, wandb, mlflow is installed (extras "
+              "gpt2qa[tensorboard], gpt2qa[wandb], gpt2qa[mlflow]); only log.jsonl is written")
+    trackers = f"; reporting to {', '.join(tracking.names)}" if tracking else ""
     print(f"gpt2qa train: {task.name}; {schedule.describe()}; "
           f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
-          f"trainable ({counts['trainable_percent']}%)", file=sys.stderr, flush=True)
+          f"trainable ({counts['trainable_percent']}%){trackers}", file=sys.stderr, flush=True)
     return log
 
 
@@ -237,7 +264,7 @@ def setup(config: TrainConfig, task: Task, synthetic: bool = False) -> Run:
         config, task, datasets, model.config, tokenizer, special)
     schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)
     wrapped, optimizer, scheduler = _optimize(config, model, accelerator, schedule, resume_from)
-    log = (_open_log(config, task, model, schedule, checked, resume_from)
+    log = (_open_log(config, task, model, schedule, checked, resume_from, accelerator)
            if accelerator.is_main_process else None)
     card = (run_facts(config, task, schedule, checked, synthetic)
             if accelerator.is_main_process else None)

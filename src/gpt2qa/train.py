@@ -3,7 +3,10 @@
 A run directory holds:
   train_config.json        the TrainConfig used, plus the schedule resolved from it
   log.jsonl                one JSON object per line: a setup record, each logged step
-                           ({"event": "train", ...}) and each evaluation ({"event": "eval", ...})
+                           ({"event": "train", ...}) and each evaluation ({"event": "eval", ...});
+                           with --report-to, the train and eval records also go to TensorBoard
+                           (tensorboard/), wandb (wandb/) or MLflow (`gpt2qa.tracking`)
+  tracking.json            the wandb and mlflow run ids, so that --resume reports to the same runs
   checkpoints/step-N/      the newest checkpoints, for --resume
   model/                   the best model so far (by the task's selection key: SQuAD's tuned
                            F1, HotpotQA's joint F1), ready for `gpt2qa predict`, with a few
@@ -338,6 +341,8 @@ def train(config: TrainConfig, task: Task, synthetic: bool = False) -> TrainResu
                                 model_card(run, metrics))
         except OutputError as exc:
             raise _stopped(run, exc, state.step) from None
+        if run.log is not None:
+            run.log.close()  # the experiment trackers' runs end with the training
     run.accelerator.wait_for_everyone()
     return TrainResult(output_dir=run.out, steps=state.step, metrics=metrics,
                        model_dir=run.out / "model", main_process=run.main)
