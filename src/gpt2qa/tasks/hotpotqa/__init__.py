@@ -103,6 +103,8 @@ class HotpotTask:
         "na_prob_file": "it applies to SQuAD data",
         "out_image_dir": "it applies to SQuAD data",
         "breakdown": "it applies to SQuAD data",
+        "stream": "its predictions.json is one object of answers and of supporting facts, "
+                  "not written a question at a time; answer the file without --stream",
     }
     report = REPORT
     context_type = list
