@@ -78,6 +78,44 @@ def inference_batch_size(device: torch.device, width: int, max_seq_length: int,
     return max(1, min(64, budget // (width * max_seq_length)))
 
 
+INVARIANT_MULTIPLE_CPU = 8
+"""Width step of batch-invariant inference on CPU (`width_grouped_batches`): each window pads
+to its length rounded up to this, at most 7 tokens more than it needs."""
+
+
+def invariant_multiple(device: torch.device) -> int:
+    """The width step of batch-invariant inference on `device`: 8 on CPU, `pad_multiple`'s
+    64 on CUDA."""
+    return max(INVARIANT_MULTIPLE_CPU, pad_multiple(device))
+
+
+def width_grouped_batches(lengths: Sequence[int], batch_size: int,
+                          multiple: int) -> list[list[int]]:
+    """Inference batches in which every window's padded width depends on its own length
+    alone: its length rounded up to `multiple`, and only windows of that same width share a
+    batch (longest first, as `length_grouped_batches`). On CPU a window's scores then come out
+    as the same bits whatever else is answered beside it, in whichever batch: a question gets
+    the same na_prob in a file of ten or of a million, in one chunk of a streamed run or
+    another (measured: a window's scores change in their last bits with its padded width, not
+    with its batch's size or other windows).
+
+    Worked example: lengths [5, 12, 9, 16] with multiple 8 and batch size 4 give widths
+    8, 16, 16, 16: batches [[3, 1, 2], [0]], padded to 16 and to 8.
+    """
+    if batch_size < 1:
+        raise GPT2QAError(f"batch size must be at least 1; got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    width = -1
+    for i in order:
+        own = -(-lengths[i] // multiple) * multiple
+        if own != width or len(batches[-1]) == batch_size:
+            batches.append([])
+            width = own
+        batches[-1].append(i)
+    return batches
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int,
                            generator: torch.Generator | None = None,
                            group_size: int = 50) -> list[list[int]]:

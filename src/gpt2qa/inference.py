@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 import torch
 
-from gpt2qa.batching import collate, inference_batch_size, length_grouped_batches, pad_multiple
+from gpt2qa.batching import (
+    collate,
+    inference_batch_size,
+    invariant_multiple,
+    length_grouped_batches,
+    pad_multiple,
+    width_grouped_batches,
+)
 from gpt2qa.decode import WindowOutput
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
@@ -22,13 +29,17 @@ from gpt2qa.sharding import is_sharded
 
 def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_size: int = 0,
               device: torch.device | None = None, precision: str = "fp32",
-              sharded: bool = False) -> list[WindowOutput]:
+              sharded: bool = False, batch_invariant: bool = False) -> list[WindowOutput]:
     """Forward every feature, in length-sorted batches; outputs come back in feature order.
     `batch_size` 0 picks one for the device (`batching.inference_batch_size`).
 
     `sharded`: under torch.distributed, each process runs every world-th batch and the outputs
     are gathered to every process. The batches are the ones one process would run, so each
     window's logits are the same bits as in a one-process run.
+
+    `batch_invariant`: each window pads to a width set by its own length alone
+    (`batching.width_grouped_batches`), so its logits do not depend on which other windows
+    are run with it (`predict --data`, streamed or not, gives each question the same bits).
     """
     device = device or next(model.parameters()).device
     if batch_size == 0:
@@ -39,7 +50,10 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
     was_training = model.training
     model.eval()
     outputs: dict[int, WindowOutput] = {}
-    batches = length_grouped_batches([len(f.input_ids) for f in features], batch_size)
+    lengths = [len(f.input_ids) for f in features]
+    multiple = invariant_multiple(device) if batch_invariant else pad_multiple(device)
+    batches = (width_grouped_batches(lengths, batch_size, multiple) if batch_invariant
+               else length_grouped_batches(lengths, batch_size))
     mine: list[list[int] | None] = list(batches[rank::world])
     if fsdp and world > 1:
         # Every forward of a sharded model is a collective: all processes make the same
@@ -49,7 +63,7 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
         keep = batch_idx is not None
         batch_idx = batch_idx if batch_idx is not None else batches[0]
         batch = collate([features[i] for i in batch_idx], pad_id, with_labels=False,
-                        pad_to_multiple_of=pad_multiple(device),
+                        pad_to_multiple_of=multiple,
                         heads=model.task_heads.values())
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         # inference_mode tensors cannot enter FSDP's all-gathers; no_grad is enough there.

@@ -24,7 +24,8 @@ A write that fails (a read-only location, a full disk, no permission) is one `Ou
 line naming the path, the reason and, for a full disk, the free space left there; the
 temporary file or directory is removed, so the old output stays whole (`cannot_write`).
 `check_output_file` and `check_output_dir` also refuse a location that cannot be written
-(read-only, no permission) before any work is done.
+(read-only, no permission) before any work is done. A streamed prediction log is the one file
+appended to (`append_text_durably`, fsynced), and cut back to its last whole line after a crash.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -309,6 +310,53 @@ def write_json_atomic(path: str | os.PathLike[str], obj: object) -> Path:
     with atomic_file(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def json_object_writer(path: str | os.PathLike[str]) -> Iterator[Callable[[str, Any], None]]:
+    """Yield add(key, value): the object is written member by member, atomically, in the
+    very bytes `write_json_atomic(path, dict(members))` gives (each key added once), without
+    the whole object in memory (a streamed run's merged predictions)."""
+    count = 0
+    with atomic_file(path, "w", encoding="utf-8") as fh:
+        def add(key: str, value: Any) -> None:
+            nonlocal count
+            try:
+                text = json.dumps(value, ensure_ascii=False, indent=2, allow_nan=False)
+            except ValueError:
+                raise GPT2QAError(f"{path}: not written: {non_finite_path(value, key)} is NaN "
+                                  "or infinite, which JSON cannot hold") from None
+            member = json.dumps(key, ensure_ascii=False) + ": " + text.replace("\n", "\n  ")
+            fh.write(("{\n  " if count == 0 else ",\n  ") + member)
+            count += 1
+
+        yield add
+        fh.write("\n}" if count else "{}")
+
+
+def append_text_durably(path: str | os.PathLike[str], text: str) -> None:
+    """Append UTF-8 `text` to `path` (created if absent) and fsync it, and a new file's folder
+    entry, before returning: what was appended survives a crash or a power cut."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if new:
+            folder = os.open(path.parent, os.O_RDONLY)
+            os.fsync(folder)
+            os.close(folder)
+
+
+def truncate_durably(path: str | os.PathLike[str], size: int) -> None:
+    """Cut `path` to its first `size` bytes and fsync it (a torn last line dropped): the
+    bytes before `size` are never rewritten."""
+    with writing(path), open(path, "r+b") as fh:
+        fh.truncate(size)
+        os.fsync(fh.fileno())
 
 
 def non_finite_path(obj: object, where: str = "") -> str | None:

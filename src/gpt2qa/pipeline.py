@@ -28,16 +28,17 @@ def predict_examples(model: QAModel, tokenizer: Any, special_ids: SpecialIds,
                      null_score_diff_threshold: float | None = None,
                      precision: str = "fp32",
                      features: Sequence[Feature] | None = None,
-                     sharded: bool = False, task: Task | None = None) -> list[Any]:
-    """Features -> forward -> decode, for any number of examples (`sharded`: see run_model).
-    `task`: default, the one the model was trained for."""
+                     sharded: bool = False, task: Task | None = None,
+                     batch_invariant: bool = False) -> list[Any]:
+    """Features -> forward -> decode, for any number of examples (`sharded`,
+    `batch_invariant`: see run_model). `task`: default, the one the model was trained for."""
     task = task or tasks.get(model.config.task)
     overrides: Mapping[str, Any] = {"null_score_diff_threshold": null_score_diff_threshold}
     refuse_unsupported(task, overrides)
     if features is None:
         features = task.features(examples, tokenizer, model.config.features, special_ids)
     outputs = run_model(model, features, special_ids.pad, batch_size, precision=precision,
-                        sharded=sharded)
+                        sharded=sharded, batch_invariant=batch_invariant)
     return task.decode(examples, features, outputs, model.config, overrides)
 
 
@@ -85,11 +86,14 @@ class QAPipeline:
 
     def predict(self, examples: Sequence[Any], batch_size: int = 0,
                 null_score_diff_threshold: float | None = None,
-                sharded: bool = False) -> list[Any]:
+                sharded: bool = False, batch_invariant: bool = False) -> list[Any]:
+        """Predictions for `examples`, in their order (`sharded`, `batch_invariant`: see
+        `inference.run_model`)."""
         check_settings(batch_size=batch_size, null_score_diff_threshold=null_score_diff_threshold)
         return predict_examples(self.model, self.tokenizer, self.special_ids, examples,
                                 batch_size, null_score_diff_threshold, self.precision,
-                                sharded=sharded, task=self.task)
+                                sharded=sharded, task=self.task,
+                                batch_invariant=batch_invariant)
 
     def answer(self, question: str, context: Any,
                null_score_diff_threshold: float | None = None) -> Any:

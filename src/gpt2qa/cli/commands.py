@@ -187,6 +187,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     reading, reading_given = reading_flags(args)
     task = tasks.resolve(args.task, model_dir=args.model, data_format=reading.data_format)
     refuse_unsupported(task, reading_given)
+    streamed = _streamed(args, task)
     if args.data is not None and reading.data_format == "auto" and not task.sniff(args.data):
         raise GPT2QAError(f"{args.data}: not a {task.name} file, but {args.model} is a "
                           f"{task.name} model")
@@ -199,9 +200,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if main_process:
             print_json(_answer_one(pipe, args))
         return 0
+    if streamed:
+        return _predict_streamed(args, pipe, group, reading)
     dataset = task.read(args.data, args.misaligned, gold=False, reading=reading)
     preds = pipe.predict(dataset.examples, args.batch_size, args.null_score_diff_threshold,
-                         sharded=group is not None)
+                         sharded=group is not None, batch_invariant=True)
     if not main_process:
         return 0
     paths = {}
@@ -210,6 +213,50 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_json_atomic(paths[name], obj)
     print_json({"examples": len(preds), "task": task.name,
                 **{k: str(v) for k, v in paths.items()}})
+    return 0
+
+
+def _streamed(args: argparse.Namespace, task: Any) -> bool:
+    """Whether `predict` streams (--stream, or a JSON-lines --data); the streaming flags
+    without it, and a task that cannot stream (its `refuses`), are one line each."""
+    from gpt2qa.stream import is_json_lines
+
+    streamed = args.data is not None and (args.stream or is_json_lines(args.data))
+    if not streamed and (args.stream or args.chunk_size is not None or args.no_merge):
+        raise GPT2QAError("--stream, --chunk-size and --no-merge are for answering a --data "
+                          "file streamed (--stream, or a .jsonl file)")
+    why = task.refuses.get("stream")
+    if streamed and why:
+        raise GPT2QAError(f"a streamed predict (--stream, or a .jsonl --data) is not supported "
+                          f"for {task.name}: {why}")
+    return streamed
+
+
+def _predict_streamed(args: argparse.Namespace, pipe: Any, group: Any,
+                      reading: Any) -> int:
+    """`predict --stream`: `gpt2qa.stream`; the main process prints the summary."""
+    import os
+
+    from gpt2qa.readers import iter_examples
+    from gpt2qa.stream import DEFAULT_CHUNK_SIZE, StreamSettings, stream_predict
+
+    settings = StreamSettings(
+        chunk_size=DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,
+        n_best=args.n_best, merge=not args.no_merge, batch_size=args.batch_size,
+        null_score_diff_threshold=args.null_score_diff_threshold)
+    # Read as consumed: JSON lines, CSV and Parquet a line or row group at a time; the
+    # stream refuses a repeated id itself, so the reader need not remember every id.
+    examples = iter_examples(args.data, reading, args.misaligned, check_offsets=False,
+                             require_answers=False, unique_ids=False)
+    rank, world = (group.process_index, group.num_processes) if group is not None else (0, 1)
+    identity = {"model": os.path.abspath(args.model), "data": os.path.abspath(args.data)}
+    result = stream_predict(pipe, examples, args.out_dir, settings, rank, world, identity)
+    if rank == 0:
+        print_json({"examples": result.examples, "task": pipe.task.name,
+                    "chunk_size": settings.chunk_size, "processes": world,
+                    "written": result.written, "resumed": result.resumed,
+                    "logs": [str(p) for p in result.logs],
+                    **{k: str(v) for k, v in result.merged.items()}})
     return 0
 
 

@@ -41,6 +41,7 @@ from gpt2qa.config import (
     TrainConfig,
 )
 from gpt2qa.nesting import flat_fields, flatten
+from gpt2qa.stream import DEFAULT_CHUNK_SIZE
 from gpt2qa.zeroshot.settings import ZeroShotConfig
 
 
@@ -367,6 +368,15 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=0,
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")
+    p.add_argument("--stream", action="store_true", help="answer --data chunk by chunk in "
+                   "bounded memory into DIR/predictions.jsonl; rerun to resume (a .jsonl file "
+                   "always streams; see docs/scaling.md)")
+    p.add_argument("--chunk-size", type=int, metavar="N",
+                   help=f"streaming: questions per chunk (default {DEFAULT_CHUNK_SIZE})")
+    p.add_argument("--n-best", action="store_true", help="streaming: the n-best answers in each "
+                   "line, and nbest.json (always written without streaming)")
+    p.add_argument("--no-merge", action="store_true", help="streaming: write the lines only, "
+                   "not predictions.json and na_probs.json (rerun without it to merge)")
     add_device_flags(p)
     add_misaligned_flag(p)
     add_settings_flags(p, DataFormat)

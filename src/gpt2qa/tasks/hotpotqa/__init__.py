@@ -106,6 +106,8 @@ class HotpotTask:
         "breakdown": "it applies to SQuAD data",
         **dict.fromkeys(("data_format", "id_column", "question_column", "context_column",
                          "answer_column"), "it reads the official HotpotQA JSON list only"),
+        "stream": "its predictions.json is one object of answers and of supporting facts, "
+                  "not written a question at a time; answer the file without --stream",
     }
     report = REPORT
     context_type = list
