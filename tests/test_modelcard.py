@@ -134,7 +134,11 @@ def test_a_hotpot_card_scales_its_scores_and_shows_a_list_context():
     assert values["joint_f1"] == 31.25 and values["em"] == 50.0
 
 
-def test_base_model_facts_never_give_a_path(tmp_path):
+def test_base_model_facts_never_give_a_path(tmp_path, monkeypatch):
+    # "~/models/x" and "../x" must name nothing that exists, wherever the suite runs from.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "cwd" / "here").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd" / "here")
     assert base_model_facts("gpt2") == BaseModel("gpt2", "`gpt2` (Hugging Face hub)")
     for given in (str(tmp_path / "absent"), "~/models/x", "../x"):
         assert base_model_facts(given) == BaseModel(None, "a local model")
