@@ -7,7 +7,8 @@ random-init tiny GPT-2 (2 layers, 128 wide) with GPT-2's tokenizer, windows of 3
 
 For each size a child process runs `gpt2qa predict --data FILE.jsonl --out-dir D` (streamed:
 chunks of `--chunk-size`, merged at the end) and reports its own peak RSS
-(`resource.getrusage`) and its time. At the smallest size, in the same run and alternating
+(`resource.getrusage`), its time and its CPU time (user + system: on a machine shared with
+other work, the steadier measure of the work done). At the smallest size, in the same run and alternating
 with it for `--rounds` rounds, two in-memory runs answer the same questions from one SQuAD
 JSON file:
 
@@ -146,8 +147,10 @@ def worker(mode: str, argv: list[str]) -> None:
     start = time.perf_counter()
     code = main(argv)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    print(RESULT_PREFIX + json.dumps({"code": code, "seconds": seconds, "peak_rss_mb": peak}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(RESULT_PREFIX + json.dumps({"code": code, "seconds": seconds,
+                                      "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                                      "peak_rss_mb": usage.ru_maxrss / 1024}))  # kB on Linux
 
 
 def child_env(threads: int) -> dict[str, str]:
@@ -194,13 +197,17 @@ def compare_at_smallest(args: argparse.Namespace, model: Path, data: dict[str, P
                 argv = predict_argv(model, data["json"], out)
             result = run_child("old" if name == "in-memory-old" else "cli", argv, args.threads)
             runs[name].append({**result, "out": out})
-            print(f"  {name:14s} round {r}: {n / result['seconds']:.1f} questions/s, peak RSS "
+            print(f"  {name:14s} round {r}: {n / result['seconds']:.1f} questions/s, "
+                  f"{n / result['cpu_seconds']:.1f} per CPU second, peak RSS "
                   f"{result['peak_rss_mb']:.0f} MB", flush=True)
     summary: dict[str, Any] = {}
     for name, results in runs.items():
         seconds = common.median([x["seconds"] for x in results])
+        cpu = common.median([x["cpu_seconds"] for x in results])
         summary[name] = {"questions_per_s": n / seconds, "median_seconds": seconds,
                          "seconds": [x["seconds"] for x in results],
+                         "questions_per_cpu_s": n / cpu, "median_cpu_seconds": cpu,
+                         "cpu_seconds": [x["cpu_seconds"] for x in results],
                          "peak_rss_mb": max(x["peak_rss_mb"] for x in results)}
     stream_out, memory_out = runs["streamed"][0]["out"], runs["in-memory"][0]["out"]
     summary["streamed_equals_in_memory"] = same_files(stream_out, memory_out)
@@ -208,6 +215,9 @@ def compare_at_smallest(args: argparse.Namespace, model: Path, data: dict[str, P
                                           / summary["in-memory"]["questions_per_s"])
     summary["streamed_over_in_memory_old"] = (summary["streamed"]["questions_per_s"]
                                               / summary["in-memory-old"]["questions_per_s"])
+    for other in ("in-memory", "in-memory-old"):
+        summary[f"streamed_over_{other.replace('-', '_')}_cpu"] = (
+            summary["streamed"]["questions_per_cpu_s"] / summary[other]["questions_per_cpu_s"])
     summary["reference_out"] = str(stream_out)
     return summary
 
@@ -262,12 +272,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             payload["kills"] = [kill_and_restart(args, model, data["jsonl"], reference, seconds,
                                                  work, t) for t in range(args.kills)]
             result = {"seconds": seconds,
+                      "cpu_seconds": payload["smallest"]["streamed"]["median_cpu_seconds"],
                       "peak_rss_mb": payload["smallest"]["streamed"]["peak_rss_mb"]}
         else:
             result = run_child("cli", predict_argv(model, data["jsonl"], work / f"streamed-{n}",
                                                    args.chunk_size), args.threads)
         payload["streamed"][str(n)] = {"seconds": result["seconds"],
                                        "questions_per_s": n / result["seconds"],
+                                       "cpu_seconds": result["cpu_seconds"],
                                        "peak_rss_mb": result["peak_rss_mb"]}
         print(f"  streamed {n}: {n / result['seconds']:.1f} questions/s, peak RSS "
               f"{result['peak_rss_mb']:.0f} MB", flush=True)
@@ -296,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "streamed_qps": small["streamed"]["questions_per_s"],
         "in_memory_qps": small["in-memory"]["questions_per_s"],
         "ratio": small["streamed_over_in_memory"],
+        "cpu_ratio": small["streamed_over_in_memory_cpu"],
         "identical": small["streamed_equals_in_memory"],
         "kills_identical": all(k["byte_identical"] for k in payload["kills"]),
         "result": path}))

@@ -55,6 +55,12 @@ LINE_KEYS = {"predictions": "answer", "na_probs": "na_prob", "nbest": "nbest"}
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
+KERNEL_CACHE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+KERNEL_CACHE_SIZE = 64
+"""oneDNN keeps the CPU kernels it built for the last 1,024 matmul shapes by default. A long
+streamed run keeps meeting new batch shapes (a chunk's last, short batch of each width), so
+that cache would grow its memory chunk after chunk; 64 kernels hold the shapes in use."""
+
 
 @dataclass(frozen=True)
 class StreamSettings:
@@ -91,6 +97,13 @@ class StreamResult:
 def is_json_lines(path: str | os.PathLike[str]) -> bool:
     """A JSON-lines file by its name (.jsonl, .ndjson): `predict` streams it."""
     return Path(path).suffix.lower() in JSON_LINES_SUFFIXES
+
+
+def bound_kernel_cache() -> None:
+    """Cap oneDNN's kernel cache for this process (`KERNEL_CACHE_SIZE`), unless the user set
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY. oneDNN reads it when it builds its first kernel: call
+    this before the model first runs."""
+    os.environ.setdefault(KERNEL_CACHE, str(KERNEL_CACHE_SIZE))
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

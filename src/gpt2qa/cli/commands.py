@@ -191,6 +191,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.data is not None and reading.data_format == "auto" and not task.sniff(args.data):
         raise GPT2QAError(f"{args.data}: not a {task.name} file, but {args.model} is a "
                           f"{task.name} model")
+    if streamed:
+        from gpt2qa.stream import bound_kernel_cache
+
+        bound_kernel_cache()
     group = _process_group_from_launcher()
     device = str(group.device) if group is not None else args.device
     pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision,
