@@ -7,7 +7,8 @@ log, flushed and fsynced before the next chunk is read:
 
     {"id": "q1", "answer": "1889", "na_prob": 0.12}      ("nbest": [...] too with n_best)
 
-Only one chunk's questions, windows and model outputs are held at a time. One process writes
+Only one chunk's questions, windows and model outputs are held at a time (a JSON-lines file is
+read a line at a time; a SQuAD JSON file is still parsed whole first). One process writes
 ``predictions.jsonl``; process K of N takes every N-th chunk (K, K+N, ...) and writes
 ``predictions.part-K.jsonl``.
 
@@ -46,8 +47,8 @@ from gpt2qa.io import (
 )
 
 DEFAULT_CHUNK_SIZE = 4096
-"""Questions per chunk: enough for full batches, few enough that a chunk's windows and
-outputs stay small (a few MB for SQuAD-sized contexts)."""
+"""Questions per chunk: enough for full batches, few enough that a chunk's windows and model
+outputs stay a small part of the process's memory."""
 
 MANIFEST = "stream.json"
 LINE_KEYS = {"predictions": "answer", "na_probs": "na_prob", "nbest": "nbest"}
