@@ -202,6 +202,33 @@ def test_config_file_in_repo_is_the_full_grid():
     assert config.grid.seeds == (0, 1, 2)
 
 
+def test_the_head_axis_config_has_a_generative_cell_only_where_it_can_abstain(tmp_path):
+    config = load_study_config(ROOT / "configs" / "study-heads.yaml")
+    assert [(c.head, c.seed) for c in grid_cells(config)] == [
+        (head, seed) for seed in (0, 1, 2) for head in ("bilstm", "linear", "generative")]
+    every_null = tmp_path / "grid.yaml"
+    every_null.write_text((ROOT / "configs" / "study-heads.yaml").read_text().replace(
+        "null_positions: [last]", "null_positions: [first, last, classifier]"))
+    cells = grid_cells(load_study_config(every_null))
+    assert {c.null_position for c in cells if c.head == "generative"} == {"last"}
+    assert len(cells) == 3 * (2 * 3 + 1)
+
+
+@pytest.mark.slow
+def test_a_generative_cell_runs_and_is_summarised(tmp_path):
+    text = TINY_YAML.replace("null_positions: [first, last], heads: [linear]",
+                             "null_positions: [first, last], heads: [linear, generative]")
+    config = tiny_config(tmp_path, text)
+    result = run_study(config, tmp_path / "D", echo=lambda _line: None)
+    names = [o.cell.name for o in result.outcomes]
+    assert "question-first__last__generative__seed0" in names
+    assert "question-first__first__generative__seed0" not in names
+    cell = tmp_path / "D" / "cells" / "question-first__last__generative__seed0"
+    assert json.loads((cell / "model" / "gpt2qa.json").read_text())["head"] == "generative"
+    summary = json.loads((tmp_path / "D" / "summary.json").read_text())
+    assert "generative" in json.dumps(summary)
+
+
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
     config = tiny_config(tmp_path)  # TINY_YAML writes lr: 3e-3, which YAML 1.1 reads as text
     assert config.train.lr == pytest.approx(3e-3)

@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gpt2qa.checkpoint import load_model
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
@@ -33,12 +35,20 @@ def build_model(config: TrainConfig, task: Task) -> tuple[QAModel, Any]:
         check_fits(model.transformer, qa, len(tokenizer))
         model.config = qa
         model.train()
-        return prepare_for_training(model, config, prepare_tokenizer(tokenizer)), tokenizer
+        special = prepare_tokenizer(tokenizer, answer=qa.head == "generative")
+        return prepare_for_training(model, config, special), tokenizer
     check_config_json(config.model)  # before the tokenizer, which reads config.json too
     tokenizer = load_tokenizer(config.model)
-    special = prepare_tokenizer(tokenizer)
-    backbone = load_backbone(config.model)
+    special = prepare_tokenizer(tokenizer, answer=qa.head == "generative")
+    backbone, lm_head = (load_backbone(config.model, with_lm_head=True)
+                         if qa.head == "generative" else (load_backbone(config.model), None))
     backbone.resize_token_embeddings(len(tokenizer))
     check_fits(backbone, qa, len(tokenizer))
-    model = QAModel(backbone, qa, task.heads)
+    model = QAModel(backbone, qa, task.heads, special)
+    if model.lm_head is not None and lm_head is not None:
+        # The pretrained LM head's rows; the rows of the tokens gpt2qa added stay their
+        # input embeddings' (QAModel starts an untied head as a copy of them).
+        rows = min(lm_head.shape[0], model.lm_head.weight.shape[0])
+        with torch.no_grad():
+            model.lm_head.weight[:rows].copy_(lm_head[:rows])
     return prepare_for_training(model, config, special), tokenizer

@@ -227,9 +227,9 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
                           f"{', '.join(TOKENIZER_FILES)})")
     check_config_json(model_dir)  # before the tokenizer, which reads config.json too
     tokenizer = load_tokenizer(model_dir)
-    special = prepare_tokenizer(tokenizer)
+    special = prepare_tokenizer(tokenizer, answer=qa.head == "generative")
     if is_adapter_dir(model_dir):
-        model = build_adapter_model(model_dir, qa, len(tokenizer), heads)
+        model = build_adapter_model(model_dir, qa, len(tokenizer), heads, special)
     else:
         try:
             # fp32 whatever dtype config.json names: bf16 comes only from autocast.
@@ -239,7 +239,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device = "
         except (OSError, ValueError, TypeError, ImportError, StrictDataclassError) as exc:
             raise GPT2QAError(f"{model_dir}/config.json: {str(exc).splitlines()[0]}") from None
         backbone.resize_token_embeddings(len(tokenizer))
-        model = QAModel(backbone, qa, heads)
+        model = QAModel(backbone, qa, heads, special)
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error type for a damaged file

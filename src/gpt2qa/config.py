@@ -26,7 +26,7 @@ NullScoring = Literal["span", "classifier"]
 Misaligned = Literal["error", "skip", "fix-by-search"]
 MISALIGNED_MODES: tuple[Misaligned, ...] = get_args(Misaligned)
 """The accepted values of ``misaligned``."""
-Head = Literal["linear", "bilstm"]
+Head = Literal["linear", "bilstm", "generative"]
 HEADS: tuple[str, ...] = get_args(Head)
 QA_CONFIG_NAME = "gpt2qa.json"
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -97,6 +97,9 @@ class DecodeConfig:
     evaluation set and saved with the model)."""
     null_scoring: NullScoring = field(default="span", metadata=DERIVED)
     """span (null score from the span logits) or classifier; QAConfig derives it."""
+    constrain_to_context: bool = True
+    """Generative head: only token sequences that occur in the window's context may be
+    written, so every answer is a piece of the context with exact offsets."""
 
     def __post_init__(self) -> None:
         if self.n_best_size < 1:
@@ -114,7 +117,8 @@ class QAConfig(FlatSettings):
     """Everything besides the weights that `predict` needs; saved (flat) as gpt2qa.json."""
 
     head: Head = "bilstm"
-    """Span head: linear (start/end from one token) or bilstm (sees text on both sides)."""
+    """Answer head: linear (start/end from one token), bilstm (sees text on both sides), or
+    generative (the backbone's own LM head writes the answer, or <|null|>, after the input)."""
     lstm_hidden_size: int = 0
     """Hidden size of each LSTM direction (bilstm head); 0 means half the backbone width."""
     features: FeatureConfig = nested(FeatureConfig)
@@ -141,8 +145,14 @@ class QAConfig(FlatSettings):
                     and not isinstance(value, bool) and math.isfinite(value)):
                 shown = value if isinstance(value, float) else type(value).__name__
                 raise GPT2QAError(f"task_state: {key} must be a finite number, got {shown}")
-        # How the null score is read follows from where it is: derived here, once.
-        scoring = "classifier" if self.features.null_position == "classifier" else "span"
+        if self.head == "generative" and self.features.null_position != "last":
+            raise GPT2QAError("head generative writes its answer after the input: null_position "
+                              f"must be last, not {self.features.null_position}")
+        # How the null score is read follows from where it is: derived here, once. The
+        # generative head's null score is the log-odds of <|null|> as its first answer token,
+        # an answerability logit like the classifier's.
+        scoring = ("classifier" if self.features.null_position == "classifier"
+                   or self.head == "generative" else "span")
         object.__setattr__(self, "decoding", replace(self.decoding, null_scoring=scoring))
 
     def decoder(self, null_score_diff_threshold: float | None = None) -> DecodeConfig:
@@ -351,6 +361,9 @@ class TrainConfig(FlatSettings):
             (self.lora_alpha > 0 and 0 <= self.lora_dropout < 1,
              "lora_alpha must be positive and lora_dropout in [0, 1)"),
             (not self.merge_lora or self.lora_r > 0, "--merge-lora needs --lora-r"),
+            (not (self.fsdp and self.qa.head == "generative"),
+             "--fsdp does not run --head generative: its greedy answers stop after a different "
+             "number of steps in each process, and every FSDP forward is collective"),
             (report_to_valid(self.report_to),
              f"report_to must be none, all, or one or more of {', '.join(TRACKERS)} joined by "
              f"commas; got {self.report_to!r}"),

@@ -26,6 +26,9 @@ from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
 from gpt2qa.io import write_json_atomic
 
+MASK_VALUE = -1e4
+"""The logit of a position that may not start or end an answer (the model masks with it)."""
+
 
 @dataclass(frozen=True)
 class WindowOutput:
@@ -36,11 +39,15 @@ class WindowOutput:
     null_score: float
     extra: Mapping[str, np.ndarray] = field(default_factory=dict)
     """Each task head's output for this window (padded as in its batch)."""
+    written: str | None = None
+    """A generative head's answer when it was written freely and is no piece of this window's
+    context (so no span carries it); its log-probability is extra["written_score"]."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One span answer; `start`/`end` are character offsets into the context (end exclusive)."""
+    """One answer; `start`/`end` are character offsets into the context (end exclusive), or
+    -1, -1 for a generative head's free answer that is not in the context."""
 
     text: str
     score: float
@@ -110,6 +117,8 @@ def window_candidates(feature: Feature, output: WindowOutput, context: str,
     s_idx, e_idx = np.meshgrid(top_s, top_e, indexing="ij")
     s_idx, e_idx = s_idx.ravel(), e_idx.ravel()
     ok = (s_idx <= e_idx) & (e_idx - s_idx + 1 <= max_answer_length)
+    # A masked start or end is no answer (the generative head unmasks one span per window).
+    ok &= (start[s_idx] > MASK_VALUE / 2) & (end[e_idx] > MASK_VALUE / 2)
     s_idx, e_idx = s_idx[ok], e_idx[ok]
     scores = start[s_idx] + end[e_idx]
     order = np.lexsort((e_idx, s_idx, -scores))[:n_best_size]
@@ -154,6 +163,10 @@ def decode_example(qas_id: str, context: str, features: Sequence[Feature],
             key = (cand.start, cand.end)
             if key not in best or cand.score > best[key].score:
                 best[key] = cand
+        if output.written:  # free text: one candidate per question, at offsets (-1, -1)
+            cand = Candidate(output.written, float(output.extra["written_score"]), -1, -1)
+            if (-1, -1) not in best or cand.score > best[-1, -1].score:
+                best[-1, -1] = cand
     nbest = sorted(best.values(), key=lambda c: (-c.score, c.start, c.end))[: config.n_best_size]
     null = min(o.null_score for o in outputs)
     if config.null_scoring == "classifier":

@@ -35,6 +35,10 @@ from gpt2qa.errors import GPT2QAError
 
 SEP_TOKEN = "<|sep|>"
 NULL_TOKEN = "<|null|>"
+ANSWER_TOKEN = "<|answer|>"
+"""The generative head's answer marker: it takes the `<|null|>` slot at the end of the window,
+and the answer (or `<|null|>`) is written after it: `Q <|sep|> C <|answer|> 1889 <|endoftext|>`.
+Registered only for generative models, so the span heads' vocabulary stays as it was."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class SpecialIds:
     null: int
     pad: int
     bos: int | None = None
+    answer: int | None = None
+    """The answer marker (generative models only): it ends the window in place of <|null|>."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +86,15 @@ class Feature:
         return self.context_offset + len(self.token_spans)
 
 
-def prepare_tokenizer(tokenizer: Any) -> SpecialIds:
-    """Register gpt2qa's special tokens with `tokenizer` (idempotent) and return their ids.
+def prepare_tokenizer(tokenizer: Any, answer: bool = False) -> SpecialIds:
+    """Register gpt2qa's special tokens with `tokenizer` (idempotent) and return their ids;
+    `answer`: the generative head's answer marker too.
 
     Raises if a token would fall back to the unknown/`<|endoftext|>` id, which is exactly the
     silent "[CLS] -> 0" failure this project exists to avoid.
     """
-    missing = [t for t in (SEP_TOKEN, NULL_TOKEN) if t not in tokenizer.get_vocab()]
+    wanted = (SEP_TOKEN, NULL_TOKEN, ANSWER_TOKEN) if answer else (SEP_TOKEN, NULL_TOKEN)
+    missing = [t for t in wanted if t not in tokenizer.get_vocab()]
     if missing:
         try:
             tokenizer.add_special_tokens({"additional_special_tokens": missing},
@@ -99,8 +107,9 @@ def prepare_tokenizer(tokenizer: Any) -> SpecialIds:
         raise GPT2QAError("the tokenizer has neither an end-of-text nor a pad token to pad with")
     ids = SpecialIds(sep=tokenizer.convert_tokens_to_ids(SEP_TOKEN),
                      null=tokenizer.convert_tokens_to_ids(NULL_TOKEN),
-                     pad=pad, bos=added_bos_id(tokenizer))
-    for name, value in ((SEP_TOKEN, ids.sep), (NULL_TOKEN, ids.null)):
+                     pad=pad, bos=added_bos_id(tokenizer),
+                     answer=tokenizer.convert_tokens_to_ids(ANSWER_TOKEN) if answer else None)
+    for name, value in zip(wanted, (ids.sep, ids.null, ids.answer), strict=False):
         if value is None or value in (0, ids.pad, tokenizer.unk_token_id) \
                 or tokenizer.convert_ids_to_tokens(value) != name:
             raise GPT2QAError(f"special token {name} did not get its own id (got {value})")
@@ -174,8 +183,10 @@ def window_starts(n_context: int, window: int, doc_stride: int) -> list[int]:
 
 def assemble_window(config: FeatureConfig, ids: SpecialIds, question: Sequence[int],
               context: Sequence[int]) -> tuple[list[int], int, int]:
-    """Lay out one window; return (input_ids, context_offset, null_index)."""
+    """Lay out one window; return (input_ids, context_offset, null_index). A generative
+    model's windows end with its answer marker where the span heads' end with <|null|>."""
     prefix = [] if ids.bos is None else [ids.bos]
+    last = ids.null if ids.answer is None else ids.answer
     if config.layout == "question-first":
         body = [*question, ids.sep]
         offset = len(body)
@@ -185,7 +196,7 @@ def assemble_window(config: FeatureConfig, ids: SpecialIds, question: Sequence[i
         offset = 0
     if config.null_position == "first":
         return [*prefix, ids.null, *body], len(prefix) + 1 + offset, len(prefix)
-    return [*prefix, *body, ids.null], len(prefix) + offset, len(prefix) + len(body)
+    return [*prefix, *body, last], len(prefix) + offset, len(prefix) + len(body)
 
 
 def context_budget(config: FeatureConfig, ids: SpecialIds, question: Sequence[int]) -> int:

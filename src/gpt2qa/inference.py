@@ -6,8 +6,10 @@ FSDP are handled here and nowhere else; predict, evaluate, train and serve all c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 from gpt2qa.batching import (
@@ -18,7 +20,7 @@ from gpt2qa.batching import (
     pad_multiple,
     width_grouped_batches,
 )
-from gpt2qa.decode import WindowOutput
+from gpt2qa.decode import MASK_VALUE, WindowOutput
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
 from gpt2qa.model import QAModel
@@ -29,7 +31,8 @@ from gpt2qa.sharding import is_sharded
 
 def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_size: int = 0,
               device: torch.device | None = None, precision: str = "fp32",
-              sharded: bool = False, batch_invariant: bool = False) -> list[WindowOutput]:
+              sharded: bool = False, batch_invariant: bool = False,
+              tokenizer: Any = None) -> list[WindowOutput]:
     """Forward every feature, in length-sorted batches; outputs come back in feature order.
     `batch_size` 0 picks one for the device (`batching.inference_batch_size`).
 
@@ -40,6 +43,9 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
     `batch_invariant`: each window pads to a width set by its own length alone
     (`batching.width_grouped_batches`), so its logits do not depend on which other windows
     are run with it (`predict --data`, streamed or not, gives each question the same bits).
+
+    `tokenizer`: renders a generative head's free answers (written without the constraint and
+    absent from the window's context) as `WindowOutput.written`; without it they are dropped.
     """
     device = device or next(model.parameters()).device
     if batch_size == 0:
@@ -79,7 +85,8 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
         for row, i in enumerate(batch_idx):
             n = len(features[i].input_ids)
             outputs[i] = WindowOutput(start[row, :n], end[row, :n], float(null[row]),
-                                      {name: value[row] for name, value in extra.items()})
+                                      {name: value[row] for name, value in extra.items()},
+                                      written_text(tokenizer, extra, row, start[row, :n]))
     model.train(was_training)
     if world > 1:
         import torch.distributed as dist
@@ -92,3 +99,14 @@ def run_model(model: QAModel, features: Sequence[Feature], pad_id: int, batch_si
         raise GPT2QAError(f"internal error: {len(features) - len(outputs)} of {len(features)} "
                           "windows got no model output")
     return [outputs[i] for i in range(len(features))]
+
+
+def written_text(tokenizer: Any, extra: Mapping[str, np.ndarray], row: int,
+                 start_logits: np.ndarray) -> str | None:
+    """A generative head's written answer as text when no span of the window carries it (it
+    left the context: unconstrained decoding), else None."""
+    if tokenizer is None or "written" not in extra or bool((start_logits > MASK_VALUE / 2).any()):
+        return None
+    ids = [int(t) for t in extra["written"][row] if t >= 0]
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip() if ids else ""
+    return text or None

@@ -4,7 +4,8 @@ checkpointing, and the parameter counts of a run's setup record.
 With `--lora-r R` the backbone's attention projections get rank-R adapters (defaults per model
 type in `LORA_TARGETS`); the rest of the backbone is frozen. The QA head (span logits, LSTM,
 null classifier) always trains in full, and so do the embedding rows of the two tokens gpt2qa
-adds (`<|sep|>`, `<|null|>`), through peft's trainable token indices: they are new, so a frozen
+adds (`<|sep|>`, `<|null|>`, and a generative head's `<|answer|>`), through peft's trainable
+token indices: they are new, so a frozen
 random row would carry no meaning.
 
 A LoRA model directory is an *adapter* directory: `model.safetensors` holds only what trained
@@ -100,7 +101,8 @@ def prepare_for_training(model: QAModel, config: TrainConfig, special: SpecialId
     lora = peft.LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=lora_targets(model_type, config.lora_target_modules),
-        trainable_token_indices=[special.sep, special.null],
+        trainable_token_indices=[i for i in (special.sep, special.null, special.answer)
+                                 if i is not None],
         fan_in_fan_out=model_type == "gpt2")  # GPT-2's Conv1D stores weights transposed
     try:
         model.transformer = _wrap(model.transformer, lora)
@@ -209,7 +211,8 @@ def check_adapter_targets(path: Path, obj: dict[str, Any], backbone: torch.nn.Mo
 
 
 def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int,
-                        heads: HeadFactory | None = None) -> QAModel:
+                        heads: HeadFactory | None = None,
+                        special: SpecialIds | None = None) -> QAModel:
     """The base backbone (from adapter_config.json's base_model_name_or_path) wrapped with
     untrained adapters of the saved shape; `load_model` then loads the saved weights into it.
     adapter_config.json is checked before peft sees it (`read_adapter_config`), and whatever
@@ -226,7 +229,7 @@ def build_adapter_model(model_dir: Path, qa: QAConfig, vocab_size: int,
     backbone = load_backbone(obj["base_model_name_or_path"])
     backbone.resize_token_embeddings(vocab_size)
     check_adapter_targets(path, obj, backbone, vocab_size)
-    model = QAModel(backbone, qa, heads)
+    model = QAModel(backbone, qa, heads, special)
     try:
         model.transformer = _wrap(model.transformer, lora)
     except Exception as exc:  # what the checks above do not foresee, peft's own error types

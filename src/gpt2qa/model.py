@@ -5,6 +5,9 @@ Heads:
           attention a token's start/end logit sees only text to its left.
   bilstm  a bidirectional LSTM over the hidden states, then Linear(2h, 2): every token gets
           right-side context too.
+  generative  no span head: the backbone's own LM head writes the answer, or <|null|>, after
+          the window (`gpt2qa.generative`); its answers come out as one unmasked span per
+          window, and its null score as an answerability logit.
 
 The no-answer score follows `null_position`:
   first       start[0] + end[0]; position 0 has seen nothing but itself under causal attention.
@@ -45,12 +48,13 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel
 
+from gpt2qa import generative
 from gpt2qa.config import QAConfig
+from gpt2qa.decode import MASK_VALUE
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.features import SpecialIds
 from gpt2qa.io import read_json_object
 from gpt2qa.tokenizer import hub_kwargs, load_failure
-
-MASK_VALUE = -1e4
 
 CAUSAL_MODEL_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2",
                                 "phi3", "gemma"})
@@ -96,19 +100,31 @@ class QAModel(nn.Module):
     """Backbone + span head + no-answer score + the task's heads. See the module docstring."""
 
     def __init__(self, backbone: nn.Module, config: QAConfig,
-                 heads: HeadFactory | None = None) -> None:
+                 heads: HeadFactory | None = None, special: SpecialIds | None = None) -> None:
+        """`special`: the tokenizer's gpt2qa tokens, which the generative head writes."""
         super().__init__()
         self.config = config
         self.transformer = backbone
         width = _hidden_size(backbone)
         self.width = width
-        if config.head == "bilstm":
+        self.lm_head: nn.Linear | None = None
+        if config.head == "generative":
+            if special is None or special.answer is None:
+                raise GPT2QAError("internal error: a generative head needs the tokenizer's "
+                                  "<|answer|> token")
+            self.answer_ids = special
+            if not generative.tied(backbone):
+                rows = backbone.get_input_embeddings().weight
+                self.lm_head = nn.Linear(width, rows.shape[0], bias=False)
+                with torch.no_grad():
+                    self.lm_head.weight.copy_(rows)
+        elif config.head == "bilstm":
             hidden = config.lstm_hidden_size or max(width // 2, 1)
             self.lstm = nn.LSTM(width, hidden, batch_first=True, bidirectional=True)
             self.qa_outputs = nn.Linear(2 * hidden, 2)
         else:
             self.qa_outputs = nn.Linear(width, 2)
-        if config.features.null_position == "classifier":
+        if config.features.null_position == "classifier" and config.head != "generative":
             self.na_classifier = nn.Linear(width, 1)
         # Empty for SQuAD, so its parameter names stay GPT2ForQuestionAnswering's.
         self.task_heads = nn.ModuleDict(dict(heads(width)) if heads else {})
@@ -123,6 +139,9 @@ class QAModel(nn.Module):
                 **inputs: torch.Tensor) -> QAOutput:
         """`attention_mask` must be right padding (1s then 0s), as `collate` makes it;
         `inputs` are the task heads' own batch inputs (`TaskHead.batch`)."""
+        if self.config.head == "generative":
+            return self._generative(input_ids, attention_mask, context_mask, null_index,
+                                    start_positions, end_positions, inputs)
         backbone_mask = None if self.skip_padding_mask else attention_mask
         # No KV cache: nothing is generated, and building one copies every layer's keys/values.
         hidden = self.transformer(input_ids=input_ids, attention_mask=backbone_mask,
@@ -133,12 +152,34 @@ class QAModel(nn.Module):
             hidden = hidden.float()
             out = self._heads(hidden, attention_mask, context_mask, null_index,
                               start_positions, end_positions)
-            for name, head in self.task_heads.items():
-                out.extra[name] = head(hidden, null_index, inputs)
-                term = head.loss(out.extra[name], inputs) if out.loss is not None else None
-                if term is not None:
-                    out.loss = out.loss + term
-            return out
+            return self._task_heads(out, hidden, null_index, inputs)
+
+    def _task_heads(self, out: QAOutput, hidden: torch.Tensor, null_index: torch.Tensor,
+                    inputs: dict[str, torch.Tensor]) -> QAOutput:
+        """Each task head's output and loss term, from the fp32 hidden states."""
+        for name, head in self.task_heads.items():
+            out.extra[name] = head(hidden, null_index, inputs)
+            term = head.loss(out.extra[name], inputs) if out.loss is not None else None
+            if term is not None:
+                out.loss = out.loss + term
+        return out
+
+    def _generative(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    context_mask: torch.Tensor, null_index: torch.Tensor,
+                    start_positions: torch.Tensor | None, end_positions: torch.Tensor | None,
+                    inputs: dict[str, torch.Tensor]) -> QAOutput:
+        """Training: the answer tokens' loss; inference: greedy answers (`gpt2qa.generative`)."""
+        if start_positions is not None and end_positions is not None:
+            loss, hidden = generative.answer_loss(self, input_ids, null_index, start_positions,
+                                                  end_positions)
+            empty = hidden.new_zeros(0)
+            out = QAOutput(empty, empty, empty, loss)
+        else:
+            start, end, null, hidden, written = generative.write_answers(
+                self, input_ids, attention_mask, context_mask, null_index)
+            out = QAOutput(start, end, null, None, dict(written))
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._task_heads(out, hidden.float(), null_index, inputs)
 
     def _heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
                context_mask: torch.Tensor, null_index: torch.Tensor,
@@ -395,9 +436,11 @@ def check_config_json(directory: str | os.PathLike[str]) -> None:
                           f"{available / 2**30:,.1f} GiB of memory available here")
 
 
-def load_backbone(name_or_dir: str) -> torch.nn.Module:
+def load_backbone(name_or_dir: str, with_lm_head: bool = False) -> Any:
     """`AutoModel.from_pretrained` in fp32 (transformers 5 would keep a bf16 checkpoint in bf16:
-    no fp32 master weights), with a one-line message when it cannot be had. A local folder's
+    no fp32 master weights), with a one-line message when it cannot be had. `with_lm_head`:
+    (backbone, its pretrained LM head's weight, or None when tied to the embeddings or
+    absent), read through AutoModelForCausalLM (the generative head). A local folder's
     config.json is checked first (`check_config_json`); a pickle weights file that holds more
     than tensors (torch.load's weights_only refuses it: nothing runs) and a truncated or
     damaged weights file are one line too."""
@@ -405,8 +448,10 @@ def load_backbone(name_or_dir: str) -> torch.nn.Module:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Detected pickle protocol")  # torch.load's note
-            return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
-                                             **hub_kwargs(name_or_dir))
+            if not with_lm_head:
+                return AutoModel.from_pretrained(name_or_dir, dtype=torch.float32,
+                                                 **hub_kwargs(name_or_dir))
+            return _backbone_and_head(name_or_dir)
     except (OSError, ValueError, TypeError, ImportError, StrictDataclassError) as exc:
         raise GPT2QAError(load_failure(name_or_dir, "model", exc)) from None
     except SafetensorError as exc:
@@ -419,3 +464,23 @@ def load_backbone(name_or_dir: str) -> torch.nn.Module:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise GPT2QAError(f"{where}: the model's weights cannot be loaded safely "
                           f"({type(exc).__name__}: {first})") from None
+
+
+def _backbone_and_head(name_or_dir: str) -> tuple[nn.Module, torch.Tensor | None]:
+    """The causal LM's base model and its untied output matrix (None when tied)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a saved base model has no lm_head: "newly initialized"
+    try:
+        causal, info = AutoModelForCausalLM.from_pretrained(
+            name_or_dir, dtype=torch.float32, output_loading_info=True, **hub_kwargs(name_or_dir))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    backbone = causal.base_model
+    head = causal.get_output_embeddings()
+    missing = any("lm_head" in key for key in info.get("missing_keys", ()))
+    if generative.tied(backbone) or head is None or missing:
+        return backbone, None
+    return backbone, head.weight.detach()

@@ -326,9 +326,12 @@ def front_matter(card: CardFacts, model: ModelFacts) -> dict[str, Any]:
     return meta
 
 
-def sequence(layout: str, null_position: str) -> str:
-    """One window's token order (features.py's layouts): "Q <|sep|> C <|null|>"."""
+def sequence(layout: str, null_position: str, head: str = "bilstm") -> str:
+    """One window's token order (features.py's layouts): "Q <|sep|> C <|null|>"; a generative
+    head's window ends with its answer marker, and the answer follows it."""
     body = ["Q", "<|sep|>", "C"] if layout == "question-first" else ["C", "<|sep|>", "Q"]
+    if head == "generative":
+        return " ".join([*body, "<|answer|>", "A", "<|endoftext|>"])
     return " ".join(["<|null|>", *body] if null_position == "first" else [*body, "<|null|>"])
 
 
@@ -342,10 +345,15 @@ def _model_section(card: CardFacts, model: ModelFacts) -> list[str]:
         f"{model.parameters:,} parameters") if part)
     head = qa.head + (f" (LSTM {qa.lstm_hidden_size or 'half the width'} per direction)"
                       if qa.head == "bilstm" else "")
+    if qa.head == "generative":
+        head += (" (the backbone's LM head writes the answer A, or <|null|> to abstain; "
+                 + ("only pieces of the context" if qa.decoding.constrain_to_context
+                    else "free text") + ")")
     tuned_on = (f"tuned on {run.eval_data}" if card.evaluation is not None and run.eval_data
                 else "not tuned: the run had no evaluation data")
+    order = sequence(f.layout, f.null_position, qa.head)
     rows = [("task", f"`{run.task}`"), ("backbone", f"{model.model_type}: {size}"),
-            ("head", head), ("layout", f"{f.layout}: `{sequence(f.layout, f.null_position)}` "
+            ("head", head), ("layout", f"{f.layout}: `{order}` "
                                        "(Q the question, C a window of the context)"),
             ("null position", f.null_position + (" (a classifier on the last token)"
                                                  if f.null_position == "classifier" else "")),

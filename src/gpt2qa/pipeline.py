@@ -7,7 +7,7 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -38,7 +38,7 @@ def predict_examples(model: QAModel, tokenizer: Any, special_ids: SpecialIds,
     if features is None:
         features = task.features(examples, tokenizer, model.config.features, special_ids)
     outputs = run_model(model, features, special_ids.pad, batch_size, precision=precision,
-                        sharded=sharded, batch_invariant=batch_invariant)
+                        sharded=sharded, batch_invariant=batch_invariant, tokenizer=tokenizer)
     return task.decode(examples, features, outputs, model.config, overrides)
 
 
@@ -56,9 +56,12 @@ class QAPipeline:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike[str], device: str | None = None,
-                        precision: str = "fp32", quantize: str = "none") -> QAPipeline:
+                        precision: str = "fp32", quantize: str = "none",
+                        constrain_to_context: bool | None = None) -> QAPipeline:
         """`precision` bf16 on CPU needs bf16 instructions (`quantize.check_cpu_bf16`);
-        `quantize` int8 quantises the backbone's matmuls for CPU inference (quantize.py)."""
+        `quantize` int8 quantises the backbone's matmuls for CPU inference (quantize.py);
+        `constrain_to_context` (a generative model's; None: as saved) overrides whether it
+        may write only pieces of the context."""
         if not isinstance(model_dir, (str, os.PathLike)):
             raise GPT2QAError("model_dir must be the path of a model directory; got "
                               f"{type(model_dir).__name__}")
@@ -80,6 +83,12 @@ class QAPipeline:
             raise GPT2QAError(f"{model_dir}: no such model directory")
         task = tasks.for_model(model_dir)
         model, tokenizer, special = load_model(Path(model_dir), dev, task)
+        if constrain_to_context is not None:
+            if model.config.head != "generative":
+                raise GPT2QAError(f"{model_dir}: --constrain-to-context applies to a generative "
+                                  f"model; this one has a {model.config.head} head")
+            model.config = replace(model.config, decoding=replace(
+                model.config.decoding, constrain_to_context=constrain_to_context))
         if quantize == "int8":
             quantize_backbone_int8(model)
         return cls(model, tokenizer, special, precision, task, read_examples(model_dir, task))

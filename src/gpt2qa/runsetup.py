@@ -259,7 +259,7 @@ def setup(config: TrainConfig, task: Task, synthetic: bool = False) -> Run:
     accelerator, resume_from = _start(config)
     datasets = load_training_data(config, task)
     model, tokenizer = build_model(config, task)
-    special = prepare_tokenizer(tokenizer)
+    special = prepare_tokenizer(tokenizer, answer=config.qa.head == "generative")
     train_features, eval_data, eval_features, checked = _features(
         config, task, datasets, model.config, tokenizer, special)
     schedule = resolve_schedule(len(train_features), config, accelerator.num_processes)

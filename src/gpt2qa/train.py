@@ -98,13 +98,13 @@ class TrainResult:
 
 def evaluate_model(model: QAModel, task: Task, dataset: Any, features: Sequence[Feature],
                    pad_id: int, batch_size: int, precision: str = "fp32",
-                   sharded: bool = False) -> Evaluation | None:
+                   sharded: bool = False, tokenizer: Any = None) -> Evaluation | None:
     """The task's evaluation of `model` on `dataset`: metrics, prediction files and what it
     tuned. `sharded`: every process must call this; each runs its share of the windows (see
     inference.run_model), and only the main process decodes and scores (the others get None).
     """
     outputs = run_model(model, features, pad_id, batch_size, precision=precision,
-                        sharded=sharded)
+                        sharded=sharded, tokenizer=tokenizer)
     if sharded and process_group()[0] != 0:
         return None
     return task.evaluate(dataset, features, outputs, model.config)
@@ -147,7 +147,7 @@ def evaluate_and_select(run: Run, state: TrainState, step: int) -> None:
     config = run.config
     result = evaluate_model(run.raw_model, run.task, run.eval_data, run.eval_features,
                             run.special.pad, config.eval_batch_size, config.precision,
-                            sharded=True)
+                            sharded=True, tokenizer=run.tokenizer)
     improved = False
     if result is not None and run.log is not None:
         run.log.write({"event": "eval", "step": step, **result.metrics})

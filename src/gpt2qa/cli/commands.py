@@ -198,7 +198,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     group = _process_group_from_launcher()
     device = str(group.device) if group is not None else args.device
     pipe = QAPipeline.from_pretrained(args.model, device=device, precision=args.precision,
-                                      quantize=args.quantize)
+                                      quantize=args.quantize,
+                                      constrain_to_context=args.constrain_to_context)
     main_process = group is None or group.is_main_process
     if args.question is not None:
         if main_process:

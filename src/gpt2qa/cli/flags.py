@@ -365,6 +365,9 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
                         "HotpotQA model JSON [[title, [sentence, ...]], ...]")
     p.add_argument("--null-score-diff-threshold", type=float, default=None,
                    help="override the threshold saved with the model")
+    p.add_argument("--constrain-to-context", action=argparse.BooleanOptionalAction,
+                   default=None, help="generative models: write only pieces of the context "
+                   "(default: as saved with the model, which trains with it on)")
     p.add_argument("--batch-size", type=int, default=0,
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")

@@ -78,11 +78,14 @@ SCORE_DOC = ("Probability, the Python API's (`QAPipeline`): no answer gets the m
 class CandidateOut(BaseModel):
     text: str
     score: float = Field(description=SCORE_DOC)
-    logit: float = Field(description="The span's raw score (start logit + end logit), the "
-                                     "number its probability comes from; comparable only "
-                                     "between candidates of one answer.")
-    start: int = Field(description="Start offset in the context, in Unicode code points.")
-    end: int = Field(description="Exclusive end offset; context[start:end] == text.")
+    logit: float = Field(description="The span's raw score (start logit + end logit; a "
+                                     "generative head's: the log-probability of the answer it "
+                                     "wrote), the number its probability comes from; "
+                                     "comparable only between candidates of one answer.")
+    start: int = Field(description="Start offset in the context, in Unicode code points (-1: "
+                                   "a generative model's free answer, not in the context).")
+    end: int = Field(description="Exclusive end offset; context[start:end] == text (-1 with "
+                                 "start -1).")
 
 
 class AnswerResponse(BaseModel):

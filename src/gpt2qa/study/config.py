@@ -122,7 +122,9 @@ class GridSettings:
 
     layouts: tuple[str, ...] = LAYOUTS
     null_positions: tuple[str, ...] = NULL_POSITIONS
-    heads: tuple[str, ...] = HEADS
+    heads: tuple[str, ...] = ("linear", "bilstm")
+    """The span heads unless the config lists generative too; a generative cell exists for
+    null position last only (it writes its answer after the input)."""
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self) -> None:

@@ -64,6 +64,8 @@ def grid_cells(config: StudyConfig, only: Mapping[str, Sequence[str]] | None = N
         for layout in config.grid.layouts:
             for null in config.grid.null_positions:
                 for head in config.grid.heads:
+                    if head == "generative" and null != "last":
+                        continue  # it reads no-answer from what it writes after the input
                     cell = Cell(layout, null, head, seed)
                     values = {"layout": layout, "null_position": null, "head": head,
                               "seed": str(seed)}
