@@ -18,6 +18,9 @@ For each of `--seeds N` seeds (0, 1, ...), one data set, one init and one budget
               GPT-2 has no CLS token, and with `pad_token = eos_token` its pad, eos and bos
               share one id, so every padded feature's null label lands on its first padding
               token, while utils_qa still reads the null score at index 0.
+  generative  (optional: `--sides hf,hf_literal,generative`) `gpt2qa demo --seed S --head
+              generative`: the same data, init and budget, the backbone's LM head writing the
+              answer or <|null|> (docs/study.md; the detailed comparison is bench_heads.py).
 
 Every side is trained with the settings of the gpt2qa run (read back from its
 train_config.json, so a change to DemoConfig carries over): max_steps x batch_size, lr, linear
@@ -83,6 +86,10 @@ import common
 
 SIDES = ("gpt2qa", "hf", "hf_literal")
 HF_SIDES = ("hf", "hf_literal")
+GENERATIVE = "generative"
+"""An optional side (`--sides hf,hf_literal,generative`): `gpt2qa demo --head generative`, the
+same data, init and budget with the backbone's LM head writing the answer; the detailed head
+comparison (AUROC, question kinds, speeds, unconstrained decoding) is bench_heads.py."""
 METRIC_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "total")
 
 
@@ -110,13 +117,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.seed_list = ([int(x) for x in args.seed_ids.split(",")] if args.seed_ids
                       else list(range(args.seeds)))
     args.side_list = [x.strip() for x in args.sides.split(",") if x.strip()]
-    if not set(args.side_list) <= set(HF_SIDES):
-        p.error(f"--sides: choose from {', '.join(HF_SIDES)}")
+    if not set(args.side_list) <= {*HF_SIDES, GENERATIVE}:
+        p.error(f"--sides: choose from {', '.join((*HF_SIDES, GENERATIVE))}")
     return args
 
 
-def demo_config(seed: int, out_dir: Path, tiny: bool, steps: int = 0) -> Any:
-    """The demo's DemoConfig for this seed (its own defaults; `--tiny` shrinks everything)."""
+def demo_config(seed: int, out_dir: Path, tiny: bool, steps: int = 0, head: str = "") -> Any:
+    """The demo's DemoConfig for this seed (its own defaults; `--tiny` shrinks everything;
+    `head`: another head than the demo's)."""
     from gpt2qa.config import DemoConfig
 
     config = DemoConfig(out_dir=str(out_dir), seed=seed, progress=False)
@@ -127,6 +135,8 @@ def demo_config(seed: int, out_dir: Path, tiny: bool, steps: int = 0) -> Any:
         training = {"max_steps": 4, "batch_size": 8, "max_seq_length": 128}
     if steps:
         training["max_steps"] = steps
+    if head:
+        training["head"] = head
     config = dataclasses.replace(config, training=training)
     return config
 
@@ -437,11 +447,16 @@ def run_seed(seed: int, root: Path, tiny: bool, steps: int = 0,
         result[side] = run_hf(side, seed, data, demo_out / "init", tc,
                               root / f"seed-{seed}" / side)
         write_json_atomic(saved, result[side])
+    if GENERATIVE in sides:
+        print(f"seed {seed}: gpt2qa demo --seed {seed} --head generative", file=sys.stderr,
+              flush=True)
+        result[GENERATIVE], _ = run_gpt2qa(demo_config(
+            seed, root / f"seed-{seed}" / GENERATIVE, tiny, steps, head=GENERATIVE))
     result["train_config"] = {k: tc[k] for k in (
         "max_steps", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_grad_norm",
         "max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "eval_every",
         "head", "layout", "null_position")}
-    for side in SIDES:
+    for side in (*SIDES, GENERATIVE):
         if side not in result:  # --sides left it out: this seed has no complete row yet
             continue
         result[side]["dev"] = brief(result[side]["dev"])
@@ -469,6 +484,10 @@ def summarise(runs: Sequence[dict[str, Any]], wall: float) -> dict[str, Any]:
             summary[f"{side}{suffix}_f1_sd"] = sd
         summary[f"gpt2qa_minus_hf{suffix}"] = (summary[f"gpt2qa{suffix}_f1"]
                                                - summary[f"hf{suffix}_f1"])
+    if all(GENERATIVE in r for r in runs):
+        for split, suffix in (("dev", ""), ("test", "_test")):
+            mean, sd = mean_sd([r[GENERATIVE][split]["f1"] for r in runs])
+            summary[f"{GENERATIVE}{suffix}_f1"], summary[f"{GENERATIVE}{suffix}_f1_sd"] = mean, sd
     summary["null_baseline_f1"] = statistics.fmean(
         r["gpt2qa"]["dev"]["null_baseline_f1"] for r in runs)
     summary["gap_10_met"] = ("yes" if min(summary["gpt2qa_minus_hf"],

@@ -89,21 +89,22 @@ def test_postprocess_null_rule_min_null_over_windows_and_empty_fallback():
 def test_tiny_run_prints_one_summary_line_and_writes_the_result(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_accuracy.py"), "--tiny", "--seeds",
-         "1", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")],
+         "1", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path / "work"),
+         "--sides", "hf,hf_literal,generative"],
         capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     fields = dict(part.split("=", 1) for part in lines[0].split())
     for key in ("gpt2qa_f1", "hf_f1", "hf_literal_f1", "gpt2qa_test_f1", "hf_test_f1",
-                "hf_literal_test_f1"):
+                "hf_literal_test_f1", "generative_f1", "generative_test_f1"):
         assert 0.0 <= float(fields[key]) <= 100.0
         assert fields[f"{key}_sd"] == "nan"  # one seed: no spread
     assert float(fields["gpt2qa_minus_hf"]) == pytest.approx(
         float(fields["gpt2qa_f1"]) - float(fields["hf_f1"]), abs=0.02)
     result = json.loads((tmp_path / "bench_accuracy_tiny.json").read_text())
     (run,) = result["runs"]
-    for side in ("gpt2qa", "hf", "hf_literal"):
+    for side in ("gpt2qa", "hf", "hf_literal", "generative"):
         for split in ("dev", "test"):
             scores = run[side][split]
             for key in ("exact", "f1", "HasAns_f1", "NoAns_f1"):
