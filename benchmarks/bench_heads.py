@@ -10,10 +10,19 @@ Per side it records:
   dev      EM/F1/HasAns/NoAns at threshold 0, tuned F1 and its threshold, NA AUROC;
   test     the demo's fresh test sample at the dev-tuned threshold (F1, HasAns/NoAns), NA
            AUROC, and F1 by synthetic question kind (ans, ans-after, unans, unans-after);
-  speed    training examples/s (log.jsonl's mean) and prediction questions/s on the test
-           sample (QAPipeline.predict, fp32, timed here, side by side in this process);
+  speed    prediction questions/s on the test sample (QAPipeline.predict, fp32, timed here
+           side by side in this process), and training examples/s: after the seeds, each head
+           trains --speed-steps more steps from seed 0's init on its data, the heads in turn,
+           twice (forward, then reverse order), in this process; the mean of the log's
+           examples/s after its first line;
   off      test questions answered with free text that is no piece of the context
            (offsets -1, -1; only without the constraint, 0 with it).
+
+`--small-shape-questions N` (needs ../shared/data) also times prediction at GPT-2-small shape
+(12 x 768, GPT-2's real tokenizer, random weights) on the first N SQuAD 2.0 dev questions:
+bilstm against generative at max_answer_length 4 (about a SQuAD answer's length in tokens) and
+30 (the default; random weights rarely stop early, so this is the slow end), rounds
+alternating, medians.
 
 With `--task hotpotqa`, the same three heads on `gpt2qa demo --task hotpotqa` (its synthetic
 multi-hop data; yes/no come from the answer-type head under every head, the span from the
@@ -55,6 +64,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", default="", help="keep the runs here, and reuse the demo "
                    "runs already there: only scoring and speeds run again (default: a "
                    "temporary directory, removed after)")
+    p.add_argument("--speed-steps", type=int, default=60,
+                   help="training steps per head and round of the training-speed pass")
+    p.add_argument("--small-shape-questions", type=int, default=0,
+                   help="also time prediction at GPT-2-small shape on this many questions")
     p.add_argument("--results-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--name", default="", help="result file name (default bench_heads[_tiny])")
     return p.parse_args(argv)
@@ -70,6 +83,73 @@ def demo_config(seed: int, head: str, out_dir: Path, tiny: bool) -> Any:
                                      n_head=2, vocab_size=300)
         training.update(max_steps=4, batch_size=8, max_seq_length=128)
     return dataclasses.replace(config, training=training)
+
+
+def train_speeds(root: Path, tiny: bool, steps: int) -> dict[str, float]:
+    """Training examples/s per head, measured in turn on seed 0's data and init (see the
+    module docstring): each head's mean over two rounds."""
+    import shutil
+
+    from gpt2qa.tasks import fine_tune
+
+    rates: dict[str, list[float]] = {head: [] for head in HEADS}
+    for round_ in range(2):
+        for head in (HEADS if round_ == 0 else HEADS[::-1]):
+            demo = root / "seed-0" / head
+            config = demo_config(0, head, demo, tiny).train_config(
+                str(demo / "init"), str(demo / "data" / "train.json"), "",
+                str(root / "speed" / f"{head}-{round_}"))
+            config = dataclasses.replace(config, eval_file=None, max_steps=steps, eval_every=0,
+                                         log_every=max(steps // 6, 1), save_every=0)
+            shutil.rmtree(config.output_dir, ignore_errors=True)
+            with contextlib.redirect_stdout(sys.stderr):
+                fine_tune(config)
+            records = [json.loads(x) for x in (Path(config.output_dir) / "log.jsonl").open()]
+            train = [r["examples_per_s"] for r in records if r.get("event") == "train"]
+            rates[head].append(statistics.fmean(train[1:] or train))
+    return {head: round(statistics.fmean(values), 1) for head, values in rates.items()}
+
+
+def small_shape_speeds(n_questions: int, root: Path, rounds: int = 3) -> dict[str, Any]:
+    """Questions/s at GPT-2-small shape, random weights (module docstring): bilstm, and
+    generative writing at most 4 and at most 30 tokens."""
+    import torch
+
+    from gpt2qa.checkpoint import save_model
+    from gpt2qa.config import QAConfig
+    from gpt2qa.features import prepare_tokenizer
+    from gpt2qa.model import QAModel, backbone_from_config
+    from gpt2qa.pipeline import QAPipeline
+
+    examples = common.load_dev(common.DEFAULT_DATA, n_questions)
+    sides = {"bilstm": ("bilstm", 30), "generative-4": ("generative", 4),
+             "generative-30": ("generative", 30)}
+    pipes = {}
+    for name, (head, length) in sides.items():
+        tokenizer = common.load_gpt2_tokenizer()
+        special = prepare_tokenizer(tokenizer, answer=head == "generative")
+        torch.manual_seed(0)
+        backbone = backbone_from_config(common.GPT2_SMALL.gpt2_config(dropout=0.0))
+        backbone.resize_token_embeddings(len(tokenizer))
+        model = QAModel(backbone, QAConfig.of(head=head, max_answer_length=length),
+                        special=special)
+        pipes[name] = QAPipeline.from_pretrained(save_model(model, tokenizer, root / name),
+                                                 device="cpu")
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    words: dict[str, float] = {}
+    for round_ in range(rounds):
+        for name in (list(sides) if round_ % 2 == 0 else list(sides)[::-1]):
+            seconds, preds = common.timed(lambda: pipes[name].predict(examples))  # noqa: B023
+            times[name].append(seconds)
+            words[name] = statistics.fmean(len(p.best_span.split()) for p in preds)
+    out: dict[str, Any] = {"questions": len(examples), "rounds": rounds}
+    for name in sides:
+        out[f"{name}_questions_per_s"] = round(len(examples) / common.median(times[name]), 2)
+        out[f"{name}_answer_words"] = round(words[name], 2)
+    for name in ("generative-4", "generative-30"):
+        out[f"{name}_slowdown_vs_bilstm"] = round(
+            out["bilstm_questions_per_s"] / out[f"{name}_questions_per_s"], 2)
+    return out
 
 
 def demo_once(run: Any, config: Any) -> dict[str, Any]:
@@ -242,15 +322,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         one = hotpot_seed if args.task == "hotpotqa" else run_seed
         runs = [one(seed, root, args.tiny) for seed in range(args.seeds)]
+        speeds = train_speeds(root, args.tiny, args.speed_steps) if args.task == "squad" else {}
+        small = (small_shape_speeds(args.small_shape_questions, root / "small-shape")
+                 if args.small_shape_questions else {})
     finally:
         if not args.work_dir:
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
     summary = {**(summarise_hotpot(runs) if args.task == "hotpotqa" else summarise(runs)),
+               **{f"{head}_train_examples_per_s_side_by_side": v for head, v in speeds.items()},
                "threads": threads, "wall_s": round(time.perf_counter() - start, 1)}
     name = args.name or ("bench_heads" + ("_hotpotqa" if args.task == "hotpotqa" else "")
                          + ("_tiny" if args.tiny else ""))
+    summary.update({f"small_shape_{k}": v for k, v in small.items()})
     path = common.write_result(name, {"summary": summary, "args": vars(args), "runs": runs},
                                Path(args.results_dir))
     print(f"wrote {path}", file=sys.stderr)
