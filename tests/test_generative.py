@@ -503,7 +503,7 @@ def test_hotpotqa_trains_a_generative_head_beside_its_own_heads(tmp_path):
     feats = task.features(examples, pipe.tokenizer, pipe.model.config.features, special)
     outputs = run_model(pipe.model, feats, special.pad)
     for f, o in zip(feats, outputs, strict=True):
-        assert set(o.extra) == {"answer_type", "supporting_facts", "written"}
+        assert set(o.extra) == {"answer_type", "supporting_facts", "written", "written_score"}
         written = [int(t) for t in o.extra["written"] if t >= 0]
         if written:
             assert find_run(f.input_ids[f.context_offset:f.context_end()], written) is not None
