@@ -502,6 +502,10 @@ def test_hotpotqa_trains_a_generative_head_beside_its_own_heads(tmp_path):
     special = pipe.special_ids
     feats = task.features(examples, pipe.tokenizer, pipe.model.config.features, special)
     outputs = run_model(pipe.model, feats, special.pad)
+    free = QAPipeline.from_pretrained(model_dir, constrain_to_context=False)
+    spans = [p for p in free.predict(examples) if p.answer_type == "span"]
+    assert spans and all(p.answer and p.nbest[0].text == p.answer for p in spans)
+    assert any(p.nbest[0].start == -1 for p in spans)  # written off the paragraphs
     for f, o in zip(feats, outputs, strict=True):
         assert set(o.extra) == {"answer_type", "supporting_facts", "written", "written_score"}
         written = [int(t) for t in o.extra["written"] if t >= 0]

@@ -367,7 +367,8 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
                    help="override the threshold saved with the model")
     p.add_argument("--constrain-to-context", action=argparse.BooleanOptionalAction,
                    default=None, help="generative models: write only pieces of the context "
-                   "(default: as saved with the model, which trains with it on)")
+                   "(default: the model's own setting, on unless it was trained with "
+                   "--no-constrain-to-context)")
     p.add_argument("--batch-size", type=int, default=0,
                    help="features per forward; 0 picks one for the device (64 on CUDA; on CPU "
                         "a cache-sized batch, 3 at GPT-2-small shape)")

@@ -138,6 +138,8 @@ def decode_hotpot(features: Sequence[Feature], outputs: Sequence[WindowOutput],
         types, sp = probabilities(o, f)
         kind = ANSWER_TYPES[int(np.argmax(types))]
         nbest = tuple(window_candidates(f, o, w.context, n_best_size, max_answer_length))
+        if not nbest and o.written:  # a generative head's free answer, not in the paragraphs
+            nbest = (Candidate(o.written, float(o.extra["written_score"]), -1, -1),)
         answer = (nbest[0].text if nbest else "") if kind == "span" else kind
         sentences = tuple((t, i, float(p)) for (t, i), p in zip(w.sentence_keys, sp, strict=True))
         out.append(HotpotPrediction(
