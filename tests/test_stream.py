@@ -241,3 +241,36 @@ def test_two_processes_merge_to_the_one_process_files(setup, in_memory):
     assert [len(p.read_text().splitlines()) for p in parts] == [22, 18]
     names = (*FILES, "nbest.json")
     assert contents(outs[2], names) == contents(outs[1], names) == contents(in_memory, names)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes(capsys, setup):
+    """The first run's lock on its log (held here, as a running predict holds it) refuses the
+    second in one line, before it writes anything; the lock goes with the process."""
+    from gpt2qa.io import exclusive_lock
+
+    tmp, model, _, lines = setup
+    out = tmp / "locked"
+    with exclusive_lock(out / "predictions.jsonl"):
+        code, _, err = run(capsys, "predict", "--model", str(model), "--data", str(lines),
+                           "--out-dir", str(out))
+        assert code == 2
+        message = one_line_error(code, err)
+        assert "another gpt2qa run is writing here now" in message and str(out) in message
+        assert [p.name for p in out.iterdir()] == ["predictions.jsonl"]
+        assert (out / "predictions.jsonl").read_bytes() == b""
+    code, _, err = run(capsys, "predict", "--model", str(model), "--data", str(lines),
+                       "--out-dir", str(out))
+    assert code == 0, err
+
+
+def test_a_link_in_place_of_the_log_is_refused_and_left_alone(capsys, setup, tmp_path):
+    tmp, model, _, lines = setup
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    (out / "predictions.jsonl").symlink_to(target)
+    code, _, err = run(capsys, "predict", "--model", str(model), "--data", str(lines),
+                       "--out-dir", str(out))
+    assert code == 2 and "a link is refused" in one_line_error(code, err)
+    assert target.read_text() == "keep" and (out / "predictions.jsonl").is_symlink()

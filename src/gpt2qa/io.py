@@ -351,6 +351,36 @@ def append_text_durably(path: str | os.PathLike[str], text: str) -> None:
             os.close(folder)
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an advisory lock on the regular file `path` (made empty if absent; never a link)
+    for the block: a second run that asks for it gets one line, instead of interleaving its
+    writes with the first's. The kernel drops the lock when the process ends, killed or not."""
+    import fcntl
+
+    path = Path(path)
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
+                         file_mode())
+    except OSError as exc:  # a link where the lock belongs (ELOOP), and the like
+        raise GPT2QAError(f"{path}: cannot open it to lock it ({exc.strerror}; a link is "
+                          "refused)") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GPT2QAError(f"{path}: not a regular file; gpt2qa writes and locks it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GPT2QAError(f"{path.parent}: another gpt2qa run is writing here now (it "
+                              f"holds {path.name}); wait for it, or give another --out-dir"
+                              ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def truncate_durably(path: str | os.PathLike[str], size: int) -> None:
     """Cut `path` to its first `size` bytes and fsync it (a torn last line dropped): the
     bytes before `size` are never rewritten."""

@@ -39,6 +39,7 @@ from typing import Any
 from gpt2qa.errors import DataError, GPT2QAError
 from gpt2qa.io import (
     append_text_durably,
+    exclusive_lock,
     json_object_writer,
     loads_json,
     read_json_object,
@@ -232,10 +233,20 @@ def stream_predict(pipe: Any, examples: Iterable[Any], out_dir: str | os.PathLik
     examples; they meet once, at the end, and the main process (rank 0) merges.
     `identity`: more of what a restart must keep (the model, the data file)."""
     out = Path(out_dir)
+    log = log_path(out, rank, world)
+    # Each process locks its own log (made empty if absent): a second run into this folder
+    # is refused in one line instead of appending to the same file.
+    with exclusive_lock(log):
+        return _stream_locked(pipe, examples, out, log, settings, rank, world, identity)
+
+
+def _stream_locked(pipe: Any, examples: Iterable[Any], out: Path, log: Path,
+                   settings: StreamSettings, rank: int, world: int,
+                   identity: Mapping[str, Any] | None) -> StreamResult:
+    """`stream_predict`'s work, with this process's lock held."""
     record = {**asdict(settings), "processes": world, **(identity or {})}
     del record["merge"], record["batch_size"]  # neither changes a line
     check_manifest(out, record, rank == 0)
-    log = log_path(out, rank, world)
     cut_torn_line(log)
     ids = array("q") if rank == 0 else None
     total, answered, resumed = walk_chunks(pipe, examples, log, settings, rank, world, ids)
