@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, read_qa_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
-from gpt2qa.io import atomic_dir, read_json_object, write_json_atomic, write_text_atomic
+from gpt2qa.io import atomic_dir, write_json_atomic, write_text_atomic
 from gpt2qa.lora import (
     build_adapter_model,
     frozen_keys,
@@ -52,6 +52,7 @@ from gpt2qa.lora import (
 )
 from gpt2qa.model import QAModel, check_config_json, check_fits
 from gpt2qa.modelcard import CARD_NAME, CardFacts, model_facts, render_card
+from gpt2qa.reading import read_json_object
 from gpt2qa.schedule import TrainState
 from gpt2qa.task import Task
 from gpt2qa.tokenizer import load_tokenizer

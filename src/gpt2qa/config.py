@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 from gpt2qa.errors import GPT2QAError, check
-from gpt2qa.io import loads_json
 from gpt2qa.nesting import DERIVED, SAVED, FlatSettings, build, flat_fields, flatten, nested
+from gpt2qa.reading import loads_json
 from gpt2qa.tracking import TRACKERS, report_to_valid
 
 # Literal types every stage shares; they live here so that no stage imports another for them.

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from gpt2qa.config import MISALIGNED_MODES, Misaligned
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.io import loads_json
+from gpt2qa.reading import loads_json
 
 
 @dataclass(frozen=True)

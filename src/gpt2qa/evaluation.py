@@ -21,7 +21,6 @@ from gpt2qa.config import DataFormat
 from gpt2qa.data import SquadExample
 from gpt2qa.decode import Prediction, decide, threshold_from_na_prob
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.io import loads_json
 from gpt2qa.metrics import (
     eval_block,
     evaluate_v1,
@@ -30,6 +29,7 @@ from gpt2qa.metrics import (
     thresholded_scores,
 )
 from gpt2qa.readers import load_examples
+from gpt2qa.reading import loads_json
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

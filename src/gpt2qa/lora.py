@@ -28,8 +28,8 @@ import torch
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds
-from gpt2qa.io import read_json_object
 from gpt2qa.model import HeadFactory, QAModel, load_backbone
+from gpt2qa.reading import read_json_object
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 

@@ -53,7 +53,7 @@ from gpt2qa.config import QAConfig
 from gpt2qa.decode import MASK_VALUE
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds
-from gpt2qa.io import read_json_object
+from gpt2qa.reading import read_json_object
 from gpt2qa.tokenizer import hub_kwargs, load_failure
 
 CAUSAL_MODEL_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2",

@@ -36,13 +36,14 @@ from typing import Any
 from gpt2qa import __version__
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import QUESTION_WORD_BUCKETS, breakdown, question_word
-from gpt2qa.io import check_output_dir, loads_json
+from gpt2qa.io import check_output_dir
 from gpt2qa.plots import (
     plot_abstain_pr,
     plot_learning_curves,
     plot_na_histograms,
     plot_question_words,
 )
+from gpt2qa.reading import loads_json
 from gpt2qa.report_page import fmt, write_pages
 from gpt2qa.rundir import DEMO_MARKER
 from gpt2qa.task import ReportSpec, Task

@@ -41,11 +41,10 @@ from gpt2qa.io import (
     append_text_durably,
     exclusive_lock,
     json_object_writer,
-    loads_json,
-    read_json_object,
     truncate_durably,
     write_json_atomic,
 )
+from gpt2qa.reading import loads_json, read_json_object
 
 DEFAULT_CHUNK_SIZE = 4096
 """Questions per chunk: enough for full batches, few enough that a chunk's windows and model

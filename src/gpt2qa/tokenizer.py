@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.io import read_json_object
+from gpt2qa.reading import read_json_object
 
 EOS_TOKEN = "<|endoftext|>"
 

@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.io import read_json_object, write_json_atomic, writing
+from gpt2qa.io import write_json_atomic, writing
+from gpt2qa.reading import read_json_object
 
 TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow")
 """`--report-to`'s trackers: Accelerate's tracker names, each also the name of the package it

@@ -47,7 +47,7 @@ def config_from_sources(cls: type, args: argparse.Namespace, config_file: str | 
 
 
 def read_yaml_config(path: str, names: set[str]) -> dict[str, Any]:
-    from gpt2qa.io import load_yaml_mapping
+    from gpt2qa.reading import load_yaml_mapping
 
     values = {str(k).replace("-", "_"): v for k, v in load_yaml_mapping(path).items()}
     unknown = sorted(set(values) - names)

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from gpt2qa.data import LONE_SURROGATE_ESCAPE, unicode_problem
 from gpt2qa.errors import DataError
-from gpt2qa.io import loads_json
+from gpt2qa.reading import loads_json
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from gpt2qa.errors import GPT2QAError
-from gpt2qa.io import long_number
+from gpt2qa.reading import long_number
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

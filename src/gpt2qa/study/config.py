@@ -16,8 +16,8 @@ from typing import Any
 
 from gpt2qa.config import HEADS, LAYOUTS, NULL_POSITIONS, TrainConfig
 from gpt2qa.errors import GPT2QAError, check
-from gpt2qa.io import load_yaml_mapping
 from gpt2qa.nesting import build
+from gpt2qa.reading import load_yaml_mapping
 
 SPLITS = ("dev", "hard")
 SELECTION_SPLIT = "dev"

@@ -13,8 +13,8 @@ from typing import Any
 
 from gpt2qa.config import QA_CONFIG_NAME, TASK_NAMES, TrainConfig
 from gpt2qa.errors import DataError, GPT2QAError
-from gpt2qa.io import loads_json
 from gpt2qa.nesting import build, flatten
+from gpt2qa.reading import loads_json
 from gpt2qa.task import Task, refuse_unsupported
 from gpt2qa.tasks.hotpotqa import HotpotTask
 from gpt2qa.tasks.squad import SquadTask
