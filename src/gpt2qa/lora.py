@@ -3,10 +3,10 @@ checkpointing, and the parameter counts of a run's setup record.
 
 With `--lora-r R` the backbone's attention projections get rank-R adapters (defaults per model
 type in `LORA_TARGETS`); the rest of the backbone is frozen. The QA head (span logits, LSTM,
-null classifier) always trains in full, and so do the embedding rows of the two tokens gpt2qa
-adds (`<|sep|>`, `<|null|>`, and a generative head's `<|answer|>`), through peft's trainable
-token indices: they are new, so a frozen
-random row would carry no meaning.
+null classifier, an untied generative LM head) always trains in full, and so do the embedding
+rows of the tokens gpt2qa adds (`<|sep|>`, `<|null|>`, and a generative head's `<|answer|>`),
+through peft's trainable token indices: they are new, so a frozen random row would carry no
+meaning.
 
 A LoRA model directory is an *adapter* directory: `model.safetensors` holds only what trained
 (adapters, the two token rows, the head) under the same names as in memory, and
