@@ -104,8 +104,7 @@ def train_speeds(root: Path, tiny: bool, steps: int) -> dict[str, float]:
             shutil.rmtree(config.output_dir, ignore_errors=True)
             with contextlib.redirect_stdout(sys.stderr):
                 fine_tune(config)
-            records = [json.loads(x) for x in (Path(config.output_dir) / "log.jsonl").open()]
-            train = [r["examples_per_s"] for r in records if r.get("event") == "train"]
+            train = log_rates(Path(config.output_dir))
             rates[head].append(statistics.fmean(train[1:] or train))
     return {head: round(statistics.fmean(values), 1) for head, values in rates.items()}
 
@@ -223,11 +222,15 @@ def by_kind(examples: Sequence[Any], answers: dict[str, str]) -> dict[str, float
     return {k: round(100 * statistics.fmean(groups[k]), 2) for k in KINDS if k in groups}
 
 
+def log_rates(run_dir: Path) -> list[float]:
+    """The examples/s of each of the run's training log lines, in order."""
+    return [r["examples_per_s"] for r in map(json.loads, (run_dir / "log.jsonl").open())
+            if "examples_per_s" in r]
+
+
 def train_rate(run_dir: Path) -> float:
     """Mean examples/s over the run's training log lines."""
-    rates = [r["examples_per_s"] for r in map(json.loads, (run_dir / "log.jsonl").open())
-             if "examples_per_s" in r]
-    return round(statistics.fmean(rates), 1)
+    return round(statistics.fmean(log_rates(run_dir)), 1)
 
 
 def score_side(pipe: Any, dev: Sequence[Any], test: Sequence[Any]) -> dict[str, Any]:

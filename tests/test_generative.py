@@ -31,7 +31,7 @@ from gpt2qa.inference import run_model
 from gpt2qa.model import QAModel, backbone_from_config, tiny_gpt2_config
 from gpt2qa.pipeline import QAPipeline
 from gpt2qa.tokenizer import train_bpe_tokenizer
-from helpers import write_tiny_squad
+from helpers import save_init_dir, write_tiny_squad
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -238,23 +238,11 @@ def cli(capsys, *argv: str) -> dict:
     return json.loads(out)
 
 
-def save_init(tokenizer, path: Path) -> Path:
-    """A random tiny GPT-2 and a tokenizer without the answer marker (the run adds it)."""
-    plain = train_bpe_tokenizer(CORPUS, vocab_size=300)
-    special = prepare_tokenizer(plain)
-    torch.manual_seed(0)
-    backbone = backbone_from_config(tiny_gpt2_config(len(plain), n_layer=2, n_embd=32, n_head=2,
-                                                     n_positions=128, dropout=0.0))
-    assert special.answer is None
-    backbone.save_pretrained(path)
-    plain.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tokenizer):
+def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
-    init = save_init(tokenizer, tmp / "init")
+    # A tokenizer without the answer marker, as a base model's: the run adds it.
+    init = save_init_dir(train_bpe_tokenizer(CORPUS, vocab_size=300), tmp / "init", dropout=0.0)
     data = write_tiny_squad(tmp / "d.json", copies=4)
     base = ["train", "--model", str(init), "--train-file", str(data), "--eval-file", str(data),
             *SMALL, "--max-steps", "60", "--eval-every", "30", "--save-every", "10",
