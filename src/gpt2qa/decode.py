@@ -30,6 +30,11 @@ MASK_VALUE = -1e4
 """The logit of a position that may not start or end an answer (the model masks with it)."""
 
 
+def unmasked(logits: np.ndarray) -> np.ndarray:
+    """Which positions may start (or end) an answer: those the model did not mask."""
+    return logits > MASK_VALUE / 2
+
+
 @dataclass(frozen=True)
 class WindowOutput:
     """A model's scores for one feature: per-position start/end logits and one null score."""
@@ -118,7 +123,7 @@ def window_candidates(feature: Feature, output: WindowOutput, context: str,
     s_idx, e_idx = s_idx.ravel(), e_idx.ravel()
     ok = (s_idx <= e_idx) & (e_idx - s_idx + 1 <= max_answer_length)
     # A masked start or end is no answer (the generative head unmasks one span per window).
-    ok &= (start[s_idx] > MASK_VALUE / 2) & (end[e_idx] > MASK_VALUE / 2)
+    ok &= unmasked(start[s_idx]) & unmasked(end[e_idx])
     s_idx, e_idx = s_idx[ok], e_idx[ok]
     scores = start[s_idx] + end[e_idx]
     order = np.lexsort((e_idx, s_idx, -scores))[:n_best_size]

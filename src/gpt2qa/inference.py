@@ -20,7 +20,7 @@ from gpt2qa.batching import (
     pad_multiple,
     width_grouped_batches,
 )
-from gpt2qa.decode import MASK_VALUE, WindowOutput
+from gpt2qa.decode import WindowOutput, unmasked
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import Feature
 from gpt2qa.model import QAModel
@@ -105,7 +105,7 @@ def written_text(tokenizer: Any, extra: Mapping[str, np.ndarray], row: int,
                  start_logits: np.ndarray) -> str | None:
     """A generative head's written answer as text when no span of the window carries it (it
     left the context: unconstrained decoding), else None."""
-    if tokenizer is None or "written" not in extra or bool((start_logits > MASK_VALUE / 2).any()):
+    if tokenizer is None or "written" not in extra or bool(unmasked(start_logits).any()):
         return None
     ids = [int(t) for t in extra["written"][row] if t >= 0]
     text = tokenizer.decode(ids, skip_special_tokens=True).strip() if ids else ""
