@@ -336,3 +336,20 @@ def test_fsdp_without_processes_is_refused(tmp_path, tiny_tokenizer):
                           max_steps=1, batch_size=2, max_seq_length=64, doc_stride=16,
                           max_query_length=16, fsdp=True, progress=False))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_command_leaves_no_process_group_behind(tmp_path):
+    """`cli.main` tears down the group a launched command joined (after a barrier when it
+    finished), so interpreter exit never meets gloo's threads: they aborted processes with
+    exit 134 after their work was written."""
+    import torch.distributed as dist
+
+    from gpt2qa.cli import close_process_group
+
+    for finished in (True, False):
+        store = dist.FileStore(str(tmp_path / f"store-{finished}"), 1)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+        assert dist.is_initialized()
+        close_process_group(finished)
+        assert not dist.is_initialized()
+    close_process_group(True)  # no group: nothing to do

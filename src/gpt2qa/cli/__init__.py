@@ -44,8 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                           if isinstance(a, argparse._SubParsersAction))
         subparsers.choices[args.command].refuse_unknown(extras)
     handler: Handler = args.func
+    finished = False
     try:
-        return handler(args)
+        code = handler(args)
+        finished = True
+        return code
     except GPT2QAError as exc:
         from gpt2qa.launch import report_error
 
@@ -56,6 +59,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gpt2qa {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        close_process_group(finished)
+
+
+def close_process_group(finished: bool) -> None:
+    """Tear down the torch.distributed group a command joined under a launcher, after every
+    process has `finished` (a barrier; not after a failure, which the launcher handles). Left
+    to the interpreter's exit, or torn down while a peer still works, gloo's threads sometimes
+    abort the process ("terminate called without an active exception", exit 134) after its
+    work is done and written."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def __getattr__(name: str) -> Any:
