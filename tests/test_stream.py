@@ -243,6 +243,43 @@ def test_two_processes_merge_to_the_one_process_files(setup, in_memory):
     assert contents(outs[2], names) == contents(outs[1], names) == contents(in_memory, names)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_machines_on_a_shared_folder_merge_to_the_one_process_files(setup, in_memory,
+                                                                          tmp_path):
+    """docs/scaling.md's M machines, as two torchrun agents (node ranks 0 and 1, one process
+    each, so both have local rank 0) started from their own working directories on one host;
+    only the output folder is shared. The global rank decides the part files and the merge."""
+    tmp, model, _, lines = setup
+    out = tmp_path / "shared-out"
+    port = free_port()
+    procs = []
+    for node in (0, 1):
+        cwd = tmp_path / f"machine{node}"
+        cwd.mkdir()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+             str(node), "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port",
+             str(port), "-m", "gpt2qa", "predict", "--model", str(model), "--data", str(lines),
+             "--out-dir", str(out), "--chunk-size", "6", "--n-best"],
+            cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    assert [len((out / f"predictions.part-{k}.jsonl").read_text().splitlines())
+            for k in (0, 1)] == [22, 18]
+    names = (*FILES, "nbest.json")
+    assert contents(out, names) == contents(in_memory, names)
+    assert [list((tmp_path / f"machine{node}").iterdir()) for node in (0, 1)] == [[], []]
+
+
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes(capsys, setup):
     """The first run's lock on its log (held here, as a running predict holds it) refuses the
     second in one line, before it writes anything; the lock goes with the process."""
