@@ -177,3 +177,54 @@ def test_train_on_a_hub_dataset(capsys, tmp_path, tiny_tokenizer, fake_hub):
     assert code == 0, err
     assert fake_hub[1] == [("my/qa", "v1")]
     assert "f1" in json.loads(out)["metrics"]  # evaluated on the validation split
+
+
+# -- --dataset with the real `datasets` package: a local dataset folder, read offline -------------
+
+@pytest.fixture()
+def real_hub_folder(monkeypatch, tmp_path):
+    """A dataset folder as `datasets.load_dataset` reads one (a local clone of a hub repository):
+    train.jsonl and validation.jsonl of SQuAD rows with remapped columns; `datasets`' cache goes
+    under tmp_path. Skipped without the optional extra."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    rows = remapped_rows(write_tiny_squad(tmp_path / "d.json", copies=2))
+    folder = tmp_path / "hubqa"
+    folder.mkdir()
+    for split, part in (("train", rows), ("validation", rows[:3])):
+        (folder / f"{split}.jsonl").write_text(
+            "".join(json.dumps(row) + "\n" for row in part), encoding="utf-8")
+    return folder
+
+
+def test_real_datasets_rows_read_as_the_same_file_does(real_hub_folder):
+    from gpt2qa.readers import load_examples
+
+    columns = DataFormat(id_column="key", question_column="q", context_column="passage",
+                         answer_column="gold")
+    train, dev = load_hub_dataset(str(real_hub_folder), reading=columns)
+    assert train.examples == load_examples(real_hub_folder / "train.jsonl",
+                                           reading=columns).examples
+    assert dev is not None and dev.examples == train.examples[:3]
+    assert train.is_v2 and any(e.is_impossible for e in train.examples)
+    with pytest.raises(DataError, match=r"^hub:.*/hubqa/train: row 0: missing column 'id' "
+                                  r"\(--id-column names another\)$"):
+        load_hub_dataset(str(real_hub_folder))  # run_qa's default columns are not there
+    with pytest.raises(GPT2QAError, match=r"--dataset nobody/no-such-set: could not load "
+                                          r"nobody/no-such-set from the hub \("):
+        load_hub_dataset("nobody/no-such-set")
+
+
+def test_train_on_a_real_datasets_folder(capsys, tmp_path, tiny_tokenizer, real_hub_folder):
+    init = save_init_dir(tiny_tokenizer, tmp_path / "init")
+    code, out, err = run(capsys, "train", "--model", str(init), "--dataset",
+                         str(real_hub_folder), "--output-dir", str(tmp_path / "run"), *SHAPE,
+                         "--batch-size", "2", "--max-steps", "1", "--no-progress", *COLUMNS)
+    assert code == 0, err
+    assert "f1" in json.loads(out)["metrics"]
+    predictions = json.loads((tmp_path / "run" / "predictions.json").read_text())
+    assert sorted(predictions) == ["q1-0", "q2-0", "q3-0"]  # the validation split's ids
+    card = (tmp_path / "run" / "model" / "README.md").read_text(encoding="utf-8")
+    assert str(tmp_path) not in card  # a local folder is named by its base name
+    assert "| dataset file | `hubqa/train.jsonl` (sha256 `" in card
+    assert "datasets:" not in card  # the front matter lists hub ids only

@@ -77,7 +77,7 @@ def _facts(task: str = "squad", **run) -> tuple[CardFacts, ModelFacts]:
     facts = RunFacts(
         name="gpt2-squad", task=spec.name, report=spec.report,
         text_context=spec.context_type is str, windows=spec.windows, base=BaseModel("gpt2", "`gpt2` (hub)", "mit"),
-        datasets=("squad_v2",), data_files=(DataFile("training", "train.json", "ab" * 32),),
+        datasets=("squad_v2",), data_files=(DataFile("training data", "train.json", "ab" * 32),),
         eval_data="squad_v2", eval_loader="squad_v2", steps=100, batch_size=16, lr=5e-5,
         seed=42, warmup_ratio=0.1, weight_decay=0.01, precision="bf16", processes=2,
         checked=(("answer_recall", 0.987),))

@@ -414,6 +414,38 @@ def test_cli_handler_prints_metrics(tiny_lm_dir, squad_v2_file, tmp_path, capsys
     assert set(na.values()) <= {0.0, 1.0}  # generation mode
 
 
+def test_cli_reads_flat_rows_with_remapped_columns(tiny_lm_dir, squad_v2_file, tmp_path,
+                                                    capsys):
+    """The column flags of the other commands: the same questions as JSON lines with run_qa's
+    columns renamed give the same files as the SQuAD JSON."""
+    from builders import squad_rows
+
+    renames = {"id": "key", "question": "q", "context": "passage", "answers": "gold"}
+    rows = [{renames.get(k, k): v for k, v in row.items()}
+            for row in squad_rows(json.loads(squad_v2_file.read_text(encoding="utf-8")))]
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    common = ["--model", str(tiny_lm_dir), "--max-new-tokens", "3", "--batch-size", "2",
+              "--device", "cpu"]
+    printed = {}
+    for name, data, columns in (
+            ("json", squad_v2_file, []),
+            ("rows", lines, ["--id-column", "key", "--question-column", "q",
+                             "--context-column", "passage", "--answer-column", "gold"])):
+        args = _parser().parse_args(["zero-shot", "--data", str(data), "--out-dir",
+                                     str(tmp_path / name), *common, *columns])
+        assert args.func(args) == 0
+        printed[name] = json.loads(capsys.readouterr().out)
+    assert printed["rows"] == printed["json"] and printed["json"]["total"] == len(rows)
+    for name in ("predictions.json", "na_probs.json"):
+        assert (tmp_path / "rows" / name).read_bytes() == (tmp_path / "json" / name).read_bytes()
+    args = _parser().parse_args(["zero-shot", "--data", str(lines), "--out-dir",
+                                 str(tmp_path / "plain"), *common])
+    with pytest.raises(GPT2QAError, match=r"rows.jsonl: line 1: missing column 'id' "
+                                          r"\(--id-column names another\)$"):
+        args.func(args)
+
+
 @pytest.mark.parametrize("make_dir", [False, True])
 def test_cli_missing_or_empty_model_dir_is_one_line(squad_v2_file, tmp_path, make_dir):
     model_dir = tmp_path / "no-model"

@@ -245,8 +245,8 @@ class TrainConfig(FlatSettings):
     """A file of the same task to evaluate on (its official metric; picks the best model and
     tunes the task's threshold)."""
     dataset: str | None = None
-    """Hub dataset NAME or NAME:CONFIG: squad_v2, squad, or any with SQuAD's columns
-    (docs/data.md); needs the optional datasets extra and a network."""
+    """Hub dataset NAME or NAME:CONFIG: squad_v2, squad, or any with SQuAD's columns, or a
+    local dataset folder (docs/data.md); needs the optional datasets extra."""
     reading: DataFormat = nested(DataFormat)
     """How the train and eval files (or hub rows) are read; each is a flag of its own."""
     qa: QAConfig = nested(QAConfig, settings_only=True)

@@ -59,7 +59,8 @@ class DataFile:
     """One local data file of the run, by base name, with its sha256."""
 
     role: str
-    """"training" or "evaluation"."""
+    """How the card's table names it: "training data", "evaluation data", or "dataset file" (a
+    file of a local `--dataset` folder)."""
     name: str
     sha256: str
 
@@ -238,16 +239,31 @@ def base_model_facts(model: str) -> BaseModel:
                               _local_json(config_json) if config_json else {}))
 
 
+def dataset_folder_files(folder: Path) -> tuple[DataFile, ...]:
+    """The files of a local dataset folder (`--dataset DIR`), named relative to its parent, so
+    the card says "qa/train.jsonl" and not where the folder lay; hidden paths (.git) are left
+    out."""
+    root = folder.resolve()
+    return tuple(DataFile("dataset file", path.relative_to(root.parent).as_posix(),
+                          file_sha256(path))
+                 for path in sorted(root.rglob("*"))
+                 if path.is_file() and not any(p.startswith(".")
+                                               for p in path.relative_to(root).parts))
+
+
 def run_facts(config: TrainConfig, task: Task, schedule: Any, checked: Mapping[str, Any],
               synthetic: bool = False) -> RunFacts:
     """The run's facts, once at its start: `schedule` is the resolved `schedule.Schedule`,
     `checked` what the task checked of the training windows (the setup record's figures)."""
     files = tuple(DataFile(role, Path(path).name, file_sha256(path))
-                  for role, path in (("training", config.train_file),
-                                     ("evaluation", config.eval_file))
+                  for role, path in (("training data", config.train_file),
+                                     ("evaluation data", config.eval_file))
                   if path and Path(path).is_file())
     hub = config.dataset.split(":", 1)[0] if config.dataset else ""
-    if config.eval_file:
+    if hub and Path(hub).is_dir():  # `--dataset` names a local folder, not a hub id
+        files += dataset_folder_files(Path(hub))
+        hub, eval_data, loader = "", Path(hub).resolve().name, Path(hub).resolve().name
+    elif config.eval_file:
         eval_data = Path(config.eval_file).name
         loader = LOADERS.get(Path(config.eval_file).suffix.lower(), "json")
     else:
@@ -379,7 +395,7 @@ def _model_section(card: CardFacts, model: ModelFacts) -> list[str]:
 
 def _training_section(run: RunFacts) -> list[str]:
     rows = [("base model", run.base.label)]
-    rows += [(f"{f.role} data", f"`{f.name}` (sha256 `{f.sha256}`)") for f in run.data_files]
+    rows += [(f.role, f"`{f.name}` (sha256 `{f.sha256}`)") for f in run.data_files]
     rows += [("hub data set", f"`{name}`") for name in run.datasets]
     if run.synthetic:
         rows.append(("data", "synthetic, from gpt2qa's generator (`gpt2qa demo`)"))

@@ -352,7 +352,8 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
                                           if p.strip())
     config = ZeroShotConfig(**values)
     metrics = run_zero_shot(args.model, args.data, args.out_dir, config, device=args.device,
-                            max_examples=args.max_examples, progress=args.progress)
+                            max_examples=args.max_examples, progress=args.progress,
+                            reading=reading_flags(args)[0])
     print_json(metrics)
     return 0
 

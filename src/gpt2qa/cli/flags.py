@@ -451,9 +451,11 @@ def add_zero_shot_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("zero-shot", help="answer SQuAD with a causal LM's own head, no "
                                          "fine-tuning (GPT-2 paper baseline)")
     p.add_argument("--model", required=True, help="causal LM directory or hub id")
-    p.add_argument("--data", required=True, help="SQuAD JSON file to answer")
+    p.add_argument("--data", required=True, help="SQuAD questions to answer: SQuAD JSON, flat "
+                   "rows (JSON lines, JSON, CSV, Parquet) or MRQA JSON lines (docs/data.md)")
     p.add_argument("--out-dir", required=True,
                    help="where predictions.json, na_probs.json, nbest.json go")
+    add_settings_flags(p, DataFormat)
     add_settings_flags(p, ZeroShotConfig, shown_defaults={
         "template": repr(d.template), "shot_template": repr(d.shot_template),
         "abstain_phrases": ",".join(d.abstain_phrases)})

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM
 
+from gpt2qa.config import DataFormat
 from gpt2qa.data import SquadExample
 from gpt2qa.decode import Candidate, Prediction, sigmoid, write_predictions
 from gpt2qa.errors import GPT2QAError
@@ -124,8 +125,9 @@ def load_causal_lm(name_or_dir: str, device: Any = None, precision: str = "fp32"
 def run_zero_shot(model_name: str, data_path: str | os.PathLike[str],
                   out_dir: str | os.PathLike[str], config: ZeroShotConfig,
                   device: str | None = None, max_examples: int | None = None,
-                  progress: bool = False) -> dict[str, Any]:
-    """Answer a SQuAD file, write predictions/na_probs/nbest.json, return official metrics.
+                  progress: bool = False, reading: DataFormat | None = None) -> dict[str, Any]:
+    """Answer a SQuAD file (in any layout `readers.load_examples` reads, as `reading` says),
+    write predictions/na_probs/nbest.json, return official metrics.
 
     The metrics are `evaluate_v2` (with the na-probs, so ``best_f1`` and its threshold are
     included) for v2.0 data or `evaluate_v1` for v1.1, plus ``null_baseline_f1`` (the F1 of
@@ -134,7 +136,7 @@ def run_zero_shot(model_name: str, data_path: str | os.PathLike[str],
     """
     if max_examples is not None and max_examples < 1:
         raise GPT2QAError(f"max_examples must be >= 1; got {max_examples}")
-    dataset = load_examples(data_path, check_offsets=False)
+    dataset = load_examples(data_path, check_offsets=False, reading=reading)
     examples = list(dataset.examples[:max_examples] if max_examples else dataset.examples)
     if not examples:
         raise GPT2QAError(f"{data_path}: no questions to answer")
