@@ -10,10 +10,13 @@ import pytest
 
 from gpt2qa.config import DecodeConfig
 from gpt2qa.decode import (
+    Prediction,
     WindowOutput,
+    decide,
     decode,
     decode_example,
     sigmoid,
+    threshold_deciding_as,
     threshold_from_na_prob,
     window_candidates,
     write_predictions,
@@ -157,6 +160,27 @@ def test_decode_groups_by_example_and_writes_files(tmp_path):
 def test_threshold_round_trip():
     for diff in (-5.0, -0.3, 0.0, 2.5, 10.0):
         assert threshold_from_na_prob(sigmoid(diff)) == pytest.approx(diff, abs=1e-6)
+
+
+# score_diffs of the last answered question; logit(sigmoid(d)) lands an ulp below the first two.
+@pytest.mark.parametrize("boundary", [0.482, -1.27085470670648, 0.3, -1.2, 2.5])
+def test_tuned_threshold_decides_every_question_as_the_na_prob_threshold(boundary):
+    """The official best-threshold rule answers where na_prob <= p*; the saved score-diff
+    threshold must answer the very same questions, the last answered one included."""
+    diffs = (boundary - 1.0, boundary - 1e-9, boundary, boundary + 1e-9, boundary + 2.0)
+    preds = [Prediction(f"q{k}", "", "x", d, sigmoid(d), ()) for k, d in enumerate(diffs)]
+    p_star = sigmoid(boundary)
+    official = [p.na_prob > p_star for p in preds]
+    assert official == [False, False, False, True, True]
+    threshold = threshold_deciding_as(preds, p_star)
+    assert [decide(p.best_span, p.score_diff, threshold) == "" for p in preds] == official
+    # With no question answered, the na-prob threshold is mapped back as it is.
+    assert threshold_deciding_as(preds[3:], p_star) == threshold_from_na_prob(p_star)
+
+
+def test_logit_of_the_na_prob_threshold_alone_can_drop_the_last_answer():
+    """Why `threshold_deciding_as` exists: the round trip loses the boundary question here."""
+    assert threshold_from_na_prob(sigmoid(0.482)) < 0.482
 
 
 def test_config_checks_and_mismatch():

@@ -8,7 +8,8 @@ The decision rule is BERT's: for an example with windows w,
 and the answer is "" (no answer) when score_diff > null_score_diff_threshold. With an
 answerability classifier the null score is its logit z_w and score_diff = min_w z_w.
 `na_prob = sigmoid(score_diff)` is monotone in score_diff, so a threshold tuned by the official
-evaluator on na_probs (p*) maps back to null_score_diff_threshold = logit(p*).
+evaluator on na_probs (p*) maps back to a null_score_diff_threshold: the score_diff of the last
+question answered at p* (`threshold_deciding_as`), which is logit(p*) but for rounding.
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ def threshold_from_na_prob(p: float) -> float:
     """Invert `na_prob = sigmoid(score_diff)`: an na-prob threshold as a score-diff threshold."""
     p = min(max(p, 1e-15), 1.0 - 1e-15)
     return math.log(p / (1.0 - p))
+
+
+def threshold_deciding_as(predictions: Sequence[Prediction], na_prob_threshold: float) -> float:
+    """The score-diff threshold that decides each of `predictions` as the na-prob threshold
+    does (the official rule: no answer when na_prob > it): the largest score_diff among the
+    questions it answers. `threshold_from_na_prob` alone can land an ulp below the last
+    answered question's score_diff, and `decide` would then turn that answer into "no answer";
+    it is used only when no question is answered."""
+    answered = [p.score_diff for p in predictions if p.na_prob <= na_prob_threshold]
+    return max(answered) if answered else threshold_from_na_prob(na_prob_threshold)
 
 
 def window_candidates(feature: Feature, output: WindowOutput, context: str,

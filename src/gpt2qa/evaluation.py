@@ -19,7 +19,7 @@ from typing import Any
 
 from gpt2qa.config import DataFormat
 from gpt2qa.data import SquadExample
-from gpt2qa.decode import Prediction, decide, threshold_from_na_prob
+from gpt2qa.decode import Prediction, decide, threshold_deciding_as
 from gpt2qa.errors import DataError, GPT2QAError
 from gpt2qa.metrics import (
     eval_block,
@@ -62,7 +62,8 @@ def score_predictions(examples: Sequence[SquadExample], predictions: Sequence[Pr
     baseline = null_baseline(examples)
     metrics.update({
         "tuned_exact": tuned["best_exact"], "tuned_f1": tuned["best_f1"],
-        "tuned_null_score_diff_threshold": threshold_from_na_prob(tuned["best_f1_thresh"]),
+        "tuned_null_score_diff_threshold": threshold_deciding_as(predictions,
+                                                                 tuned["best_f1_thresh"]),
         "null_baseline_exact": baseline["exact"], "null_baseline_f1": baseline["f1"],
     })
     return metrics
