@@ -3,7 +3,8 @@
 `--dataset NAME[:CONFIG]`: squad_v2 and squad (the official repositories, with their SQuAD
 version), or any hub dataset whose rows have SQuAD's columns (adversarial_qa:adversarialQA,
 squad_adversarial:AddSent, ...), read as flat rows by `gpt2qa.readers` with the column flags
-(`DataFormat`). Training takes the train split and evaluates on the validation split when
+(`DataFormat`). NAME may be a local folder, which `datasets.load_dataset` reads as it reads a
+hub repository. Training takes the train split and evaluates on the validation split when
 there is one.
 """
 
