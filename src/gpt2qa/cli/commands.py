@@ -304,7 +304,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """One demo run; a flag the demo refuses (`flags.add_refused_flags`) or one the other
     task's demo alone has is one line, before anything runs."""
-    from gpt2qa.config import DEMO_FIXED, DemoConfig, HotpotDemoConfig, TrainConfig
+    from gpt2qa.config import TrainConfig
+    from gpt2qa.demo_config import DEMO_FIXED, DemoConfig, HotpotDemoConfig
 
     if getattr(args, "refused", None):
         raise GPT2QAError(args.refused[0])

@@ -28,18 +28,15 @@ from typing import Any
 import gpt2qa.cli.commands as cmd
 from gpt2qa import __version__
 from gpt2qa.config import (
-    DEMO_FIXED,
-    DEMO_REFUSED,
     MISALIGNED_MODES,
     PRECISIONS,
     QUANTIZE_MODES,
     TASK_NAMES,
     DataFormat,
-    DemoConfig,
     FeatureConfig,
-    HotpotDemoConfig,
     TrainConfig,
 )
+from gpt2qa.demo_config import DEMO_FIXED, DEMO_REFUSED, DemoConfig, HotpotDemoConfig
 from gpt2qa.nesting import flat_fields, flatten
 from gpt2qa.stream import DEFAULT_CHUNK_SIZE
 from gpt2qa.zeroshot.settings import ZeroShotConfig
