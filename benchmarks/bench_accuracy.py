@@ -125,7 +125,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def demo_config(seed: int, out_dir: Path, tiny: bool, steps: int = 0, head: str = "") -> Any:
     """The demo's DemoConfig for this seed (its own defaults; `--tiny` shrinks everything;
     `head`: another head than the demo's)."""
-    from gpt2qa.config import DemoConfig
+    from gpt2qa.demo_config import DemoConfig
 
     config = DemoConfig(out_dir=str(out_dir), seed=seed, progress=False)
     training: dict[str, Any] = {}

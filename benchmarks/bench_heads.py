@@ -74,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def demo_config(seed: int, head: str, out_dir: Path, tiny: bool) -> Any:
-    from gpt2qa.config import DemoConfig
+    from gpt2qa.demo_config import DemoConfig
 
     config = DemoConfig(out_dir=str(out_dir), seed=seed, progress=False)
     training: dict[str, Any] = {"head": head}
@@ -164,7 +164,7 @@ def demo_once(run: Any, config: Any) -> dict[str, Any]:
 def hotpot_seed(seed: int, root: Path, tiny: bool) -> dict[str, Any]:
     """The HotpotQA demo per head: its dev and test scores (x100) and the two speeds."""
     from gpt2qa import tasks
-    from gpt2qa.config import HotpotDemoConfig
+    from gpt2qa.demo_config import HotpotDemoConfig
     from gpt2qa.hotpot_demo import run_hotpot_demo
     from gpt2qa.pipeline import QAPipeline
 

@@ -180,8 +180,8 @@ def throughput(data: Path, tok_dir: Path, runs: list[tuple[str, bool]], steps: i
 
 def mixed_precision_smoke(out: Path, precision: str, steps: int, tiny: bool) -> dict:
     """The demo through `gpt2qa train` at a given precision (Accelerate autocast, fp16 scaling)."""
-    from gpt2qa.config import DemoConfig
     from gpt2qa.demo import run_demo
+    from gpt2qa.demo_config import DemoConfig
 
     cfg = DemoConfig(out_dir=str(out / f"demo-{precision}"), progress=False,
                      n_train=100 if tiny else 1500,

@@ -14,7 +14,7 @@ import torch
 
 from gpt2qa.cli import build_parser, main
 from gpt2qa.cli.flags import demo_defaults
-from gpt2qa.config import DEMO_REFUSED, DemoConfig, HotpotDemoConfig
+from gpt2qa.demo_config import DEMO_REFUSED, DemoConfig, HotpotDemoConfig
 from gpt2qa.errors import GPT2QAError
 from helpers import one_line_error, run
 

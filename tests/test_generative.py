@@ -473,7 +473,7 @@ def test_hotpotqa_trains_a_generative_head_beside_its_own_heads(tmp_path):
     import dataclasses
 
     from gpt2qa import tasks
-    from gpt2qa.config import HotpotDemoConfig
+    from gpt2qa.demo_config import HotpotDemoConfig
     from gpt2qa.hotpot_demo import run_hotpot_demo
 
     config = dataclasses.replace(

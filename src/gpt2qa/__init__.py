@@ -22,7 +22,7 @@ _EXPORTS = {
     "AnswerDict": "gpt2qa.pipeline",
     "TrainConfig": "gpt2qa.config",
     "QAConfig": "gpt2qa.config",
-    "DemoConfig": "gpt2qa.config",
+    "DemoConfig": "gpt2qa.demo_config",
     "fine_tune": "gpt2qa.tasks",
     "TrainResult": "gpt2qa.train",
     "evaluate_files": "gpt2qa.evaluation",
@@ -33,8 +33,9 @@ __all__ = ["AnswerDict", "DemoConfig", "GPT2QAError", "QAConfig", "QAPipeline", 
            "TrainResult", "__version__", "evaluate_files", "fine_tune", "load_squad"]
 
 if TYPE_CHECKING:
-    from gpt2qa.config import DemoConfig, QAConfig, TrainConfig
+    from gpt2qa.config import QAConfig, TrainConfig
     from gpt2qa.data import load_squad
+    from gpt2qa.demo_config import DemoConfig
     from gpt2qa.errors import GPT2QAError
     from gpt2qa.evaluation import evaluate_files
     from gpt2qa.pipeline import AnswerDict, QAPipeline

@@ -2,7 +2,7 @@
 
 synthetic SQuAD 2.0 data -> byte-level BPE tokenizer trained on it -> tiny GPT-2 from a config
 -> fine-tune -> evaluate on a held-out split -> table, metrics.json and a learning curve.
-The settings are `config.DemoConfig`; `prepare_tiny_model` and `start_demo` also serve the
+The settings are `demo_config.DemoConfig`; `prepare_tiny_model` and `start_demo` also serve the
 HotpotQA demo.
 """
 
@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import torch
 
 from gpt2qa.checkpoint import record_model_data
-from gpt2qa.config import DemoConfig
 from gpt2qa.data import load_squad
+from gpt2qa.demo_config import DemoConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.evaluation import score_predictions
 from gpt2qa.features import prepare_tokenizer

@@ -23,8 +23,8 @@ import torch
 
 from gpt2qa import tasks
 from gpt2qa.checkpoint import record_model_data
-from gpt2qa.config import HotpotDemoConfig
 from gpt2qa.demo import DEMO_DATA, prepare_tiny_model, start_demo, with_demo_threads
+from gpt2qa.demo_config import HotpotDemoConfig
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.io import write_json_atomic
 from gpt2qa.pipeline import QAPipeline

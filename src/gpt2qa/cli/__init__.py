@@ -1,11 +1,12 @@
 """The `gpt2qa` command line: `flags` declares every command's flags (the command table is
-`flags.build_parser`), `commands` holds one handler per command, `hotpot` the HotpotQA side.
+`flags.build_parser`) with the parser and settings-to-flags tools of `argparsing`, `commands`
+holds one handler per command, `hotpot` the HotpotQA side.
 
 Every GPT2QAError becomes one line on stderr and exit status 2.
 
-This package imports `flags` only when `main` runs or one of its names is looked up here, so
-that `flags` (which imports `commands` for the handlers) and this package never import each
-other while loading.
+This package imports `flags` only when `main` runs or one of its names is looked up here (and
+`argparsing` only for one of its own names), so that `flags` (which imports `commands` for the
+handlers) and this package never import each other while loading.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from gpt2qa.cli.commands import Handler, config_from_sources
 from gpt2qa.errors import GPT2QAError
 
 if TYPE_CHECKING:
-    from gpt2qa.cli.flags import Parser, add_settings_flags, build_parser, field_docs
+    from gpt2qa.cli.argparsing import Parser, add_settings_flags, field_docs
+    from gpt2qa.cli.flags import build_parser
 
 __all__ = ["Parser", "add_settings_flags", "build_parser", "config_from_sources", "field_docs",
            "main"]
 
-_FROM_FLAGS = ("Parser", "add_settings_flags", "build_parser", "field_docs")
+_HOMES = {"Parser": "argparsing", "add_settings_flags": "argparsing", "field_docs": "argparsing",
+          "build_parser": "flags"}
+"""The submodule each name of `__all__` that is not defined here comes from, loaded on first
+look-up."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +82,8 @@ def close_process_group(finished: bool) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_FLAGS:
-        found = getattr(importlib.import_module(f"{__name__}.flags"), name)
+    if name in _HOMES:
+        found = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
         globals()[name] = found  # later look-ups skip this function
         return found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

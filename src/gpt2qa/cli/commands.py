@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
     """The flags among `names` that were given: settings flags parse as None when absent, so
-    the settings class keeps its own default (`flags.add_settings_flags`)."""
+    the settings class keeps its own default (`argparsing.add_settings_flags`)."""
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -302,9 +302,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
 # -- demo -----------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """One demo run; a flag the demo refuses (`flags.add_refused_flags`) or one the other
+    """One demo run; a flag the demo refuses (`argparsing.add_refused_flags`) or one the other
     task's demo alone has is one line, before anything runs."""
-    from gpt2qa.config import DEMO_FIXED, DemoConfig, HotpotDemoConfig, TrainConfig
+    from gpt2qa.config import TrainConfig
+    from gpt2qa.demo_config import DEMO_FIXED, DemoConfig, HotpotDemoConfig
 
     if getattr(args, "refused", None):
         raise GPT2QAError(args.refused[0])

@@ -1,224 +1,51 @@
 """Every `gpt2qa` flag, declared here and nowhere else.
 
-Settings classes (TrainConfig, DemoConfig, FeatureConfig, ServeSettings) become flags by one mechanism,
-`add_settings_flags`: one flag per field, its docstring as the help (code markup dropped), its
-default shown ("not set" for None). `demo` serves two tasks: a default that differs between
-DemoConfig and HotpotDemoConfig shows both (`demo_help`), and the training flags that mean
-nothing for a demo are hidden and refused in one line (`add_refused_flags`). Commands
-without a settings class (predict, evaluate, launch, zero-shot, study, report)
-declare their few flags below, one parser function each. `build_parser` is the command table.
+Settings classes (TrainConfig, DemoConfig, FeatureConfig, ServeSettings) become flags by one
+mechanism, `argparsing.add_settings_flags`: one flag per field, its docstring as the help, its
+default shown. `demo` serves two tasks: a default that differs between DemoConfig and
+HotpotDemoConfig shows both (`demo_help`), and the training flags that mean nothing for a demo
+are hidden and refused in one line (`argparsing.add_refused_flags`). Commands without a
+settings class (predict, evaluate, launch, zero-shot, study, report) declare their few flags
+below, one parser function each; flags several commands share (--device, --task,
+--misaligned) have one function each. `build_parser` is the command table.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import copy
-import dataclasses
-import difflib
-import functools
-import inspect
-import re
-import textwrap
-import types
-import typing
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import gpt2qa.cli.commands as cmd
 from gpt2qa import __version__
+from gpt2qa.cli.argparsing import (
+    Parser,
+    add_refused_flags,
+    add_settings_flags,
+    field_docs,
+    plain_help,
+    settings_fields,
+    shown_default,
+)
 from gpt2qa.config import (
-    DEMO_FIXED,
-    DEMO_REFUSED,
     MISALIGNED_MODES,
     PRECISIONS,
     QUANTIZE_MODES,
     TASK_NAMES,
     DataFormat,
-    DemoConfig,
     FeatureConfig,
-    HotpotDemoConfig,
     TrainConfig,
 )
+from gpt2qa.demo_config import DEMO_FIXED, DEMO_REFUSED, DemoConfig, HotpotDemoConfig
 from gpt2qa.nesting import flat_fields, flatten
 from gpt2qa.stream import DEFAULT_CHUNK_SIZE
 from gpt2qa.zeroshot.settings import ZeroShotConfig
 
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Every flag's help ends with its default, or says it is required (README: `--help`
-    lists each default)."""
-
-    @staticmethod
-    def _shows_default(action: argparse.Action) -> bool:
-        text = action.help or ""
-        return not (not action.option_strings or action.required
-                    or action.default is argparse.SUPPRESS
-                    or "(default" in text or "%(default)" in text)
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.required and action.option_strings:
-            return f"{action.help or ''} (required)".lstrip()
-        if not self._shows_default(action):
-            return action.help
-        default = "not set" if action.default is None else "%(default)s"
-        return f"{action.help or ''} (default: {default})".lstrip()
-
-    def _format_action(self, action: argparse.Action) -> str:
-        if not (action.help or "").strip() and self._shows_default(action):
-            default = "not set" if action.default is None else "%(default)s"
-            action = copy.copy(action)  # argparse prints nothing for a flag without help
-            action.help = f"(default: {default})"
-        return super()._format_action(action)
+DATA_FILE_HELP = ("SQuAD JSON, flat rows (JSON lines, JSON, CSV, Parquet), MRQA JSON lines "
+                  "(docs/data.md) or HotpotQA JSON")
+"""The data files predict, evaluate and check-spans read, as their --help says it."""
 
 
-class Parser(argparse.ArgumentParser):
-    """gpt2qa's parsers: no abbreviated flags (`--step` must not run as `--steps`), the
-    defaults in --help, and a "did you mean" for a mistyped flag. Sub-parsers made by
-    `add_subparsers` are of the same class."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["allow_abbrev"] = False
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def refuse_unknown(self, extras: Sequence[str]) -> typing.NoReturn:
-        """Exit 2 with this parser's usage, naming the unknown flags and the closest ones."""
-
-        known = [o for a in self._actions if a.help is not argparse.SUPPRESS
-                 for o in a.option_strings if o.startswith("--")]  # not a hidden, refused one
-        hints = []
-        for extra in extras:
-            flag = extra.split("=", 1)[0]
-            if flag.startswith("-"):
-                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
-                if close:
-                    hints.append(f"{flag} -> did you mean {close[0]}?")
-        message = f"unrecognized arguments: {' '.join(extras)}"
-        self.error(message + (f" ({'; '.join(hints)})" if hints else ""))
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _field_type(tp: Any) -> tuple[Callable[[str], Any] | None, tuple[str, ...] | None]:
-    """argparse type and choices for a dataclass field annotation."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _field_type(args[0])
-    if origin is typing.Literal:
-        return str, tuple(str(a) for a in typing.get_args(tp))
-    if tp in (int, float, str):
-        return tp, None
-    return None, None
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    '''The string literal under each field of a dataclass (its attribute docstring), by name:
-
-        max_steps: int = 0
-        """Optimizer steps; 0 means run for epochs."""   ->  {"max_steps": "Optimizer ..."}
-    '''
-    return dict(_field_docs(cls))
-
-
-@functools.cache
-def _field_docs(cls: type) -> dict[str, str]:
-    """`field_docs`, read once per class: parsing a class's source costs milliseconds, and
-    each settings flag asks for its docstring."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return {}
-    docs: dict[str, str] = {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for stmt, after in zip(body, body[1:], strict=False):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[stmt.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
-def settings_fields(cls: type) -> list[tuple[str, Any, Any, str]]:
-    """(name, type, default, docstring) of each setting of a settings dataclass, nested records
-    included under their flat names (`nesting.flat_fields`), or of a pydantic model."""
-    if dataclasses.is_dataclass(cls):
-        out = []
-        for name, path in flat_fields(cls).items():
-            owner = cls
-            for part in path[:-1]:
-                owner = {f.name: f for f in dataclasses.fields(owner)}[part].metadata["nested"]
-            f = {f.name: f for f in dataclasses.fields(owner)}[path[-1]]
-            out.append((name, typing.get_type_hints(owner)[f.name], f.default,
-                        field_docs(owner).get(f.name, "")))
-        return out
-    return [(name, info.annotation, info.default, " ".join((info.description or "").split()))
-            for name, info in cls.model_fields.items()]  # type: ignore[attr-defined]
-
-
-def shown_default(value: Any) -> str:
-    """A default as --help shows it: None is "not set" and an empty string "empty", so that
-    no help says "None" or ends in "(default: )"."""
-    if value is None:
-        return "not set"
-    return "empty" if value == "" else str(value)
-
-
-def plain_help(text: str) -> str:
-    """Docstring text as --help text: code markup (`name`, ``name``) dropped, and % escaped
-    for argparse."""
-    return re.sub(r"`+([^`]*)`+", r"\1", text).replace("%", "%%")
-
-
-def add_settings_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (),
-                       shown_defaults: dict[str, Any] | None = None,
-                       docs: dict[str, str] | None = None) -> None:
-    """One flag per field of a settings class, defaulting to 'not given' (None); the help text
-    is `docs` or the field's docstring, and the default it shows is `shown_defaults` or the
-    field's."""
-    for name, tp, field_default, doc in settings_fields(cls):
-        if name in skip:
-            continue
-        doc = plain_help((docs or {}).get(name, doc))
-        default = shown_default((shown_defaults or {}).get(name, field_default))
-        help_text = f"{doc} (default: {default})" if doc else f"(default: {default})"
-        if tp is bool:
-            parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-            continue
-        conv, choices = _field_type(tp)
-        parser.add_argument(_flag(name), type=conv, choices=choices, default=None,
-                            metavar=None if choices else name.upper(), help=help_text)
-
-
-class RefusedFlag(argparse.Action):
-    """A flag a command does not take, hidden from its --help: given, it is noted under
-    `refused` with the one line that says why, and the command stops on that line."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, reason: str = "",
-                 **kwargs: Any) -> None:
-        super().__init__(option_strings, "refused", nargs="?", default=argparse.SUPPRESS,
-                         help=argparse.SUPPRESS)
-        self.reason = reason
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        noted = list(getattr(namespace, "refused", []))
-        namespace.refused = [*noted, f"{option_string}: {self.reason}"]
-
-
-def add_refused_flags(parser: argparse.ArgumentParser, cls: type,
-                      reasons: dict[str, str]) -> None:
-    """Hidden flags for the fields of `cls` named in `reasons` (both spellings of a yes/no
-    flag) that refuse themselves in one line (`RefusedFlag`)."""
-    for name, tp, _, _ in settings_fields(cls):
-        if name in reasons:
-            spellings = [_flag(name)] + ([f"--no-{_flag(name)[2:]}"] if tp is bool else [])
-            parser.add_argument(*spellings, action=RefusedFlag, reason=reasons[name])
-
+# -- flags several commands share ----------------------------------------------------------------
 
 def add_device_flags(parser: argparse.ArgumentParser, precision: bool = True) -> None:
     """--device, and unless `precision` is False (zero-shot has its own) --precision and
@@ -238,6 +65,14 @@ def add_task_flag(parser: argparse.ArgumentParser, auto: str) -> None:
     parser.add_argument("--task", choices=TASK_NAMES, default="auto",
                         help=f"squad or hotpotqa; auto takes {auto} task (default: auto)")
 
+
+def add_misaligned_flag(parser: argparse.ArgumentParser) -> None:
+    """--misaligned, with TrainConfig's help for it."""
+    parser.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error",
+                        help=plain_help(field_docs(TrainConfig)["misaligned"]))
+
+
+# -- the command table ---------------------------------------------------------------------------
 
 DESCRIPTION = (
     "Fine-tune, evaluate and serve GPT-2 (and other decoder-only models) for extractive question "
@@ -351,9 +186,7 @@ def add_predict_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a gpt2qa model directory")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="FILE",
-                        help="file of questions to answer (needs --out-dir): SQuAD JSON, flat "
-                             "rows (JSON lines, JSON, CSV, Parquet), MRQA JSON lines "
-                             "(docs/data.md) or HotpotQA JSON")
+                        help=f"file of questions to answer (needs --out-dir): {DATA_FILE_HELP}")
     source.add_argument("--question", metavar="TEXT",
                         help="one question to answer instead of --data (needs --context); the "
                              "answer is printed as JSON")
@@ -393,8 +226,7 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `gpt2qa evaluate`: the task's official metrics for a predictions file."""
     p = sub.add_parser("evaluate", help="official metrics of a predictions file: SQuAD v2.0 "
                                         "(or v1.1), or HotpotQA's answer, sp and joint")
-    p.add_argument("data", help="gold answers: SQuAD JSON, flat rows (JSON lines, JSON, CSV, "
-                                "Parquet), MRQA JSON lines (docs/data.md) or HotpotQA JSON")
+    p.add_argument("data", help=f"gold answers: {DATA_FILE_HELP}")
     p.add_argument("predictions",
                    help="predictions JSON: for SQuAD an object id -> predicted text ('' = no "
                         "answer); for HotpotQA the official object of answer and sp")
@@ -417,8 +249,7 @@ def add_check_spans_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `gpt2qa check-spans`: what tokenisation and windowing keep of the answers."""
     p = sub.add_parser("check-spans", help="oracle EM/F1 of a SQuAD or HotpotQA file: do gold "
                                            "answers survive tokenisation?")
-    p.add_argument("data", help="SQuAD JSON, flat rows (JSON lines, JSON, CSV, Parquet), MRQA "
-                                "JSON lines (docs/data.md) or HotpotQA JSON")
+    p.add_argument("data", help=DATA_FILE_HELP)
     p.add_argument("--tokenizer", required=True, help="tokenizer directory or hub id")
     add_settings_flags(p, FeatureConfig)
     add_misaligned_flag(p)
@@ -426,12 +257,6 @@ def add_check_spans_parser(sub: Any) -> argparse.ArgumentParser:
     add_task_flag(p, "the data file's")
     p.set_defaults(func=cmd.cmd_check_spans)
     return p
-
-
-def add_misaligned_flag(parser: argparse.ArgumentParser) -> None:
-    """--misaligned, with TrainConfig's help for it."""
-    parser.add_argument("--misaligned", choices=MISALIGNED_MODES, default="error",
-                        help=plain_help(field_docs(TrainConfig)["misaligned"]))
 
 
 def add_launch_parser(sub: Any) -> argparse.ArgumentParser:
