@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import pytest
 
@@ -121,13 +122,9 @@ def test_hub_model_offline_is_a_clear_message(capsys, tmp_path, monkeypatch):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_dataset_without_datasets_extra_names_local_alternative(capsys, tmp_path):
+def test_dataset_without_datasets_extra_names_local_alternative(capsys, tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    try:
-        import datasets  # noqa: F401
-        pytest.skip("datasets is installed")
-    except ImportError:
-        pass
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` fails, as uninstalled
     code, _, err = run(capsys, "train", "--model", "x", "--dataset", "squad_v2",
                        "--output-dir", str(tmp_path / "r"))
     assert code == 2 and "--train-file" in err
