@@ -257,7 +257,8 @@ def test_training_uses_fused_adamw_on_cpu_and_cuda():
 
 
 @pytest.mark.slow
-def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("head", ["linear", "generative"])
+def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path, head):
     """`compile=True` trains to the same losses as eager (no dropout, so both draw no random
     numbers) and saves a model with the usual parameter names. (Inductor's C++ build takes
     most of this test's time; evaluation would compile a third graph, so there is none.)"""
@@ -280,7 +281,7 @@ def test_compiled_training_matches_eager(tiny_tokenizer, tmp_path):
         train(TrainConfig.of(model=str(init), train_file=str(data),
                           output_dir=str(out), max_seq_length=64, doc_stride=16,
                           max_query_length=16, batch_size=4, lr=3e-3, max_steps=6, log_every=1,
-                          progress=False, seed=3, head="linear", compile=compiled))
+                          progress=False, seed=3, head=head, compile=compiled))
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         runs[compiled] = [r["loss"] for r in log if r["event"] == "train"]
     assert len(runs[False]) == 6 and runs[False][-1] < runs[False][0]
