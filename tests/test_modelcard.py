@@ -10,8 +10,7 @@ from dataclasses import replace
 import pytest
 
 from gpt2qa import tasks
-from gpt2qa.config import QAConfig
-from gpt2qa.modelcard import (
+from gpt2qa.card_facts import (
     BaseModel,
     CardFacts,
     DataFile,
@@ -20,8 +19,9 @@ from gpt2qa.modelcard import (
     RunFacts,
     base_model_facts,
     card_metadata,
-    render_card,
 )
+from gpt2qa.config import QAConfig
+from gpt2qa.modelcard import render_card
 from helpers import read_card, run, save_init_dir, write_tiny_squad
 
 

@@ -38,6 +38,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 
+from gpt2qa.card_facts import CARD_NAME, CardFacts, model_facts
 from gpt2qa.config import QA_CONFIG_NAME, QAConfig, read_qa_json
 from gpt2qa.errors import GPT2QAError
 from gpt2qa.features import SpecialIds, prepare_tokenizer
@@ -51,7 +52,7 @@ from gpt2qa.lora import (
     write_adapter_config,
 )
 from gpt2qa.model import QAModel, check_config_json, check_fits
-from gpt2qa.modelcard import CARD_NAME, CardFacts, model_facts, render_card
+from gpt2qa.modelcard import render_card
 from gpt2qa.reading import read_json_object
 from gpt2qa.schedule import TrainState
 from gpt2qa.task import Task

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from gpt2qa.builder import build_model
+from gpt2qa.card_facts import RunFacts, run_facts
 from gpt2qa.checkpoint import (
     WEIGHTS_NAME,
     CheckpointData,
@@ -35,7 +36,6 @@ from gpt2qa.io import check_writable, write_json_atomic, writing
 from gpt2qa.launch import check_joined, check_launcher_precision, process_group_on_cpu
 from gpt2qa.lora import parameter_counts
 from gpt2qa.model import QAModel
-from gpt2qa.modelcard import RunFacts, run_facts
 from gpt2qa.nesting import flatten
 from gpt2qa.quantize import check_cpu_bf16
 from gpt2qa.rundir import RunLog, check_run_dir

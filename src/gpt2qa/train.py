@@ -53,6 +53,7 @@ from typing import Any
 import torch
 
 from gpt2qa.batching import collate, pad_multiple
+from gpt2qa.card_facts import CardFacts, EvalFacts
 from gpt2qa.checkpoint import (
     examples_json,
     list_checkpoints,
@@ -66,7 +67,6 @@ from gpt2qa.features import Feature
 from gpt2qa.inference import run_model
 from gpt2qa.io import OutputError, free_space, write_json_atomic
 from gpt2qa.model import QAModel
-from gpt2qa.modelcard import CardFacts, EvalFacts
 from gpt2qa.nesting import replace_flat
 from gpt2qa.plots import curve_title, plot_learning_curve
 from gpt2qa.runsetup import Run, setup
