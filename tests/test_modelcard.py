@@ -159,3 +159,35 @@ def test_base_model_facts_never_give_a_path(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text", ["no front matter", "---\n: [\n---\n", "---\n- a list\n---\n"])
 def test_card_metadata_of_an_odd_card_is_empty(text):
     assert card_metadata(text) == {}
+
+
+def test_a_dataset_folder_is_listed_by_relative_names(tmp_path, monkeypatch):
+    """`--dataset DIR`: every plain file below DIR, named from DIR's own name down, with its
+    sha256; hidden paths (a clone's .git) and special files are left out; a file that cannot
+    be read is one line naming it."""
+    import hashlib
+    import os
+
+    from gpt2qa import card_facts
+    from gpt2qa.errors import GPT2QAError
+
+    folder = tmp_path / "qa"
+    (folder / "data").mkdir(parents=True)
+    (folder / ".git").mkdir()
+    (folder / "train.jsonl").write_text("a\n")
+    (folder / "data" / "validation.jsonl").write_text("b\n")
+    (folder / ".git" / "HEAD").write_text("ref")
+    (folder / ".hidden.jsonl").write_text("c\n")
+    os.mkfifo(folder / "pipe")
+    files = card_facts.dataset_folder_files(folder)
+    assert [(f.role, f.name) for f in files] == [("dataset file", "qa/data/validation.jsonl"),
+                                                 ("dataset file", "qa/train.jsonl")]
+    assert files[1].sha256 == hashlib.sha256(b"a\n").hexdigest()
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(card_facts, "file_sha256", unreadable)
+    with pytest.raises(GPT2QAError, match=r"^--dataset .*qa: cannot read data/validation.jsonl "
+                                          r"to hash it for the model card \(Permission denied\)$"):
+        card_facts.dataset_folder_files(folder)

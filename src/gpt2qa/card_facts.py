@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2qa.config import QAConfig, TrainConfig
+from gpt2qa.errors import GPT2QAError
 from gpt2qa.task import ReportSpec, Task
 
 CARD_NAME = "README.md"
@@ -225,11 +226,17 @@ def dataset_folder_files(folder: Path) -> tuple[DataFile, ...]:
     the card says "qa/train.jsonl" and not where the folder lay; hidden paths (.git) are left
     out."""
     root = folder.resolve()
-    return tuple(DataFile("dataset file", path.relative_to(root.parent).as_posix(),
-                          file_sha256(path))
-                 for path in sorted(root.rglob("*"))
-                 if path.is_file() and not any(p.startswith(".")
-                                               for p in path.relative_to(root).parts))
+    files = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or any(p.startswith(".") for p in path.relative_to(root).parts):
+            continue
+        try:
+            files.append(DataFile("dataset file", path.relative_to(root.parent).as_posix(),
+                                  file_sha256(path)))
+        except OSError as exc:
+            raise GPT2QAError(f"--dataset {folder}: cannot read {path.relative_to(root)} to "
+                              f"hash it for the model card ({exc.strerror or exc})") from None
+    return tuple(files)
 
 
 def run_facts(config: TrainConfig, task: Task, schedule: Any, checked: Mapping[str, Any],
