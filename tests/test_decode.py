@@ -178,6 +178,17 @@ def test_tuned_threshold_decides_every_question_as_the_na_prob_threshold(boundar
     assert threshold_deciding_as(preds[3:], p_star) == threshold_from_na_prob(p_star)
 
 
+def test_tuned_threshold_stays_finite_when_a_question_has_no_span():
+    """A question without any span has score_diff inf, na_prob 1 and best span "": answering
+    everything (p* = 1) must not make the saved threshold infinite."""
+    preds = [Prediction("a", "x", "x", -2.0, sigmoid(-2.0), ()),
+             Prediction("b", "y", "y", 40.0, sigmoid(40.0), ()),
+             Prediction("c", "", "", math.inf, 1.0, ())]
+    assert sigmoid(40.0) == 1.0
+    assert threshold_deciding_as(preds, 1.0) == 40.0
+    assert [decide(p.best_span, p.score_diff, 40.0) for p in preds] == ["x", "y", ""]
+
+
 def test_logit_of_the_na_prob_threshold_alone_can_drop_the_last_answer():
     """Why `threshold_deciding_as` exists: the round trip loses the boundary question here."""
     assert threshold_from_na_prob(sigmoid(0.482)) < 0.482

@@ -106,7 +106,10 @@ def threshold_deciding_as(predictions: Sequence[Prediction], na_prob_threshold: 
     questions it answers. `threshold_from_na_prob` alone can land an ulp below the last
     answered question's score_diff, and `decide` would then turn that answer into "no answer";
     it is used only when no question is answered."""
-    answered = [p.score_diff for p in predictions if p.na_prob <= na_prob_threshold]
+    # An infinite score_diff (no span anywhere) has the best span "": it reads the same
+    # answered or not, and would make the threshold infinite, which JSON cannot hold.
+    answered = [p.score_diff for p in predictions
+                if p.na_prob <= na_prob_threshold and math.isfinite(p.score_diff)]
     return max(answered) if answered else threshold_from_na_prob(na_prob_threshold)
 
 
