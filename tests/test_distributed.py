@@ -353,3 +353,29 @@ def test_a_command_leaves_no_process_group_behind(tmp_path):
         close_process_group(finished)
         assert not dist.is_initialized()
     close_process_group(True)  # no group: nothing to do
+
+
+@pytest.mark.parametrize("launched", [False, True])
+def test_a_launched_process_ends_without_interpreter_finalization(tmp_path, launched):
+    """`python -m gpt2qa` under a launcher (LOCAL_RANK set) leaves by `os._exit` once the
+    command is done, so interpreter finalization (where gloo's leftover work aborted finished
+    processes) never runs: an atexit hook stays silent. The exit status and what the command
+    printed to a pipe still arrive; without a launcher the exit is the usual one."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps({"q1": "1889"}), encoding="utf-8")
+    script = ("import atexit, runpy, sys; atexit.register(print, 'finalized'); "
+              "sys.argv = ['gpt2qa'] + sys.argv[1:]; runpy.run_module('gpt2qa', "
+              "run_name='__main__')")
+    env = {k: v for k, v in ENV.items() if k not in ("LOCAL_RANK", "TORCHELASTIC_RUN_ID")}
+    if launched:
+        env["LOCAL_RANK"] = "0"
+    for args, code in (([str(data), str(preds)], 0), ([str(data), str(tmp_path / "no")], 2)):
+        proc = subprocess.run([sys.executable, "-c", script, "evaluate", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == code, proc.stderr
+        assert ("finalized" in proc.stdout) is not launched
+        if code == 0:
+            assert json.loads(proc.stdout.replace("finalized", ""))["total"] == 3
+        else:
+            assert proc.stderr.startswith("gpt2qa evaluate: error: ")
