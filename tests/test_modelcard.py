@@ -191,3 +191,29 @@ def test_a_dataset_folder_is_listed_by_relative_names(tmp_path, monkeypatch):
     with pytest.raises(GPT2QAError, match=r"^--dataset .*qa: cannot read data/validation.jsonl "
                                           r"to hash it for the model card \(Permission denied\)$"):
         card_facts.dataset_folder_files(folder)
+
+
+def test_a_hub_short_name_is_not_taken_for_a_folder_of_that_name(tmp_path, monkeypatch):
+    """The card follows what `datasets.load_dataset` reads: `--dataset squad` is the hub's
+    rajpurkar/squad even beside a folder named squad, while a local folder rajpurkar/squad_v2
+    is what `--dataset squad_v2` reads, named by its base name with its files."""
+    from types import SimpleNamespace
+
+    from gpt2qa import tasks
+    from gpt2qa.card_facts import run_facts
+    from gpt2qa.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "squad").mkdir()  # not what `--dataset squad` reads: rajpurkar/squad is
+    (tmp_path / "squad_v2").mkdir()
+    (tmp_path / "rajpurkar" / "squad_v2").mkdir(parents=True)
+    (tmp_path / "rajpurkar" / "squad_v2" / "train.jsonl").write_text("{}\n")
+    schedule = SimpleNamespace(total_steps=1, batch_size=2, processes=1)
+    facts = {}
+    for name in ("squad", "rajpurkar/squad_v2", "squad_v2"):
+        config = TrainConfig.of(model="gpt2", dataset=name, output_dir=str(tmp_path / "run"))
+        facts[name] = run_facts(config, tasks.get("squad"), schedule, {})
+    assert facts["squad"].datasets == ("squad",) and facts["squad"].data_files == ()
+    for name in ("rajpurkar/squad_v2", "squad_v2"):  # the short name reads that repository
+        assert facts[name].datasets == () and facts[name].eval_data == "squad_v2"
+        assert [f.name for f in facts[name].data_files] == ["squad_v2/train.jsonl"]

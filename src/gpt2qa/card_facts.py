@@ -20,6 +20,7 @@ from typing import Any
 
 from gpt2qa.config import QAConfig, TrainConfig
 from gpt2qa.errors import GPT2QAError
+from gpt2qa.hub_data import split_name
 from gpt2qa.task import ReportSpec, Task
 
 CARD_NAME = "README.md"
@@ -248,9 +249,10 @@ def run_facts(config: TrainConfig, task: Task, schedule: Any, checked: Mapping[s
                                      ("evaluation data", config.eval_file))
                   if path and Path(path).is_file())
     hub = config.dataset.split(":", 1)[0] if config.dataset else ""
-    if hub and Path(hub).is_dir():  # `--dataset` names a local folder, not a hub id
-        files += dataset_folder_files(Path(hub))
-        hub, eval_data, loader = "", Path(hub).resolve().name, Path(hub).resolve().name
+    read_from = Path(split_name(config.dataset)[0]) if config.dataset else None
+    if read_from is not None and read_from.is_dir():  # `datasets` read a local folder
+        files += dataset_folder_files(read_from)
+        hub, eval_data, loader = "", read_from.resolve().name, read_from.resolve().name
     elif config.eval_file:
         eval_data = Path(config.eval_file).name
         loader = LOADERS.get(Path(config.eval_file).suffix.lower(), "json")
