@@ -36,7 +36,6 @@ LOADERS = {".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 anything else is read as JSON."""
 
 
-
 @dataclass(frozen=True)
 class DataFile:
     """One local data file of the run, by base name, with its sha256."""
